@@ -1,0 +1,36 @@
+# Shared shell helpers for scripts/*: paths, package install, build. Sourced, not run.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${PGRELAY_BUILD_DIR:-$ROOT/build}"
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages the build, the tests and the demo need.
+PACKAGES=(build-essential cmake ninja-build pkg-config libpqxx-dev libpq-dev libboost-dev
+          rapidjson-dev libcli11-dev doctest-dev libssl-dev postgresql-15 postgresql-contrib-15
+          python3 curl)
+
+# install_packages [extra...]: apt-get installs whatever of PACKAGES (+extras) is missing.
+install_packages() {
+  local missing=()
+  for p in "${PACKAGES[@]}" "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# build [cmake args...]: configures once, then builds incrementally.
+build() {
+  if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+    cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" "$@" >/dev/null
+  fi
+  cmake --build "$BUILD_DIR" -- -j"$(nproc)"
+}

@@ -1,0 +1,103 @@
+// `pgrelay dead list|retry|purge`: inspect and act on dead letters.
+#include <iostream>
+
+#include "cli/common.hpp"
+#include "core/log.hpp"
+#include "store/admin_queries.hpp"
+
+namespace pgrelay::cli {
+namespace {
+
+struct FilterArgs {
+  std::vector<int64_t> ids;
+  std::string type, key, error;
+  int64_t older_than_s = -1;
+  int limit = 100;
+  bool all = false, yes = false, json = false;
+
+  DeadFilter filter() const {
+    DeadFilter f;
+    f.ids = ids;
+    if (!type.empty()) f.type = type;
+    if (!key.empty()) f.key = key;
+    if (!error.empty()) f.error_contains = error;
+    if (older_than_s >= 0) f.older_than_s = older_than_s;
+    f.limit = limit;
+    return f;
+  }
+  bool narrowed() const { return !ids.empty() || !type.empty() || !key.empty() || !error.empty() || older_than_s >= 0; }
+};
+
+void add_filters(CLI::App* cmd, FilterArgs& a) {
+  cmd->add_option("--id", a.ids, "Event id (repeatable)");
+  cmd->add_option("--type", a.type, "Event type, exact or \"prefix.*\"");
+  cmd->add_option("--key", a.key, "Ordering key");
+  cmd->add_option("--older-than-s", a.older_than_s, "Dead for at least this many seconds")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--error", a.error, "Last error contains this text");
+}
+
+}  // namespace
+
+void add_dead(CLI::App& app, Globals& g, Action& action) {
+  auto* dead = app.add_subcommand("dead", "Dead letters: events that will not be retried on their own. Never deleted by retention.");
+  dead->require_subcommand(1);
+  auto a = std::make_shared<FilterArgs>();
+
+  auto* list = dead->add_subcommand("list", "List dead events, oldest first");
+  add_filters(list, *a);
+  list->add_option("--limit", a->limit, "At most this many")->check(CLI::Range(1, 100000))->capture_default_str();
+  list->add_flag("--json", a->json, "One JSON object per line, with the payload");
+  list->callback([&g, &action, a] {
+    action = [&g, a] {
+      Config c = load_config(g);
+      auto conn = open_db(c, "dead");
+      for (const DeadEvent& d : list_dead(*conn, a->filter())) {
+        if (a->json) {
+          std::cout << "{\"id\":" << d.id << ",\"type\":" << log::json_quoted(d.type)
+                    << ",\"key\":" << (d.key ? log::json_quoted(*d.key) : "null") << ",\"attempts\":" << d.attempts
+                    << ",\"last_error\":" << log::json_quoted(d.last_error) << ",\"created_at\":" << log::json_quoted(d.created_at)
+                    << ",\"finished_at\":" << log::json_quoted(d.finished_at) << ",\"payload\":" << d.payload << "}\n";
+        } else {
+          std::cout << d.id << "  " << d.type << "  key=" << d.key.value_or("-") << "  attempts=" << d.attempts
+                    << "  dead since " << d.finished_at << "\n    " << d.last_error << "\n";
+        }
+      }
+      return kOk;
+    };
+  });
+
+  auto* retry = dead->add_subcommand("retry", "Make dead events pending again with attempts reset");
+  add_filters(retry, *a);
+  retry->add_flag("--all", a->all, "Retry every dead event (required when no filter is given)");
+  retry->callback([&g, &action, a] {
+    action = [&g, a] {
+      if (!a->narrowed() && !a->all) throw UsageError("name events with --id/--type/--key/--older-than-s/--error, or pass --all");
+      Config c = load_config(g);
+      auto conn = open_db(c, "dead");
+      std::cout << "dead retry: " << retry_dead(*conn, a->filter()) << " events pending again\n";
+      return kOk;
+    };
+  });
+
+  auto* purge = dead->add_subcommand("purge", "Delete dead events for good");
+  add_filters(purge, *a);
+  purge->add_flag("--all", a->all, "Purge every dead event (required when no filter is given)");
+  purge->add_flag("--yes", a->yes, "Really delete (without it, only count what would go)");
+  purge->callback([&g, &action, a] {
+    action = [&g, a] {
+      if (!a->narrowed() && !a->all) throw UsageError("name events with --id/--type/--key/--older-than-s/--error, or pass --all");
+      Config c = load_config(g);
+      auto conn = open_db(c, "dead");
+      if (!a->yes) {
+        DeadFilter f = a->filter();
+        f.limit = 1000000;
+        std::cout << "dead purge: would delete " << list_dead(*conn, f).size() << " events; add --yes to delete\n";
+        return kUsage;
+      }
+      std::cout << "dead purge: deleted " << purge_dead(*conn, a->filter()) << " events\n";
+      return kOk;
+    };
+  });
+}
+
+}  // namespace pgrelay::cli

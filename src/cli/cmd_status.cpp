@@ -1,0 +1,83 @@
+// `pgrelay status`: counts by type and status, oldest pending age, live relays.
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include "cli/common.hpp"
+#include "core/log.hpp"
+#include "store/admin_queries.hpp"
+
+namespace pgrelay::cli {
+namespace {
+
+std::string number(double d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", d);
+  return buf;
+}
+
+}  // namespace
+
+void add_status(CLI::App& app, Globals& g, Action& action) {
+  auto* cmd = app.add_subcommand("status",
+                                 "Show events by type and status (pending, processing, done, dead), the age of the\n"
+                                 "oldest unfinished event, expired leases, and the relays seen in the last minute\n"
+                                 "with whether their LISTEN connection is alive.");
+  auto json = std::make_shared<bool>(false);
+  cmd->add_flag("--json", *json, "Print as one JSON object");
+  cmd->callback([&g, &action, json] {
+    action = [&g, json] {
+      Config c = load_config(g);
+      auto conn = open_db(c, "status");
+      Status s = read_status(*conn);
+      std::map<std::string, int64_t> totals;
+      for (const auto& sc : s.counts) totals[sc.status] += sc.count;
+      if (*json) {
+        std::string out = "{\"totals\":{";
+        bool first = true;
+        for (const char* st : {"pending", "processing", "done", "dead"}) {
+          out += std::string(first ? "" : ",") + "\"" + st + "\":" + std::to_string(totals[st]);
+          first = false;
+        }
+        out += "},\"by_type\":[";
+        for (size_t i = 0; i < s.counts.size(); ++i) {
+          out += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(s.counts[i].event_type) +
+                 ",\"status\":" + log::json_quoted(s.counts[i].status) + ",\"count\":" + std::to_string(s.counts[i].count) + "}";
+        }
+        out += "],\"oldest_pending_age_s\":" + (s.oldest_pending_age_s ? number(*s.oldest_pending_age_s) : "null");
+        out += ",\"expired_leases\":" + std::to_string(s.expired_leases) + ",\"relays\":[";
+        for (size_t i = 0; i < s.relays.size(); ++i) {
+          const auto& r = s.relays[i];
+          out += std::string(i ? "," : "") + "{\"id\":" + log::json_quoted(r.id) + ",\"wake\":" + log::json_quoted(r.wake) +
+                 ",\"listen_alive\":" + (r.listen_alive ? "true" : "false") + ",\"seen_age_s\":" + number(r.seen_age_s) +
+                 ",\"last_notification_age_s\":" +
+                 (r.last_notification_age_s ? number(*r.last_notification_age_s) : "null") +
+                 ",\"in_flight\":" + std::to_string(r.in_flight) + ",\"delivered\":" + std::to_string(r.delivered) + "}";
+        }
+        std::cout << out << "]}\n";
+        return kOk;
+      }
+      std::printf("events: %lld pending, %lld processing, %lld done, %lld dead\n",
+                  static_cast<long long>(totals["pending"]), static_cast<long long>(totals["processing"]),
+                  static_cast<long long>(totals["done"]), static_cast<long long>(totals["dead"]));
+      if (s.oldest_pending_age_s) std::printf("oldest unfinished: %.1f s\n", *s.oldest_pending_age_s);
+      if (s.expired_leases) std::printf("expired leases: %lld\n", static_cast<long long>(s.expired_leases));
+      if (!s.counts.empty()) {
+        std::printf("\n%-40s %-11s %10s\n", "TYPE", "STATUS", "COUNT");
+        for (const auto& sc : s.counts) {
+          std::printf("%-40s %-11s %10lld\n", sc.event_type.c_str(), sc.status.c_str(), static_cast<long long>(sc.count));
+        }
+      }
+      std::printf("\nrelays (seen in the last minute): %zu\n", s.relays.size());
+      for (const auto& r : s.relays) {
+        std::printf("  %s wake=%s listen=%s last_notification=%s in_flight=%d delivered=%lld\n", r.id.c_str(),
+                    r.wake.c_str(), r.listen_alive ? "alive" : "down",
+                    r.last_notification_age_s ? (number(*r.last_notification_age_s) + "s ago").c_str() : "never",
+                    r.in_flight, static_cast<long long>(r.delivered));
+      }
+      return kOk;
+    };
+  });
+}
+
+}  // namespace pgrelay::cli

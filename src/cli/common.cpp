@@ -1,0 +1,95 @@
+// Config loading, database opening and error-to-exit-code mapping for the CLI.
+#include "cli/common.hpp"
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <pqxx/except>
+
+#include "core/log.hpp"
+#include "store/connection.hpp"
+#include "store/migrate.hpp"
+
+namespace pgrelay::cli {
+
+Config load_config(const Globals& g) {
+  std::string path = g.config_path;
+  if (path.empty()) {
+    if (const char* p = std::getenv("PGRELAY_CONFIG")) path = p;
+  }
+  Config c;
+  if (path.empty()) {
+    c = default_config(process_env());
+  } else {
+    std::ifstream in(path);
+    if (!in) throw ConfigError("config: cannot read " + path + ": " + std::strerror(errno));
+    std::stringstream buf;
+    buf << in.rdbuf();
+    const std::string text = buf.str();
+    if (text.size() > 4 * 1024 * 1024) throw ConfigError("config: " + path + " is larger than 4 MiB");
+    try {
+      c = parse_config(text, process_env());
+    } catch (const ConfigError& e) {
+      throw ConfigError(std::string(e.what()) + " (in " + path + ")");
+    }
+  }
+  if (!g.database.empty()) c.database.url = g.database;
+  log::Level level = log::Level::info;
+  log::Format format = log::Format::automatic;
+  log::parse_level(c.log.level, &level);
+  log::parse_format(c.log.format, &format);
+  log::configure(level, format);
+  return c;
+}
+
+std::unique_ptr<pqxx::connection> open_db(const Config& c, const std::string& role) {
+  return connect(c.database.url, role);
+}
+
+int guarded(const char* command, const Action& action) {
+  try {
+    return action();
+  } catch (const UsageError& e) {
+    std::cerr << "pgrelay " << command << ": " << e.what() << "\n";
+    return kUsage;
+  } catch (const ConfigError& e) {
+    std::cerr << "pgrelay " << command << ": " << e.what() << "\n";
+    return kUsage;
+  } catch (const MigrationChecksumError& e) {
+    std::cerr << "pgrelay " << command << ": " << e.what() << "\n";
+    return kFailure;
+  } catch (const pqxx::broken_connection& e) {
+    std::string msg = e.what();
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    std::cerr << "pgrelay " << command << ": cannot reach the database: " << msg
+              << "\n  (set --database, DATABASE_URL or database.url in the config)\n";
+    return kFailure;
+  } catch (const pqxx::sql_error& e) {
+    std::string msg = e.what();
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    const std::string state = e.sqlstate();
+    // Class 22 (data exception) and 42 (syntax or access rule) are the caller's input.
+    const bool users_fault = state.rfind("22", 0) == 0 || state.rfind("42", 0) == 0 || state.rfind("23", 0) == 0;
+    if (state == "42P01" || state == "3F000") {
+      msg += "\n  (is the database migrated? run: pgrelay migrate)";
+    }
+    std::cerr << "pgrelay " << command << ": " << msg << "\n";
+    return users_fault ? kUsage : kFailure;
+  } catch (const std::exception& e) {
+    std::cerr << "pgrelay " << command << ": " << e.what() << "\n";
+    return kFailure;
+  }
+}
+
+std::vector<std::string> split_csv(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  std::istringstream in(s);
+  while (std::getline(in, cur, ',')) {
+    if (!cur.empty()) out.push_back(cur);
+  }
+  return out;
+}
+
+}  // namespace pgrelay::cli

@@ -1,0 +1,26 @@
+// The interface every handler kind implements. A handler receives one event at a
+// time per call and reports exactly one Outcome through `done`.
+#pragma once
+#include <functional>
+#include <memory>
+
+#include "core/event.hpp"
+#include "core/outcome.hpp"
+
+namespace pgrelay {
+
+class Handler {
+ public:
+  using Done = std::function<void(Outcome)>;
+  virtual ~Handler() = default;
+
+  // Starts one delivery. Must not block for long: slow work belongs on the
+  // handler's own threads or sockets. Calls `done` exactly once, from any thread;
+  // the relay ignores a call that comes after the handler's timeout.
+  virtual void deliver(std::shared_ptr<const Event> event, Done done) = 0;
+
+  // Called once at shutdown: abandon work in progress (kill children, close sockets).
+  virtual void shutdown() {}
+};
+
+}  // namespace pgrelay

@@ -1,0 +1,442 @@
+// The relay loop: claim, dispatch, collect outcomes, ack, heartbeat; reconnect on
+// database failures without losing recorded outcomes.
+#include "relay/relay.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <pqxx/except>
+
+#include "core/backoff.hpp"
+#include "core/log.hpp"
+#include "handlers/registry.hpp"
+#include "listen/listener.hpp"
+#include "store/admin_queries.hpp"
+#include "store/connection.hpp"
+
+namespace pgrelay {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr auto kReportEvery = std::chrono::seconds(5);
+constexpr auto kReconnectMax = milliseconds(5000);
+
+std::string default_relay_id() {
+  char host[256] = {0};
+  if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "%s", "relay");
+  return std::string(host) + ":" + std::to_string(::getpid());
+}
+
+const char* kind_word(Outcome::Kind k) {
+  switch (k) {
+    case Outcome::Kind::ok: return "ok";
+    case Outcome::Kind::retry: return "retry";
+    case Outcome::Kind::dead: return "dead";
+    case Outcome::Kind::defer: return "defer";
+  }
+  return "?";
+}
+
+}  // namespace
+
+Relay::Relay(Config config)
+    : config_(std::move(config)),
+      id_(config_.relay.id.empty() ? default_relay_id() : config_.relay.id),
+      router_(config_.routes) {
+  for (const auto& h : config_.handlers) {
+    slots_[h.name] = Slot{h.name, h.retry, h.timeout_ms, make_handler(h)};
+  }
+}
+
+Relay::~Relay() {
+  // Handlers may still call back into the relay from their threads: stop and
+  // destroy them while the completion queue is alive.
+  for (auto& [name, slot] : slots_) slot.impl->shutdown();
+  slots_.clear();
+  listener_.reset();
+}
+
+void Relay::add_handler(const std::string& name, std::unique_ptr<Handler> handler, RetryPolicy retry,
+                        int64_t timeout_ms) {
+  slots_[name] = Slot{name, retry, timeout_ms, std::move(handler)};
+}
+
+void Relay::add_route(const std::string& match, std::vector<std::string> handlers) {
+  for (const auto& h : handlers) {
+    if (!slots_.count(h)) throw std::invalid_argument("add_route: handler \"" + h + "\" is not defined");
+  }
+  config_.routes.push_back(Route{match, std::move(handlers)});
+  router_ = Router(config_.routes);
+}
+
+bool Relay::listening() const { return listener_ && listener_->alive(); }
+
+void Relay::request_stop() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stop_ = true;
+  cv_.notify_all();
+}
+
+void Relay::wake() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  woken_ = true;
+  cv_.notify_all();
+}
+
+void Relay::open_queue() {
+  queue_ = std::make_unique<Queue>(connect(config_.database.url, "claimer"), id_, router_.type_filter());
+}
+
+void Relay::run() {
+  open_queue();
+  if (config_.relay.wake == "notify") {
+    const std::string& url = config_.database.listen_url.empty() ? config_.database.url : config_.database.listen_url;
+    listener_ = std::make_unique<Listener>(url, Listener::Callbacks{[this] { wake(); }, [this] { wake(); }});
+    listener_->start();
+  }
+  log::info("relay started", {{"relay", id_}, {"wake", config_.relay.wake},
+                              {"handlers", static_cast<int64_t>(slots_.size())}});
+  loop(Mode::serve, Clock::time_point::max(), {});
+  if (listener_) listener_->stop();
+  try {
+    if (queue_) forget_relay(queue_->connection(), id_);
+  } catch (const std::exception&) {
+    // The row ages out of `pgrelay status` by itself.
+  }
+  log::info("relay stopped", {{"relay", id_}, {"delivered", stats_.delivered.load()}});
+}
+
+ReconcileReport Relay::reconcile(milliseconds max_duration, const std::function<void(int64_t)>& progress) {
+  open_queue();
+  const int64_t d0 = stats_.delivered, r0 = stats_.retried, x0 = stats_.dead, l0 = stats_.lease_expiries;
+  const auto until = Clock::now() + max_duration;
+  loop(Mode::reconcile, until, progress);
+  ReconcileReport rep;
+  rep.delivered = stats_.delivered - d0;
+  rep.retried = stats_.retried - r0;
+  rep.dead = stats_.dead - x0;
+  rep.lease_expiries = stats_.lease_expiries - l0;
+  rep.timed_out = Clock::now() >= until;
+  return rep;
+}
+
+void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(int64_t)>& progress) {
+  const auto& opt = config_.relay;
+  const milliseconds poll(opt.poll_interval_ms);
+  const milliseconds ack_delay(opt.ack_delay_ms);
+  auto reconnect_wait = milliseconds(100);
+  auto next_progress = Clock::now() + std::chrono::seconds(1);
+  next_claim_at_ = next_heartbeat_at_ = next_report_at_ = Clock::now();
+  claim_wanted_ = true;
+  backlog_empty_ = false;
+
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stop_) break;
+      if (woken_) claim_wanted_ = true;
+      woken_ = false;
+    }
+    auto now = Clock::now();
+    if (mode == Mode::reconcile && now >= until) break;
+    if (progress && now >= next_progress) {
+      progress(stats_.delivered);
+      next_progress = now + std::chrono::seconds(1);
+    }
+    try {
+      if (!queue_) open_queue();
+      reconnect_wait = milliseconds(100);
+      drain_completions();
+      expire_timeouts(now);
+      if (now >= next_claim_at_) {
+        claim_wanted_ = true;
+        if (listener_ && mode == Mode::serve) listener_->probe();
+      }
+      if (claim_wanted_ && static_cast<int>(in_flight_.size()) < opt.max_in_flight) claim_more();
+      drain_completions();
+      now = Clock::now();
+      if (!acks_.empty() && (static_cast<int>(acks_.size()) >= opt.batch_size || in_flight_.empty() ||
+                             now - first_ack_at_ >= ack_delay)) {
+        flush_acks();
+      }
+      if (now >= next_heartbeat_at_) heartbeat();
+      if (mode == Mode::serve && now >= next_report_at_) report();
+    } catch (const std::exception& e) {
+      // Connection trouble (or a failed statement): outcomes not yet recorded stay
+      // in acks_, and leases cover the events until we are back.
+      log::error("relay: database error, reconnecting", {{"error", e.what()},
+                                                          {"retry_ms", static_cast<int64_t>(reconnect_wait.count())}});
+      queue_.reset();
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait_for(lock, reconnect_wait, [&] { return stop_; });
+      reconnect_wait = std::min(reconnect_wait * 2, kReconnectMax);
+      continue;
+    }
+    if (mode == Mode::reconcile && in_flight_.empty() && acks_.empty() && backlog_empty_ && !claim_wanted_) break;
+
+    auto deadline = std::min({next_claim_at_, next_heartbeat_at_, mode == Mode::serve ? next_report_at_ : until});
+    for (const auto& [id, f] : in_flight_) deadline = std::min(deadline, f.deadline);
+    if (!acks_.empty()) deadline = std::min(deadline, first_ack_at_ + ack_delay);
+    if (claim_wanted_ && static_cast<int>(in_flight_.size()) < opt.max_in_flight) continue;
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait_until(lock, deadline, [&] { return stop_ || woken_ || !completions_.empty(); });
+  }
+  (void)poll;
+
+  // Shutdown: no more claims; give deliveries in flight their chance, then give
+  // back what is left without spending an attempt.
+  const auto grace = Clock::now() + milliseconds(opt.shutdown_timeout_ms);
+  while (!in_flight_.empty() && Clock::now() < grace) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait_until(lock, std::min(grace, Clock::now() + milliseconds(50)), [&] { return !completions_.empty(); });
+    }
+    drain_completions();
+    expire_timeouts(Clock::now());
+  }
+  release_all();
+  for (int attempt = 0; attempt < 3 && !acks_.empty(); ++attempt) {
+    try {
+      if (!queue_) open_queue();
+      flush_acks();
+    } catch (const std::exception& e) {
+      log::error("relay: could not record outcomes at shutdown; leases will expire", {{"error", e.what()}});
+      queue_.reset();
+    }
+  }
+}
+
+void Relay::claim_more() {
+  const auto& opt = config_.relay;
+  const int limit = std::min(opt.batch_size, opt.max_in_flight - static_cast<int>(in_flight_.size()));
+  ClaimResult r = queue_->claim(limit, milliseconds(opt.lease_ms));
+  const auto now = Clock::now();
+  stats_.claim_batches++;
+  stats_.claimed += static_cast<int64_t>(r.events.size());
+  stats_.lease_expiries += r.lease_expiries;
+  claim_wanted_ = static_cast<int>(r.events.size()) == limit;
+  backlog_empty_ = r.events.empty();
+  auto next = milliseconds(opt.poll_interval_ms);
+  if (r.events.empty()) {
+    // Nothing claimable now: sleep until the next retry or lease expiry is due.
+    if (auto due = queue_->next_due()) next = std::min(next, *due + milliseconds(1));
+  }
+  next_claim_at_ = now + next;
+  for (auto& e : r.events) dispatch(std::move(e));
+}
+
+void Relay::dispatch(Event event) {
+  auto ev = std::make_shared<const Event>(std::move(event));
+  const auto now = Clock::now();
+  InFlight f;
+  f.event = ev;
+  f.claimed_at = now;
+  f.deadline = Clock::time_point::max();
+  for (const auto& name : router_.handlers_for(ev->type)) {
+    if (std::find(ev->handlers_done.begin(), ev->handlers_done.end(), name) != ev->handlers_done.end()) continue;
+    const Slot& slot = slots_.at(name);
+    f.pending.push_back(Pending{&slot, false, Outcome::ok()});
+    f.deadline = std::min(f.deadline, now + milliseconds(slot.timeout_ms));
+  }
+  f.unsettled = static_cast<int>(f.pending.size());
+  const int64_t id = ev->id, token = ev->claim_token;
+  auto [it, inserted] = in_flight_.insert_or_assign(id, std::move(f));
+  (void)inserted;
+  if (it->second.pending.empty()) {  // every handler succeeded earlier
+    finish(it->second);
+    in_flight_.erase(it);
+    return;
+  }
+  for (size_t i = 0; i < it->second.pending.size(); ++i) {
+    Handler* h = it->second.pending[i].slot->impl.get();
+    h->deliver(ev, [this, id, token, i](Outcome o) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      completions_.push_back(Completion{id, token, i, std::move(o)});
+      cv_.notify_all();
+    });
+  }
+}
+
+void Relay::drain_completions() {
+  std::vector<Completion> batch;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    batch.swap(completions_);
+  }
+  for (auto& c : batch) {
+    auto it = in_flight_.find(c.id);
+    if (it == in_flight_.end() || it->second.event->claim_token != c.token) continue;  // stale: timed out or re-claimed
+    if (c.index >= it->second.pending.size() || it->second.pending[c.index].settled) continue;
+    settle(it->second, c.index, std::move(c.outcome));
+    if (it->second.unsettled == 0) {
+      finish(it->second);
+      in_flight_.erase(it);
+    }
+  }
+}
+
+void Relay::settle(InFlight& f, size_t index, Outcome outcome) {
+  Pending& p = f.pending[index];
+  p.settled = true;
+  p.outcome = std::move(outcome);
+  --f.unsettled;
+  if (!p.outcome.is_ok() && log::enabled(log::Level::warn)) {
+    log::warn("delivery failed", {{"event_id", f.event->id}, {"type", f.event->type}, {"handler", p.slot->name},
+                                  {"attempt", f.event->attempt}, {"outcome", kind_word(p.outcome.kind)},
+                                  {"error", p.outcome.reason}});
+  }
+}
+
+void Relay::finish(InFlight& f) {
+  const Event& e = *f.event;
+  Ack a;
+  a.id = e.id;
+  a.token = e.claim_token;
+  a.kind = Ack::Kind::done;
+  bool any_retry = false, any_defer = false;
+  int64_t delay = 0, defer_delay = 0;
+  std::string dead_reason, retry_reason;
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  for (const Pending& p : f.pending) {
+    const Outcome& o = p.outcome;
+    switch (o.kind) {
+      case Outcome::Kind::ok:
+        a.handlers_done.push_back(p.slot->name);
+        break;
+      case Outcome::Kind::dead:
+        if (dead_reason.empty()) dead_reason = "handler " + p.slot->name + ": " + o.reason;
+        break;
+      case Outcome::Kind::retry:
+        // A handler that has not succeeded yet has run on every attempt of the
+        // event, so the event's attempt number is this handler's attempt number.
+        if (e.attempt >= p.slot->retry.max_attempts) {
+          if (dead_reason.empty()) {
+            dead_reason = "handler " + p.slot->name + ": gave up after " + std::to_string(e.attempt) +
+                          " attempts: " + o.reason;
+          }
+        } else {
+          any_retry = true;
+          if (retry_reason.empty()) retry_reason = "handler " + p.slot->name + ": " + o.reason;
+          delay = std::max<int64_t>(delay, next_delay(p.slot->retry, e.attempt, unit(rng_), o.retry_after).count());
+        }
+        break;
+      case Outcome::Kind::defer:
+        any_defer = true;
+        if (retry_reason.empty()) retry_reason = "handler " + p.slot->name + ": " + o.reason;
+        defer_delay = std::max<int64_t>(defer_delay, o.retry_after ? o.retry_after->count() : 1000);
+        break;
+    }
+  }
+  if (!dead_reason.empty()) {
+    a.kind = Ack::Kind::dead;
+    a.error = dead_reason;
+    stats_.dead++;
+    log::error("event dead-lettered", {{"event_id", e.id}, {"type", e.type}, {"attempt", e.attempt},
+                                       {"error", dead_reason}});
+  } else if (any_retry) {
+    a.kind = Ack::Kind::retry;
+    a.delay_ms = std::max(delay, defer_delay);
+    a.error = retry_reason;
+    stats_.retried++;
+  } else if (any_defer) {
+    a.kind = Ack::Kind::release;
+    a.delay_ms = defer_delay;
+    a.error = retry_reason;
+    stats_.released++;
+  } else {
+    stats_.delivered++;
+  }
+  if (a.kind == Ack::Kind::retry || a.kind == Ack::Kind::release) {
+    next_claim_at_ = std::min(next_claim_at_, Clock::now() + milliseconds(a.delay_ms + 1));
+  }
+  if (acks_.empty()) first_ack_at_ = Clock::now();
+  acks_.push_back(std::move(a));
+}
+
+void Relay::expire_timeouts(Clock::time_point now) {
+  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+    InFlight& f = it->second;
+    if (f.deadline > now) {
+      ++it;
+      continue;
+    }
+    f.deadline = Clock::time_point::max();
+    for (size_t i = 0; i < f.pending.size(); ++i) {
+      Pending& p = f.pending[i];
+      if (p.settled) continue;
+      const auto due = f.claimed_at + milliseconds(p.slot->timeout_ms);
+      if (due <= now) {
+        stats_.timeouts++;
+        settle(f, i, Outcome::retry("timed out after " + std::to_string(p.slot->timeout_ms) + " ms"));
+      } else {
+        f.deadline = std::min(f.deadline, due);
+      }
+    }
+    if (f.unsettled == 0) {
+      finish(f);
+      it = in_flight_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Relay::flush_acks() {
+  const int applied = queue_->ack(acks_, config_.relay.done_retention_s > 0);
+  const int64_t refused = static_cast<int64_t>(acks_.size()) - applied;
+  if (refused > 0) {
+    stats_.fenced += refused;
+    log::warn("outcomes refused: lease lost to another claim", {{"count", refused}});
+  }
+  acks_.clear();
+  claim_wanted_ = true;  // finished events may unblock the next event of their key
+}
+
+void Relay::heartbeat() {
+  const auto lease = milliseconds(config_.relay.lease_ms);
+  const auto now = Clock::now();
+  next_heartbeat_at_ = now + lease / 3;
+  std::vector<std::pair<int64_t, int64_t>> held;
+  for (const auto& [id, f] : in_flight_) {
+    if (now - f.claimed_at >= lease / 3) held.emplace_back(id, f.event->claim_token);
+  }
+  if (held.empty()) return;
+  const int extended = queue_->extend(held, lease);
+  if (extended < static_cast<int>(held.size())) {
+    log::warn("lease lost on events still in flight", {{"count", static_cast<int64_t>(held.size()) - extended}});
+  }
+}
+
+void Relay::release_all() {
+  for (auto& [id, f] : in_flight_) {
+    Ack a;
+    a.id = id;
+    a.token = f.event->claim_token;
+    a.kind = Ack::Kind::release;
+    a.error = "released at shutdown";
+    for (const Pending& p : f.pending) {
+      if (p.settled && p.outcome.is_ok()) a.handlers_done.push_back(p.slot->name);
+    }
+    stats_.released++;
+    acks_.push_back(std::move(a));
+  }
+  in_flight_.clear();
+}
+
+void Relay::report() {
+  next_report_at_ = Clock::now() + kReportEvery;
+  RelayInfo info;
+  info.id = id_;
+  info.wake = config_.relay.wake;
+  info.listen_alive = listening();
+  if (listener_ && listener_->last_notification_age_s() >= 0) {
+    info.last_notification_age_s = listener_->last_notification_age_s();
+  }
+  info.in_flight = static_cast<int>(in_flight_.size());
+  info.delivered = stats_.delivered;
+  report_relay(queue_->connection(), info);
+}
+
+}  // namespace pgrelay

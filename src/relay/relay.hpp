@@ -1,0 +1,146 @@
+// The relay: claims due events, dispatches them to their handlers with bounded
+// concurrency and per-handler timeouts, and records outcomes in batches. One
+// thread (the caller of run/reconcile) owns the database connection; handlers
+// report back from any thread through a completion queue.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/config.hpp"
+#include "handlers/handler.hpp"
+#include "relay/router.hpp"
+#include "store/queue.hpp"
+
+namespace pgrelay {
+
+class Listener;
+
+// Counters since start; read from any thread.
+struct RelayStats {
+  std::atomic<int64_t> claimed{0};
+  std::atomic<int64_t> delivered{0};     // events finished (every handler succeeded)
+  std::atomic<int64_t> retried{0};       // events rescheduled after a failure
+  std::atomic<int64_t> dead{0};          // events dead-lettered
+  std::atomic<int64_t> released{0};      // events given back at shutdown or deferred
+  std::atomic<int64_t> fenced{0};        // outcomes refused because the lease was lost
+  std::atomic<int64_t> lease_expiries{0};  // events reclaimed after another claim's lease ran out
+  std::atomic<int64_t> timeouts{0};      // handler deliveries that hit their timeout
+  std::atomic<int64_t> claim_batches{0};
+};
+
+struct ReconcileReport {
+  int64_t delivered = 0, retried = 0, dead = 0, lease_expiries = 0;
+  bool timed_out = false;  // --max-duration passed with work left
+};
+
+class Relay {
+ public:
+  // REQUIRES: `config` was validated; handlers it names are built here.
+  explicit Relay(Config config);
+  ~Relay();
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+  // Adds an in-process handler; config routes (or add_route) refer to it by name.
+  // REQUIRES: before run()/reconcile().
+  void add_handler(const std::string& name, std::unique_ptr<Handler> handler, RetryPolicy retry = {},
+                   int64_t timeout_ms = 30000);
+  void add_route(const std::string& match, std::vector<std::string> handlers);
+
+  // Runs until request_stop(); then stops claiming, waits up to
+  // relay.shutdown_timeout_ms for deliveries in flight, records their outcomes
+  // and gives the rest back without spending an attempt.
+  // Throws on a database failure it cannot recover from at start-up.
+  void run();
+
+  // Delivers everything due until the backlog is empty (or only not-yet-due
+  // retries remain) or `max_duration` passes. `progress` is called about once a
+  // second with the events delivered so far.
+  ReconcileReport reconcile(std::chrono::milliseconds max_duration,
+                            const std::function<void(int64_t)>& progress = {});
+
+  // Thread-safe; not async-signal-safe (call it from a signal-waiting thread).
+  void request_stop();
+
+  const RelayStats& stats() const { return stats_; }
+  const std::string& id() const { return id_; }
+  bool listening() const;
+
+ private:
+  struct Slot {
+    std::string name;
+    RetryPolicy retry;
+    int64_t timeout_ms;
+    std::unique_ptr<Handler> impl;
+  };
+  struct Pending {  // one handler's delivery of one in-flight event
+    const Slot* slot;
+    bool settled = false;
+    Outcome outcome;
+  };
+  struct InFlight {
+    std::shared_ptr<const Event> event;
+    std::vector<Pending> pending;
+    int unsettled = 0;
+    std::chrono::steady_clock::time_point claimed_at;
+    std::chrono::steady_clock::time_point deadline;  // earliest handler timeout
+  };
+  struct Completion {
+    int64_t id;
+    int64_t token;
+    size_t index;
+    Outcome outcome;
+  };
+  enum class Mode { serve, reconcile };
+
+  void loop(Mode mode, std::chrono::steady_clock::time_point until, const std::function<void(int64_t)>& progress);
+  void open_queue();
+  void claim_more();
+  void dispatch(Event event);
+  void settle(InFlight& f, size_t index, Outcome outcome);
+  void finish(InFlight& f);
+  void drain_completions();
+  void expire_timeouts(std::chrono::steady_clock::time_point now);
+  void flush_acks();
+  void heartbeat();
+  void release_all();
+  void report();
+  void wake();
+
+  Config config_;
+  std::string id_;
+  Router router_;
+  std::map<std::string, Slot> slots_;
+  std::unique_ptr<Queue> queue_;
+  std::unique_ptr<Listener> listener_;
+  RelayStats stats_;
+  std::mt19937_64 rng_{std::random_device{}()};
+
+  std::unordered_map<int64_t, InFlight> in_flight_;  // by event id; relay thread only
+  std::vector<Ack> acks_;                            // outcomes waiting for the next ack round trip
+  std::chrono::steady_clock::time_point first_ack_at_;
+  bool claim_wanted_ = true;
+  bool backlog_empty_ = false;
+  std::chrono::steady_clock::time_point next_claim_at_;
+  std::chrono::steady_clock::time_point next_heartbeat_at_;
+  std::chrono::steady_clock::time_point next_report_at_;
+
+  std::mutex mutex_;  // guards the fields below
+  std::condition_variable cv_;
+  std::vector<Completion> completions_;
+  bool woken_ = false;
+  bool stop_ = false;
+};
+
+}  // namespace pgrelay

@@ -1,0 +1,153 @@
+// Operator queries; filters are parameters, never spliced into SQL text.
+#include "store/admin_queries.hpp"
+
+#include <pqxx/pqxx>
+#include <pqxx/transaction>
+
+#include "store/queue.hpp"
+
+namespace pgrelay {
+namespace {
+
+// Shared WHERE clause for dead-letter filters; parameters $1..$5.
+constexpr const char* kDeadWhere = R"sql(
+  status = 'dead'
+  AND (cardinality($1::bigint[]) = 0 OR id = ANY ($1::bigint[]))
+  AND ($2::text IS NULL OR event_type = $2 OR (right($2, 2) = '.*' AND starts_with(event_type, left($2, -1))))
+  AND ($3::text IS NULL OR key = $3)
+  AND ($4::bigint IS NULL OR finished_at <= now() - $4 * interval '1 second')
+  AND ($5::text IS NULL OR strpos(last_error, $5) > 0)
+)sql";
+
+std::string id_array(const std::vector<int64_t>& ids) {
+  std::string out = "{";
+  for (size_t i = 0; i < ids.size(); ++i) out += (i ? "," : "") + std::to_string(ids[i]);
+  return out + "}";
+}
+
+template <typename Tx>
+pqxx::result exec_dead(Tx& tx, const std::string& sql, const DeadFilter& f) {
+  return tx.exec_params(sql, id_array(f.ids), f.type, f.key, f.older_than_s, f.error_contains);
+}
+
+std::optional<std::string> array_or_null(const std::optional<std::vector<std::string>>& v) {
+  if (!v) return std::nullopt;
+  return text_array_literal(*v);
+}
+
+}  // namespace
+
+Status read_status(pqxx::connection& conn) {
+  Status s;
+  pqxx::read_transaction tx(conn);
+  for (const auto& row : tx.exec(
+           "SELECT event_type, status, count(*) FROM pgrelay.db_events GROUP BY 1, 2 ORDER BY 1, 2")) {
+    s.counts.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>()});
+  }
+  auto r = tx.exec1(
+      "SELECT extract(epoch FROM now() - min(created_at))::float8, "
+      "       count(*) FILTER (WHERE status = 'processing' AND next_attempt_at < now()) "
+      "  FROM pgrelay.db_events WHERE status IN ('pending', 'processing')");
+  if (!r[0].is_null()) s.oldest_pending_age_s = r[0].as<double>();
+  s.expired_leases = r[1].as<int64_t>();
+  for (const auto& row : tx.exec(
+           "SELECT id, wake, listen_alive, extract(epoch FROM now() - seen_at)::float8, "
+           "       extract(epoch FROM now() - last_notification_at)::float8, in_flight, delivered "
+           "  FROM pgrelay.relays WHERE seen_at > now() - interval '1 minute' ORDER BY id")) {
+    RelayInfo ri;
+    ri.id = row[0].as<std::string>();
+    ri.wake = row[1].as<std::string>();
+    ri.listen_alive = row[2].as<bool>();
+    ri.seen_age_s = row[3].as<double>();
+    if (!row[4].is_null()) ri.last_notification_age_s = row[4].as<double>();
+    ri.in_flight = row[5].as<int>();
+    ri.delivered = row[6].as<int64_t>();
+    s.relays.push_back(std::move(ri));
+  }
+  return s;
+}
+
+int64_t emit_event(pqxx::connection& conn, const std::string& type, const std::string& payload_json,
+                   const std::optional<std::string>& key, const std::string& headers_json) {
+  pqxx::work tx(conn);
+  const int64_t id =
+      tx.exec_params1("SELECT pgrelay.emit($1, $2::jsonb, $3, $4::jsonb)", type, payload_json, key, headers_json)[0]
+          .as<int64_t>();
+  tx.commit();
+  return id;
+}
+
+void track_table(pqxx::connection& conn, const std::string& table, const TrackOptions& o) {
+  pqxx::work tx(conn);
+  tx.exec_params(
+      "SELECT pgrelay.track($1::text::regclass, $2::text[], $3::text[], $4::text[], $5::text[], $6::text)", table,
+      array_or_null(o.key_columns), array_or_null(o.include_columns), text_array_literal(o.exclude_columns),
+      text_array_literal(o.operations), o.event_prefix);
+  tx.commit();
+}
+
+bool untrack_table(pqxx::connection& conn, const std::string& table) {
+  pqxx::work tx(conn);
+  const bool found = tx.exec_params1("SELECT pgrelay.untrack($1::text::regclass)", table)[0].as<bool>();
+  tx.commit();
+  return found;
+}
+
+std::vector<DeadEvent> list_dead(pqxx::connection& conn, const DeadFilter& f) {
+  pqxx::read_transaction tx(conn);
+  std::vector<DeadEvent> out;
+  const std::string sql =
+      "SELECT id, event_type, key, attempts, coalesce(last_error, ''), created_at::text, "
+      "       coalesce(finished_at::text, ''), payload::text "
+      "  FROM pgrelay.db_events WHERE " + std::string(kDeadWhere) + " ORDER BY id LIMIT " +
+      std::to_string(f.limit);
+  for (const auto& row : exec_dead(tx, sql, f)) {
+    DeadEvent d;
+    d.id = row[0].as<int64_t>();
+    d.type = row[1].as<std::string>();
+    if (!row[2].is_null()) d.key = row[2].as<std::string>();
+    d.attempts = row[3].as<int>();
+    d.last_error = row[4].as<std::string>();
+    d.created_at = row[5].as<std::string>();
+    d.finished_at = row[6].as<std::string>();
+    d.payload = row[7].as<std::string>();
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+int64_t retry_dead(pqxx::connection& conn, const DeadFilter& f) {
+  pqxx::work tx(conn);
+  const auto r = exec_dead(tx,
+                           "UPDATE pgrelay.db_events SET status = 'pending', attempts = 0, next_attempt_at = now(), "
+                           "finished_at = NULL WHERE " + std::string(kDeadWhere),
+                           f);
+  tx.exec("SELECT pgrelay.wake()");
+  tx.commit();
+  return static_cast<int64_t>(r.affected_rows());
+}
+
+int64_t purge_dead(pqxx::connection& conn, const DeadFilter& f) {
+  pqxx::work tx(conn);
+  const auto r = exec_dead(tx, "DELETE FROM pgrelay.db_events WHERE " + std::string(kDeadWhere), f);
+  tx.commit();
+  return static_cast<int64_t>(r.affected_rows());
+}
+
+void report_relay(pqxx::connection& conn, const RelayInfo& r) {
+  pqxx::nontransaction tx(conn);
+  tx.exec_params(
+      "INSERT INTO pgrelay.relays (id, wake, listen_alive, last_notification_at, in_flight, delivered) "
+      "VALUES ($1, $2, $3, now() - $4 * interval '1 second', $5, $6) "
+      "ON CONFLICT (id) DO UPDATE SET seen_at = now(), wake = EXCLUDED.wake, listen_alive = EXCLUDED.listen_alive, "
+      "  last_notification_at = EXCLUDED.last_notification_at, in_flight = EXCLUDED.in_flight, "
+      "  delivered = EXCLUDED.delivered",
+      r.id, r.wake, r.listen_alive, r.last_notification_age_s, r.in_flight, r.delivered);
+}
+
+void forget_relay(pqxx::connection& conn, const std::string& id) {
+  pqxx::nontransaction tx(conn);
+  tx.exec_params("DELETE FROM pgrelay.relays WHERE id = $1", id);
+}
+
+}  // namespace pgrelay

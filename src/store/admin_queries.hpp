@@ -1,0 +1,82 @@
+// Queries behind the operator commands: status, emit, track, dead letters.
+// Every value travels as a parameter; identifiers go through regclass/format('%I') in SQL.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <pqxx/connection>
+
+namespace pgrelay {
+
+struct StatusCount {
+  std::string event_type;
+  std::string status;
+  int64_t count = 0;
+};
+
+struct RelayInfo {
+  std::string id;
+  std::string wake;
+  bool listen_alive = false;
+  double seen_age_s = 0;
+  std::optional<double> last_notification_age_s;
+  int in_flight = 0;
+  int64_t delivered = 0;
+};
+
+struct Status {
+  std::vector<StatusCount> counts;          // by type and status
+  std::optional<double> oldest_pending_age_s;
+  int64_t expired_leases = 0;               // processing rows whose lease ran out
+  std::vector<RelayInfo> relays;            // seen in the last minute
+};
+
+Status read_status(pqxx::connection& conn);
+
+int64_t emit_event(pqxx::connection& conn, const std::string& type, const std::string& payload_json,
+                   const std::optional<std::string>& key, const std::string& headers_json);
+
+struct TrackOptions {
+  std::optional<std::vector<std::string>> key_columns;
+  std::optional<std::vector<std::string>> include_columns;
+  std::vector<std::string> exclude_columns;
+  std::vector<std::string> operations = {"insert", "update", "delete"};
+  std::optional<std::string> event_prefix;
+};
+void track_table(pqxx::connection& conn, const std::string& table, const TrackOptions& opts);
+bool untrack_table(pqxx::connection& conn, const std::string& table);
+
+// Which dead letters an operator means.
+struct DeadFilter {
+  std::vector<int64_t> ids;
+  std::optional<std::string> type;       // exact, or "prefix.*"
+  std::optional<std::string> key;
+  std::optional<int64_t> older_than_s;   // finished at least this long ago
+  std::optional<std::string> error_contains;
+  int limit = 100;                       // list only
+};
+
+struct DeadEvent {
+  int64_t id = 0;
+  std::string type;
+  std::optional<std::string> key;
+  int attempts = 0;
+  std::string last_error;
+  std::string created_at;
+  std::string finished_at;
+  std::string payload;
+};
+
+std::vector<DeadEvent> list_dead(pqxx::connection& conn, const DeadFilter& f);
+// Makes matching dead events pending again with attempts reset; returns how many.
+int64_t retry_dead(pqxx::connection& conn, const DeadFilter& f);
+// Deletes matching dead events; returns how many.
+int64_t purge_dead(pqxx::connection& conn, const DeadFilter& f);
+
+// Records this relay's liveness in pgrelay.relays.
+void report_relay(pqxx::connection& conn, const RelayInfo& r);
+void forget_relay(pqxx::connection& conn, const std::string& id);
+
+}  // namespace pgrelay

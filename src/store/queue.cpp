@@ -1,0 +1,240 @@
+// Claim, ack, extend: the SQL on the relay's hot path, one statement per round trip.
+#include "store/queue.hpp"
+
+#include <pqxx/pqxx>
+#include <pqxx/transaction>
+
+#include "core/log.hpp"
+
+namespace pgrelay {
+namespace {
+
+// Candidates are taken in due order with SKIP LOCKED inside a CTE (a subquery
+// in WHERE id IN (...) may be re-run by the planner and claim more than asked).
+// Only the oldest unfinished event of a key is a candidate, so a failing event
+// holds back its own key and nothing else.
+constexpr const char* kClaimSql = R"sql(
+WITH cand AS (
+  SELECT e.id, e.status AS was
+    FROM pgrelay.db_events e
+   WHERE e.status IN ('pending', 'processing')
+     AND e.next_attempt_at <= now()
+     AND ($4 OR e.event_type = ANY ($5::text[]) OR e.event_type LIKE ANY ($6::text[]))
+     AND (e.key IS NULL OR NOT EXISTS (
+           SELECT 1 FROM pgrelay.db_events o
+            WHERE o.key = e.key AND o.id < e.id AND o.status IN ('pending', 'processing')))
+   ORDER BY e.next_attempt_at, e.id
+   LIMIT $1
+   FOR UPDATE OF e SKIP LOCKED
+), token AS (
+  SELECT nextval('pgrelay.claim_token_seq') AS t
+), claimed AS (
+  UPDATE pgrelay.db_events e
+     SET status = 'processing',
+         attempts = e.attempts + 1,
+         next_attempt_at = now() + $2 * interval '1 millisecond',
+         lease_owner = $3,
+         claim_token = token.t
+    FROM cand, token
+   WHERE e.id = cand.id
+  RETURNING e.id, e.event_type, e.key, e.attempts, e.claim_token, e.handlers_done, cand.was,
+            '{"id":' || e.id || ',"type":' || to_json(e.event_type) || ',"key":' || coalesce(to_json(e.key)::text, 'null')
+              || ',"payload":' || e.payload || ',"headers":' || e.headers || ',"created_at":' || to_json(e.created_at)
+              || ',"attempt":' || e.attempts || '}' AS doc
+)
+SELECT * FROM claimed ORDER BY id
+)sql";
+
+// Outcomes arrive as one JSON array; finished events are deleted unless kept.
+constexpr const char* kAckSql = R"sql(
+WITH a AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb)
+    AS a(id bigint, token bigint, kind text, delay_ms bigint, error text, done text[])
+), removed AS (
+  DELETE FROM pgrelay.db_events e USING a
+   WHERE NOT $2 AND a.kind = 'done'
+     AND e.id = a.id AND e.claim_token = a.token AND e.status = 'processing'
+  RETURNING e.id
+), updated AS (
+  UPDATE pgrelay.db_events e
+     SET status = CASE a.kind WHEN 'done' THEN 'done' WHEN 'dead' THEN 'dead' ELSE 'pending' END,
+         attempts = CASE WHEN a.kind = 'release' THEN greatest(e.attempts - 1, 0) ELSE e.attempts END,
+         next_attempt_at = CASE WHEN a.kind IN ('retry', 'release')
+                                THEN now() + a.delay_ms * interval '1 millisecond'
+                                ELSE e.next_attempt_at END,
+         last_error = coalesce(a.error, e.last_error),
+         handlers_done = CASE WHEN a.done IS NULL THEN e.handlers_done ELSE e.handlers_done || a.done END,
+         lease_owner = NULL,
+         claim_token = NULL,
+         finished_at = CASE WHEN a.kind IN ('done', 'dead') THEN now() END
+    FROM a
+   WHERE ($2 OR a.kind <> 'done')
+     AND e.id = a.id AND e.claim_token = a.token AND e.status = 'processing'
+  RETURNING e.id
+)
+SELECT (SELECT count(*) FROM removed) + (SELECT count(*) FROM updated)
+)sql";
+
+constexpr const char* kExtendSql = R"sql(
+UPDATE pgrelay.db_events e
+   SET next_attempt_at = now() + $3 * interval '1 millisecond'
+  FROM unnest($1::bigint[], $2::bigint[]) AS a(id, token)
+ WHERE e.id = a.id AND e.claim_token = a.token AND e.status = 'processing'
+)sql";
+
+constexpr const char* kNextDueSql = R"sql(
+SELECT ceil(extract(epoch FROM min(next_attempt_at) - now()) * 1000)::bigint
+  FROM pgrelay.db_events
+ WHERE status IN ('pending', 'processing') AND next_attempt_at > now()
+)sql";
+
+const char* kind_name(Ack::Kind k) {
+  switch (k) {
+    case Ack::Kind::done: return "done";
+    case Ack::Kind::retry: return "retry";
+    case Ack::Kind::dead: return "dead";
+    case Ack::Kind::release: return "release";
+  }
+  return "done";
+}
+
+std::string like_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::string int_array_literal(const std::vector<std::pair<int64_t, int64_t>>& v, bool first) {
+  std::string out = "{";
+  for (const auto& p : v) {
+    if (out.size() > 1) out += ',';
+    out += std::to_string(first ? p.first : p.second);
+  }
+  return out + "}";
+}
+
+// Parses a text[] value as libpq returns it; our handler names never need quoting
+// but may arrive quoted, so both forms are read.
+std::vector<std::string> parse_text_array(const char* s) {
+  std::vector<std::string> out;
+  if (!s || s[0] != '{') return out;
+  std::string cur;
+  bool quoted = false, in_elem = false;
+  for (const char* p = s + 1; *p; ++p) {
+    if (quoted) {
+      if (*p == '\\' && p[1]) cur += *++p;
+      else if (*p == '"') quoted = false;
+      else cur += *p;
+    } else if (*p == '"') {
+      quoted = in_elem = true;
+    } else if (*p == ',' || *p == '}') {
+      if (in_elem) out.push_back(cur);
+      cur.clear();
+      in_elem = false;
+    } else {
+      cur += *p;
+      in_elem = true;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string text_array_literal(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (const auto& s : items) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (char c : s) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+Queue::Queue(std::unique_ptr<pqxx::connection> conn, std::string owner, TypeFilter filter)
+    : conn_(std::move(conn)), owner_(std::move(owner)), everything_(filter.everything) {
+  std::vector<std::string> likes;
+  for (const auto& p : filter.prefixes) likes.push_back(like_escape(p) + "%");
+  exact_literal_ = text_array_literal(filter.exact);
+  prefix_literal_ = text_array_literal(likes);
+  conn_->prepare("pgrelay_claim", kClaimSql);
+  conn_->prepare("pgrelay_ack", kAckSql);
+  conn_->prepare("pgrelay_extend", kExtendSql);
+  conn_->prepare("pgrelay_next_due", kNextDueSql);
+}
+
+ClaimResult Queue::claim(int limit, std::chrono::milliseconds lease) {
+  ClaimResult out;
+  pqxx::nontransaction tx(*conn_);
+  const pqxx::result r = tx.exec_prepared("pgrelay_claim", limit, static_cast<int64_t>(lease.count()), owner_,
+                                          everything_, exact_literal_, prefix_literal_);
+  out.events.reserve(r.size());
+  for (const auto& row : r) {
+    Event e;
+    e.id = row[0].as<int64_t>();
+    e.type = row[1].c_str();
+    if (!row[2].is_null()) e.key = row[2].c_str();
+    e.attempt = row[3].as<int>();
+    e.claim_token = row[4].as<int64_t>();
+    e.handlers_done = parse_text_array(row[5].c_str());
+    if (std::string_view(row[6].c_str()) == "processing") ++out.lease_expiries;
+    e.json.assign(row[7].c_str(), row[7].size());
+    out.events.push_back(std::move(e));
+  }
+  return out;
+}
+
+int Queue::ack(const std::vector<Ack>& acks, bool keep_done) {
+  if (acks.empty()) return 0;
+  std::string doc;
+  doc.reserve(acks.size() * 64);
+  doc += '[';
+  for (const Ack& a : acks) {
+    if (doc.size() > 1) doc += ',';
+    doc += "{\"id\":" + std::to_string(a.id) + ",\"token\":" + std::to_string(a.token) + ",\"kind\":\"" +
+           kind_name(a.kind) + "\",\"delay_ms\":" + std::to_string(a.delay_ms);
+    if (!a.error.empty()) {
+      doc += ",\"error\":\"";
+      log::append_json_escaped(doc, a.error.substr(0, 2000));
+      doc += '"';
+    }
+    if (!a.handlers_done.empty()) {
+      doc += ",\"done\":[";
+      for (size_t i = 0; i < a.handlers_done.size(); ++i) {
+        if (i) doc += ',';
+        doc += '"';
+        log::append_json_escaped(doc, a.handlers_done[i]);
+        doc += '"';
+      }
+      doc += ']';
+    }
+    doc += '}';
+  }
+  doc += ']';
+  pqxx::nontransaction tx(*conn_);
+  return tx.exec_prepared1("pgrelay_ack", doc, keep_done)[0].as<int>();
+}
+
+int Queue::extend(const std::vector<std::pair<int64_t, int64_t>>& id_tokens, std::chrono::milliseconds lease) {
+  if (id_tokens.empty()) return 0;
+  pqxx::nontransaction tx(*conn_);
+  const pqxx::result r = tx.exec_prepared("pgrelay_extend", int_array_literal(id_tokens, true),
+                                          int_array_literal(id_tokens, false), static_cast<int64_t>(lease.count()));
+  return static_cast<int>(r.affected_rows());
+}
+
+std::optional<std::chrono::milliseconds> Queue::next_due() {
+  pqxx::nontransaction tx(*conn_);
+  const pqxx::result r = tx.exec_prepared("pgrelay_next_due");
+  if (r.empty() || r[0][0].is_null()) return std::nullopt;
+  return std::chrono::milliseconds(std::max<int64_t>(0, r[0][0].as<int64_t>()));
+}
+
+}  // namespace pgrelay

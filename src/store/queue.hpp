@@ -1,0 +1,76 @@
+// The relay's side of pgrelay.db_events: claim due events under a fenced lease,
+// record outcomes in batches, extend and release leases. One round trip each.
+// Owns one connection; not thread-safe: use it from one thread.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <pqxx/connection>
+
+#include "core/event.hpp"
+
+namespace pgrelay {
+
+// Which event types a relay claims: exact names and "prefix." prefixes; all if `everything`.
+struct TypeFilter {
+  bool everything = false;
+  std::vector<std::string> exact;
+  std::vector<std::string> prefixes;  // "orders." for the route "orders.*"
+};
+
+// An outcome to record, fenced by the claim token it was claimed with.
+struct Ack {
+  enum class Kind { done, retry, dead, release };
+  int64_t id = 0;
+  int64_t token = 0;
+  Kind kind = Kind::done;
+  int64_t delay_ms = 0;      // retry/release: next attempt after this long
+  std::string error;         // retry/dead: kept in last_error
+  std::vector<std::string> handlers_done;  // handlers that succeeded in this attempt
+};
+
+struct ClaimResult {
+  std::vector<Event> events;
+  int lease_expiries = 0;  // events reclaimed because another claim's lease ran out
+};
+
+class Queue {
+ public:
+  // REQUIRES: `conn` is open and migrated.
+  Queue(std::unique_ptr<pqxx::connection> conn, std::string owner, TypeFilter filter);
+
+  // Claims up to `limit` due events (pending and due, or processing with an expired
+  // lease), at most the oldest unfinished one per key, with a fresh token and a
+  // lease of `lease`.
+  ClaimResult claim(int limit, std::chrono::milliseconds lease);
+
+  // Records outcomes; returns how many were applied. An outcome whose token no
+  // longer matches (the lease expired and someone else claimed) is not applied.
+  // Finished events are deleted, or kept as 'done' when `keep_done` is set.
+  int ack(const std::vector<Ack>& acks, bool keep_done);
+
+  // Extends the lease of events still held with these tokens; returns how many.
+  int extend(const std::vector<std::pair<int64_t, int64_t>>& id_tokens, std::chrono::milliseconds lease);
+
+  // Time until the earliest not-yet-due unfinished event (a retry or a lease
+  // expiry) becomes due; nullopt when there is none.
+  std::optional<std::chrono::milliseconds> next_due();
+
+  pqxx::connection& connection() { return *conn_; }
+
+ private:
+  std::unique_ptr<pqxx::connection> conn_;
+  std::string owner_;
+  std::string exact_literal_;    // text[] literal or empty for "no filter"
+  std::string prefix_literal_;
+  bool everything_ = false;
+};
+
+// A PostgreSQL text[] literal of `items`, every element quoted.
+std::string text_array_literal(const std::vector<std::string>& items);
+
+}  // namespace pgrelay

@@ -1,0 +1,57 @@
+-- pgrelay.emit() and the wake signal: how applications write events. Re-applied by
+-- `pgrelay migrate` whenever this file changes (CREATE OR REPLACE only).
+
+-- The wake signal sent once per producing transaction. Its body follows the wake
+-- mode: a NOTIFY with a constant payload (PostgreSQL folds identical notifications
+-- of one transaction into one), or nothing for the poll and wal modes, which spare
+-- producers NOTIFY's database-wide commit lock.
+CREATE OR REPLACE FUNCTION pgrelay.set_wake(mode text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF mode NOT IN ('notify', 'poll', 'wal') THEN
+    RAISE EXCEPTION 'pgrelay: wake mode must be notify, poll or wal, not %', quote_literal(mode)
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF mode = 'notify' THEN
+    EXECUTE $w$CREATE OR REPLACE FUNCTION pgrelay.wake() RETURNS void LANGUAGE sql
+      AS $b$SELECT pg_notify('pgrelay', '')$b$$w$;
+  ELSE
+    EXECUTE $w$CREATE OR REPLACE FUNCTION pgrelay.wake() RETURNS void LANGUAGE sql
+      AS $b$SELECT$b$$w$;
+  END IF;
+  INSERT INTO pgrelay.settings VALUES ('wake', mode)
+    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+END
+$fn$;
+
+SELECT pgrelay.set_wake(coalesce((SELECT value FROM pgrelay.settings WHERE name = 'wake'), 'notify'));
+
+-- Serialises producers of one key until commit, so that ids of one key are
+-- handed out in commit order and the relay's id order per key is commit order.
+CREATE OR REPLACE FUNCTION pgrelay.lock_key(key text) RETURNS void
+LANGUAGE sql AS $fn$
+  SELECT pg_advisory_xact_lock(1886221420, hashtext(key)) WHERE key IS NOT NULL
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgrelay.emit(
+  event_type text,
+  payload jsonb,
+  key text DEFAULT NULL,
+  headers jsonb DEFAULT '{}'
+) RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  new_id bigint;
+BEGIN
+  IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
+    RAISE EXCEPTION 'pgrelay.emit: payload must be a JSON object, got %', coalesce(jsonb_typeof(payload), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  PERFORM pgrelay.lock_key(key);
+  INSERT INTO pgrelay.db_events (event_type, key, payload, headers)
+  VALUES (event_type, key, payload, coalesce(headers, '{}'))
+  RETURNING id INTO new_id;
+  PERFORM pgrelay.wake();
+  RETURN new_id;
+END
+$fn$;

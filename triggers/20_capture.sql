@@ -1,0 +1,134 @@
+-- pgrelay.track()/untrack() and the row-capture trigger function. Re-applied by
+-- `pgrelay migrate` whenever this file changes (CREATE OR REPLACE only).
+
+-- Row-level AFTER trigger installed by pgrelay.track(). Arguments (TG_ARGV):
+--   0 event prefix, 1 key columns, 2 include columns ('' = all), 3 exclude columns
+-- (arrays as text literals). The event is '<prefix>.<insert|update|delete>' with
+-- payload {op, schema, table, new, old, changed}; an update that changes none of
+-- the captured columns emits nothing.
+CREATE OR REPLACE FUNCTION pgrelay.capture() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  key_cols     text[] := TG_ARGV[1]::text[];
+  include_cols text[] := nullif(TG_ARGV[2], '')::text[];
+  exclude_cols text[] := TG_ARGV[3]::text[];
+  new_row  jsonb;
+  old_row  jsonb;
+  full_row jsonb;
+  changed  text[];
+  ev_key   text;
+BEGIN
+  IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
+  IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
+  full_row := coalesce(new_row, old_row);
+
+  IF cardinality(key_cols) > 0 THEN
+    SELECT TG_TABLE_NAME || ':' || string_agg(coalesce(full_row ->> c, ''), ':' ORDER BY o)
+      INTO ev_key FROM unnest(key_cols) WITH ORDINALITY AS k(c, o);
+  END IF;
+
+  IF include_cols IS NOT NULL THEN
+    SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') INTO new_row
+      FROM jsonb_each(new_row) e WHERE e.key = ANY (include_cols);
+    SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') INTO old_row
+      FROM jsonb_each(old_row) e WHERE e.key = ANY (include_cols);
+  END IF;
+  IF cardinality(exclude_cols) > 0 THEN
+    new_row := new_row - exclude_cols;
+    old_row := old_row - exclude_cols;
+  END IF;
+
+  IF TG_OP = 'UPDATE' THEN
+    SELECT array_agg(n.key ORDER BY n.key) INTO changed
+      FROM jsonb_each(new_row) n
+     WHERE n.value IS DISTINCT FROM old_row -> n.key;
+    IF changed IS NULL THEN
+      RETURN NULL;
+    END IF;
+  END IF;
+
+  PERFORM pgrelay.lock_key(ev_key);
+  INSERT INTO pgrelay.db_events (event_type, key, payload)
+  VALUES (TG_ARGV[0] || '.' || lower(TG_OP), ev_key,
+          jsonb_build_object('op', lower(TG_OP), 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
+                             'new', new_row, 'old', old_row, 'changed', to_jsonb(changed)));
+  PERFORM pgrelay.wake();
+  RETURN NULL;
+END
+$fn$;
+
+-- Installs the capture trigger on a table (replacing an earlier one).
+--   key_columns: columns whose values form the ordering key (default: the primary key;
+--                '{}' for no key, so the table's events flow fully in parallel)
+--   include_columns / exclude_columns: which columns the payload carries
+--   operations: any of insert, update, delete
+--   event_prefix: event types become '<prefix>.<op>' (default: the table name)
+CREATE OR REPLACE FUNCTION pgrelay.track(
+  table_name regclass,
+  key_columns text[] DEFAULT NULL,
+  include_columns text[] DEFAULT NULL,
+  exclude_columns text[] DEFAULT '{}',
+  operations text[] DEFAULT '{insert,update,delete}',
+  event_prefix text DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  rel_name text;
+  ops text[];
+  bad text;
+  when_clause text;
+BEGIN
+  SELECT c.relname INTO rel_name FROM pg_class c WHERE c.oid = table_name AND c.relkind IN ('r', 'p');
+  IF rel_name IS NULL THEN
+    RAISE EXCEPTION 'pgrelay.track: % is not a table', table_name USING ERRCODE = 'wrong_object_type';
+  END IF;
+  IF key_columns IS NULL THEN
+    SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}') INTO key_columns
+      FROM pg_index i
+      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+     WHERE i.indrelid = table_name AND i.indisprimary;
+  END IF;
+  SELECT c INTO bad FROM unnest(key_columns || coalesce(include_columns, '{}') || coalesce(exclude_columns, '{}')) c
+   WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                      WHERE a.attrelid = table_name AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)
+   LIMIT 1;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'pgrelay.track: table % has no column %', table_name, quote_ident(bad)
+      USING ERRCODE = 'undefined_column';
+  END IF;
+  SELECT array_agg(DISTINCT lower(o)) INTO ops FROM unnest(operations) o;
+  SELECT o INTO bad FROM unnest(ops) o WHERE o NOT IN ('insert', 'update', 'delete') LIMIT 1;
+  IF bad IS NOT NULL OR ops IS NULL THEN
+    RAISE EXCEPTION 'pgrelay.track: operations must be among insert, update, delete (got %)', operations
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  event_prefix := coalesce(event_prefix, rel_name);
+  IF event_prefix !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,180}$' THEN
+    RAISE EXCEPTION 'pgrelay.track: event prefix % may hold only letters, digits, _ . : -', quote_literal(event_prefix)
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+
+  EXECUTE format('DROP TRIGGER IF EXISTS pgrelay_capture ON %s', table_name);
+  EXECUTE format('CREATE TRIGGER pgrelay_capture AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION pgrelay.capture(%L, %L, %L, %L)',
+                 array_to_string(ops, ' OR '), table_name, event_prefix, key_columns::text,
+                 coalesce(include_columns::text, ''), coalesce(exclude_columns, '{}')::text);
+
+  INSERT INTO pgrelay.tracked_tables (table_name, event_prefix, key_columns, include_columns, exclude_columns, operations)
+  VALUES (table_name, event_prefix, key_columns, include_columns, coalesce(exclude_columns, '{}'), ops)
+  ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
+    SET event_prefix = EXCLUDED.event_prefix, key_columns = EXCLUDED.key_columns,
+        include_columns = EXCLUDED.include_columns, exclude_columns = EXCLUDED.exclude_columns,
+        operations = EXCLUDED.operations, tracked_at = now();
+END
+$fn$;
+
+-- Removes the capture trigger; events already written stay.
+CREATE OR REPLACE FUNCTION pgrelay.untrack(table_name regclass) RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  EXECUTE format('DROP TRIGGER IF EXISTS pgrelay_capture ON %s', table_name);
+  DELETE FROM pgrelay.tracked_tables t WHERE t.table_name = untrack.table_name;
+  RETURN FOUND;
+END
+$fn$;
