@@ -123,16 +123,59 @@ RetryPolicy parse_retry(const Value& v, const std::string& path) {
   return p;
 }
 
-HandlerConfig parse_handler(const std::string& name, const Value& v, const std::string& path) {
+// A secret given inline (`key`) or by the name of an environment variable (`key_env`).
+std::string read_secret(const Value& obj, const std::string& path, const char* key, const EnvLookup& env) {
+  const std::string env_key = std::string(key) + "_env";
+  auto lit = obj.FindMember(key);
+  auto var = obj.FindMember(env_key.c_str());
+  if (lit != obj.MemberEnd() && var != obj.MemberEnd()) fail(path, std::string("sets both ") + key + " and " + env_key);
+  if (lit != obj.MemberEnd()) {
+    std::string s = need_string(lit->value, path + "." + key, 4096);
+    if (s.empty()) fail(path + "." + key, "must not be empty");
+    return s;
+  }
+  if (var != obj.MemberEnd()) {
+    const std::string name = need_string(var->value, path + "." + env_key, 200);
+    auto v = env(name);
+    if (!v || v->empty()) fail(path + "." + env_key, "names " + name + ", which is not set in the environment");
+    return *v;
+  }
+  return {};
+}
+
+CircuitBreakerOptions parse_breaker(const Value& v, const std::string& path) {
+  CircuitBreakerOptions b;
+  need_object(v, path);
+  check_keys(v, path, {"failures", "cooldown_ms"});
+  for (auto m = v.MemberBegin(); m != v.MemberEnd(); ++m) {
+    const std::string k = m->name.GetString();
+    if (k == "failures") b.failures = static_cast<int>(need_int(m->value, path + "." + k, 0, 1000000));
+    else b.cooldown_ms = need_int(m->value, path + "." + k, 1, 86400000);
+  }
+  return b;
+}
+
+HandlerConfig parse_handler(const std::string& name, const Value& v, const std::string& path, const EnvLookup& env) {
   HandlerConfig h;
   h.name = name;
   if (!std::regex_match(name, name_pattern())) fail(path, "is not a valid handler name (letters, digits, _ . : -)");
   need_object(v, path);
   auto t = v.FindMember("type");
-  if (t == v.MemberEnd()) fail(path + ".type", "is missing (one of stdout, command)");
-  h.type = need_choice(t->value, path + ".type", {"stdout", "command"});
+  if (t == v.MemberEnd()) fail(path + ".type", "is missing (one of stdout, command, webhook, sql, nats)");
+  h.type = need_choice(t->value, path + ".type", {"stdout", "command", "webhook", "sql", "nats"});
   std::vector<std::string> known = {"type", "retry", "timeout_ms", "concurrency"};
   if (h.type == "command") known.push_back("command");
+  if (h.type == "webhook") {
+    for (const char* k : {"url", "headers", "secret", "secret_env", "connect_timeout_ms", "pool_size", "dead_statuses",
+                          "circuit_breaker", "tls_verify", "ca_file"}) {
+      known.push_back(k);
+    }
+  }
+  if (h.type == "sql") known.push_back("function");
+  if (h.type == "nats") {
+    known.push_back("url");
+    known.push_back("subject");
+  }
   check_keys(v, path, known);
   for (auto m = v.MemberBegin(); m != v.MemberEnd(); ++m) {
     const std::string k = m->name.GetString();
@@ -141,9 +184,67 @@ HandlerConfig parse_handler(const std::string& name, const Value& v, const std::
     else if (k == "timeout_ms") h.timeout_ms = need_int(m->value, kp, 1, 86400000);
     else if (k == "concurrency") h.concurrency = static_cast<int>(need_int(m->value, kp, 1, 4096));
     else if (k == "command") h.argv = need_string_array(m->value, kp, false);
+    else if (k == "url" && h.type == "webhook") {
+      h.url = need_string(m->value, kp);
+      if (h.url.rfind("http://", 0) != 0 && h.url.rfind("https://", 0) != 0) {
+        fail(kp, "must start with http:// or https:// (got \"" + h.url + "\")");
+      }
+    } else if (k == "url") {
+      h.nats_url = need_string(m->value, kp);
+      if (h.nats_url.rfind("nats://", 0) != 0) fail(kp, "must start with nats:// (got \"" + h.nats_url + "\")");
+    } else if (k == "headers") {
+      const Value& hs = need_object(m->value, kp);
+      for (auto hm = hs.MemberBegin(); hm != hs.MemberEnd(); ++hm) {
+        const std::string hk = hm->name.GetString();
+        const std::string hv = need_string(hm->value, kp + "." + hk, 8192);
+        const bool bad_name = hk.empty() || hk.find_first_of(" :\r\n\t") != std::string::npos;
+        if (bad_name || hv.find_first_of("\r\n") != std::string::npos) fail(kp + "." + hk, "is not a valid HTTP header");
+        h.headers.emplace_back(hk, hv);
+      }
+    } else if (k == "connect_timeout_ms") h.connect_timeout_ms = need_int(m->value, kp, 1, 600000);
+    else if (k == "pool_size") h.pool_size = static_cast<int>(need_int(m->value, kp, 1, 1024));
+    else if (k == "dead_statuses") {
+      if (!m->value.IsArray()) fail(kp, std::string("must be an array of HTTP statuses, not ") + type_name(m->value));
+      h.dead_statuses.clear();
+      for (rapidjson::SizeType i = 0; i < m->value.Size(); ++i) {
+        h.dead_statuses.push_back(static_cast<int>(need_int(m->value[i], kp + "[" + std::to_string(i) + "]", 100, 599)));
+      }
+    } else if (k == "circuit_breaker") h.breaker = parse_breaker(m->value, kp);
+    else if (k == "tls_verify") {
+      if (!m->value.IsBool()) fail(kp, std::string("must be true or false, not ") + type_name(m->value));
+      h.tls_verify = m->value.GetBool();
+    } else if (k == "ca_file") h.ca_file = need_string(m->value, kp);
+    else if (k == "function") {
+      h.function = need_string(m->value, kp, 200);
+      static const std::regex fn("^[A-Za-z_][A-Za-z0-9_$]*(\\.[A-Za-z_][A-Za-z0-9_$]*)?$");
+      if (!std::regex_match(h.function, fn)) fail(kp, "must be a function name like schema.fn (got \"" + h.function + "\")");
+    } else if (k == "subject") {
+      h.subject = need_string(m->value, kp, 200);
+      if (h.subject.empty() || h.subject.find_first_of(" \t\r\n") != std::string::npos) fail(kp, "is not a valid NATS subject");
+    }
   }
+  if (h.type == "webhook") h.secret = read_secret(v, path, "secret", env);
   if (h.type == "command" && h.argv.empty()) fail(path + ".command", "is missing (the program and its arguments)");
+  if (h.type == "webhook" && h.url.empty()) fail(path + ".url", "is missing (the endpoint, http:// or https://)");
+  if (h.type == "sql" && h.function.empty()) fail(path + ".function", "is missing (a function f(event jsonb))");
   return h;
+}
+
+EventTypeDecl parse_event_type(const std::string& type, const Value& v, const std::string& path) {
+  EventTypeDecl d;
+  d.type = type;
+  if (!std::regex_match(type, name_pattern())) fail(path, "is not a valid event type");
+  need_object(v, path);
+  check_keys(v, path, {"required"});
+  auto r = v.FindMember("required");
+  if (r == v.MemberEnd()) return d;
+  const Value& req = need_object(r->value, path + ".required");
+  for (auto m = req.MemberBegin(); m != req.MemberEnd(); ++m) {
+    d.required.emplace_back(m->name.GetString(),
+                            need_choice(m->value, path + ".required." + m->name.GetString(),
+                                        {"string", "number", "integer", "boolean", "object", "array"}));
+  }
+  return d;
 }
 
 // Writes environment overrides into the document before validation, so they are
@@ -168,6 +269,7 @@ void apply_env(rapidjson::Document& doc, const EnvLookup& env, std::vector<std::
       {"PGRELAY_DONE_RETENTION_S", "relay", "done_retention_s", true},
       {"PGRELAY_LOG_LEVEL", "log", "level", false},
       {"PGRELAY_LOG_FORMAT", "log", "format", false},
+      {"PGRELAY_ADMIN_LISTEN", "admin", "listen", false},
   };
   auto& a = doc.GetAllocator();
   for (const Override& o : overrides) {
@@ -226,7 +328,7 @@ Config parse_config(const std::string& json_text, const EnvLookup& env) {
 
   try {
     Config c;
-    check_keys(doc, "", {"database", "relay", "log", "handlers", "routes"});
+    check_keys(doc, "", {"database", "relay", "log", "admin", "handlers", "routes", "event_types"});
     each(doc, "database", "database", {"url", "listen_url"}, [&](const std::string& k, const Value& v, const std::string& p) {
       if (k == "url") c.database.url = need_string(v, p);
       else c.database.listen_url = need_string(v, p);
@@ -250,10 +352,36 @@ Config parse_config(const std::string& json_text, const EnvLookup& env) {
       if (k == "level") c.log.level = need_choice(v, p, {"debug", "info", "warn", "error"});
       else c.log.format = need_choice(v, p, {"auto", "json", "text"});
     });
+    if (auto it = doc.FindMember("admin"); it != doc.MemberEnd()) {
+      const Value& a = need_object(it->value, "admin");
+      check_keys(a, "admin", {"listen", "token", "token_env", "ready_max_backlog", "ready_max_oldest_pending_s"});
+      for (auto m = a.MemberBegin(); m != a.MemberEnd(); ++m) {
+        const std::string k = m->name.GetString();
+        const std::string p = "admin." + k;
+        if (k == "listen") {
+          c.admin.listen = need_string(m->value, p, 200);
+          const auto colon = c.admin.listen.rfind(':');
+          if (colon == std::string::npos || colon == 0 ||
+              c.admin.listen.find_first_not_of("0123456789", colon + 1) != std::string::npos ||
+              colon + 1 == c.admin.listen.size()) {
+            fail(p, "must be host:port (got \"" + c.admin.listen + "\")");
+          }
+        } else if (k == "ready_max_backlog") c.admin.ready_max_backlog = need_int(m->value, p, 1, 1000000000000LL);
+        else if (k == "ready_max_oldest_pending_s") c.admin.ready_max_oldest_pending_s = need_int(m->value, p, 1, 365LL * 86400);
+      }
+      c.admin.token = read_secret(a, "admin", "token", env);
+    }
     if (auto it = doc.FindMember("handlers"); it != doc.MemberEnd()) {
       const Value& hs = need_object(it->value, "handlers");
       for (auto m = hs.MemberBegin(); m != hs.MemberEnd(); ++m) {
-        c.handlers.push_back(parse_handler(m->name.GetString(), m->value, std::string("handlers.") + m->name.GetString()));
+        c.handlers.push_back(
+            parse_handler(m->name.GetString(), m->value, std::string("handlers.") + m->name.GetString(), env));
+      }
+    }
+    if (auto it = doc.FindMember("event_types"); it != doc.MemberEnd()) {
+      const Value& ts = need_object(it->value, "event_types");
+      for (auto m = ts.MemberBegin(); m != ts.MemberEnd(); ++m) {
+        c.event_types.push_back(parse_event_type(m->name.GetString(), m->value, std::string("event_types.") + m->name.GetString()));
       }
     }
     std::vector<std::string> names;

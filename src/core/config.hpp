@@ -43,14 +43,47 @@ struct LogOptions {
   std::string format = "auto";  // auto (json unless a terminal) | json | text
 };
 
+struct CircuitBreakerOptions {
+  int failures = 5;             // consecutive failures that open the breaker (0: never)
+  int64_t cooldown_ms = 30000;  // how long an open breaker defers events before one probe
+};
+
 struct HandlerConfig {
   std::string name;
-  std::string type;  // stdout | command
+  std::string type;  // stdout | command | webhook | sql | nats
   RetryPolicy retry;
-  int64_t timeout_ms = 30000;  // per delivery; must stay below the lease
+  int64_t timeout_ms = 30000;  // per delivery; must stay below 4 x the lease
   int concurrency = 16;        // deliveries of this handler running at once
   // command
   std::vector<std::string> argv;
+  // webhook
+  std::string url;                                 // http:// or https://
+  std::vector<std::pair<std::string, std::string>> headers;  // extra request headers
+  std::string secret;                              // Standard Webhooks signing secret (from secret or secret_env)
+  int64_t connect_timeout_ms = 5000;
+  int pool_size = 8;                               // keep-alive connections per destination
+  std::vector<int> dead_statuses = {400, 401, 403, 404, 410, 422};  // answered with these: dead at once
+  CircuitBreakerOptions breaker;
+  bool tls_verify = true;
+  std::string ca_file;                             // extra CA bundle for https (PEM)
+  // sql: a function f(event jsonb) called in the transaction that records success
+  std::string function;
+  // nats: JetStream publish
+  std::string nats_url = "nats://127.0.0.1:4222";
+  std::string subject = "pgrelay.{type}";          // {type} is replaced by the event type
+};
+
+// Declared shape of an event type's payload: required fields and their JSON types.
+struct EventTypeDecl {
+  std::string type;
+  std::vector<std::pair<std::string, std::string>> required;  // field -> string|number|integer|boolean|object|array
+};
+
+struct AdminOptions {
+  std::string listen;         // host:port for health, metrics, status page and admin API; empty: off
+  std::string token;          // bearer token for admin actions (from token or token_env); empty: actions off
+  int64_t ready_max_backlog = 100000;          // /readyz fails above this many due events
+  int64_t ready_max_oldest_pending_s = 300;    // /readyz fails when the oldest due event is older
 };
 
 struct Route {
@@ -62,8 +95,10 @@ struct Config {
   DatabaseOptions database;
   RelayOptions relay;
   LogOptions log;
+  AdminOptions admin;
   std::vector<HandlerConfig> handlers;
   std::vector<Route> routes;
+  std::vector<EventTypeDecl> event_types;
 
   const HandlerConfig* handler(const std::string& name) const;
 };
@@ -75,7 +110,8 @@ EnvLookup process_env();
 // Parses and validates a config document, then applies environment overrides:
 // DATABASE_URL / PGRELAY_DATABASE_URL, PGRELAY_LISTEN_DATABASE_URL, PGRELAY_RELAY_ID,
 // PGRELAY_BATCH_SIZE, PGRELAY_MAX_IN_FLIGHT, PGRELAY_LEASE_MS, PGRELAY_POLL_INTERVAL_MS,
-// PGRELAY_WAKE, PGRELAY_DONE_RETENTION_S, PGRELAY_LOG_LEVEL, PGRELAY_LOG_FORMAT.
+// PGRELAY_WAKE, PGRELAY_DONE_RETENTION_S, PGRELAY_LOG_LEVEL, PGRELAY_LOG_FORMAT,
+// PGRELAY_ADMIN_LISTEN.
 // Throws ConfigError naming the key path (and the variable, for overrides).
 Config parse_config(const std::string& json_text, const EnvLookup& env);
 

@@ -63,8 +63,13 @@ void Listener::probe() {
     if (!conn_ || probe_waiting_) return;
     try {
       probe_waiting_ = ++probe_seq_;
-      pqxx::nontransaction tx(*conn_);
-      tx.exec_params("SELECT pg_notify($1, $2)", kChannel, "probe:" + std::to_string(probe_waiting_));
+      {
+        pqxx::nontransaction tx(*conn_);
+        tx.exec_params("SELECT pg_notify($1, $2)", kChannel, "probe:" + std::to_string(probe_waiting_));
+      }
+      // Our own notification arrives with the query's reply and sits in libpq's
+      // queue: the socket will not turn readable for it, so collect it now.
+      conn_->get_notifs();
     } catch (const std::exception& e) {
       drop(std::string("probe failed: ") + e.what());
       return;

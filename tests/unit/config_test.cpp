@@ -1,0 +1,111 @@
+// Config validation: every error names the key path and the problem.
+#include <doctest/doctest.h>
+
+#include <map>
+
+#include "core/config.hpp"
+
+using namespace pgrelay;
+
+namespace {
+
+EnvLookup env_of(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& k) -> std::optional<std::string> {
+    auto it = vars.find(k);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+std::string error_of(const std::string& json, std::map<std::string, std::string> env = {}) {
+  try {
+    parse_config(json, env_of(env));
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+const char* kValid = R"({
+  // comments are allowed
+  "database": {"url": "postgresql:///app"},
+  "relay": {"batch_size": 100, "lease_ms": 20000},
+  "handlers": {
+    "print": {"type": "stdout"},
+    "mail": {"type": "command", "command": ["/bin/mail", "-s"], "retry": {"max_attempts": 3, "base_ms": 10, "cap_ms": 100}}
+  },
+  "routes": [{"match": "orders.*", "handlers": ["print", "mail"]}, {"match": "*", "handlers": ["print"]}]
+})";
+
+}  // namespace
+
+TEST_CASE("a valid config parses into the model with defaults filled in") {
+  Config c = parse_config(kValid, env_of({}));
+  CHECK(c.database.url == "postgresql:///app");
+  CHECK(c.relay.batch_size == 100);
+  CHECK(c.relay.max_in_flight == 1024);
+  REQUIRE(c.handlers.size() == 2);
+  CHECK(c.handler("mail")->argv == std::vector<std::string>{"/bin/mail", "-s"});
+  CHECK(c.handler("mail")->retry.max_attempts == 3);
+  CHECK(c.handler("print")->retry.max_attempts == 10);
+  REQUIRE(c.routes.size() == 2);
+  CHECK(c.routes[0].handlers.size() == 2);
+}
+
+TEST_CASE("unknown keys are errors that name the key path and the known keys") {
+  const std::string e = error_of(R"({"relay": {"batchsize": 10}})");
+  CHECK(e.find("relay.batchsize") != std::string::npos);
+  CHECK(e.find("batch_size") != std::string::npos);
+  CHECK(error_of(R"({"handlers": {"p": {"type": "stdout", "url": "x"}}})").find("handlers.p.url") != std::string::npos);
+  CHECK(error_of(R"({"bogus": 1})").find("config: bogus is not a known key") != std::string::npos);
+}
+
+TEST_CASE("wrong types and out-of-range values name the key and what was expected") {
+  CHECK(error_of(R"({"relay": {"batch_size": "ten"}})") == "config: relay.batch_size must be an integer, not a string");
+  CHECK(error_of(R"({"relay": {"batch_size": 0}})").find("must be between 1 and 10000 (got 0)") != std::string::npos);
+  CHECK(error_of(R"({"relay": {"lease_ms": 1e300}})").find("relay.lease_ms must be an integer") != std::string::npos);
+  CHECK(error_of(R"({"relay": {"wake": "smoke"}})").find("relay.wake must be one of notify, poll, wal") != std::string::npos);
+  CHECK(error_of(R"([1, 2])").find("must be an object") != std::string::npos);
+}
+
+TEST_CASE("malformed JSON reports the offset") {
+  CHECK(error_of(R"({"relay": )").find("invalid JSON at offset") != std::string::npos);
+  CHECK(error_of("").find("invalid JSON") != std::string::npos);
+}
+
+TEST_CASE("a route naming an undefined handler lists the known handlers") {
+  const std::string e = error_of(R"({"handlers": {"print": {"type": "stdout"}},
+                                     "routes": [{"match": "a", "handlers": ["hook"]}]})");
+  CHECK(e == "config: routes[0].handlers[0] \"hook\" is not defined (known: print)");
+}
+
+TEST_CASE("handlers must carry what their type needs") {
+  CHECK(error_of(R"({"handlers": {"x": {"type": "command"}}})").find("handlers.x.command is missing") != std::string::npos);
+  CHECK(error_of(R"({"handlers": {"x": {}}})").find("handlers.x.type is missing") != std::string::npos);
+  CHECK(error_of(R"({"handlers": {"x": {"type": "webhook", "url": "ftp://a"}}})").find("http://") != std::string::npos);
+  CHECK(error_of(R"({"handlers": {"x": {"type": "webhook", "url": "http://a", "secret_env": "NOPE"}}})")
+            .find("NOPE, which is not set") != std::string::npos);
+  CHECK(error_of(R"({"handlers": {"x": {"type": "sql", "function": "f(); drop table t"}}})")
+            .find("handlers.x.function must be a function name") != std::string::npos);
+}
+
+TEST_CASE("a retry cap below its base is rejected") {
+  CHECK(error_of(R"({"handlers": {"x": {"type": "stdout", "retry": {"base_ms": 100, "cap_ms": 10}}}})")
+            .find("handlers.x.retry.cap_ms must not be below base_ms") != std::string::npos);
+}
+
+TEST_CASE("environment variables override the file and are validated like it") {
+  Config c = parse_config(kValid, env_of({{"DATABASE_URL", "host=/tmp"}, {"PGRELAY_BATCH_SIZE", "7"}}));
+  CHECK(c.database.url == "host=/tmp");
+  CHECK(c.relay.batch_size == 7);
+  CHECK(parse_config(kValid, env_of({{"DATABASE_URL", "a"}, {"PGRELAY_DATABASE_URL", "b"}})).database.url == "b");
+  CHECK(error_of(kValid, {{"PGRELAY_BATCH_SIZE", "x7"}}) == "config: PGRELAY_BATCH_SIZE must be an integer (got \"x7\")");
+  CHECK(error_of(kValid, {{"PGRELAY_BATCH_SIZE", "0"}}).find("(set by PGRELAY_BATCH_SIZE)") != std::string::npos);
+  CHECK(error_of("{}", {{"PGRELAY_WAKE", "loud"}}).find("relay.wake") != std::string::npos);
+}
+
+TEST_CASE("secrets can come from the environment by name") {
+  Config c = parse_config(R"({"handlers": {"h": {"type": "webhook", "url": "http://x/", "secret_env": "HOOK_SECRET"}}})",
+                          env_of({{"HOOK_SECRET", "whsec_abc"}}));
+  CHECK(c.handler("h")->secret == "whsec_abc");
+}
