@@ -103,7 +103,8 @@ BEGIN
     RAISE EXCEPTION 'pgrelay.track: operations must be among insert, update, delete (got %)', operations
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  event_prefix := coalesce(event_prefix, rel_name);
+  -- The default prefix is the table name, with characters event types cannot hold replaced.
+  event_prefix := coalesce(event_prefix, left(regexp_replace(rel_name, '[^A-Za-z0-9_.:-]', '_', 'g'), 180));
   IF event_prefix !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,180}$' THEN
     RAISE EXCEPTION 'pgrelay.track: event prefix % may hold only letters, digits, _ . : -', quote_literal(event_prefix)
       USING ERRCODE = 'invalid_parameter_value';
