@@ -1,0 +1,305 @@
+// The relay end to end in-process: bursts, retries, fan-out, per-key order,
+// replicas, the listener's recovery and commit-order safety.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "support/child_process.hpp"
+#include "support/recording_handler.hpp"
+#include "support/test_db.hpp"
+
+using namespace pgrelay;
+using namespace pgrelay::test;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+TEST_CASE("a 10,000-event burst is delivered exactly once when nothing fails") {
+  TestDb db;
+  Relay relay(test_config(db.url()));
+  auto handler = std::make_unique<RecordingHandler>();
+  RecordingHandler* rec = handler.get();
+  relay.add_handler("rec", std::move(handler));
+  relay.add_route("*", {"rec"});
+  RelayThread t(relay);
+  db.exec("SELECT pgrelay.emit('burst.e', jsonb_build_object('n', g)) FROM generate_series(1, 10000) g");
+  REQUIRE(eventually([&] { return rec->count() >= 10000; }, seconds(60)));
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10)));
+  t.stop();
+  std::set<int64_t> ids;
+  for (const auto& d : rec->deliveries()) ids.insert(d.id);
+  CHECK(rec->count() == 10000);
+  CHECK(ids.size() == 10000);
+  CHECK(relay.stats().delivered == 10000);
+}
+
+TEST_CASE("events whose type no route matches stay pending instead of being dropped") {
+  TestDb db;
+  Relay relay(test_config(db.url()));
+  relay.add_handler("rec", std::make_unique<RecordingHandler>());
+  relay.add_route("orders.*", {"rec"});
+  RelayThread t(relay);
+  db.exec("SELECT pgrelay.emit('orders.created', '{}'), pgrelay.emit('users.created', '{}')");
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 1; }, seconds(10)));
+  t.stop();
+  auto r = db.exec("SELECT event_type, status, attempts FROM pgrelay.db_events");
+  CHECK(r[0][0].as<std::string>() == "users.created");
+  CHECK(r[0][1].as<std::string>() == "pending");
+  CHECK(r[0][2].as<int>() == 0);
+}
+
+TEST_CASE("two handlers on one type, one failing twice: the good one runs once, the failing one three times") {
+  TestDb db;
+  Relay relay(test_config(db.url()));
+  auto good = std::make_unique<RecordingHandler>();
+  std::atomic<int> failures{0};
+  auto flaky = std::make_unique<RecordingHandler>([&](const Event&) {
+    return failures++ < 2 ? Outcome::retry("not yet") : Outcome::ok();
+  });
+  RecordingHandler* g = good.get();
+  RecordingHandler* f = flaky.get();
+  relay.add_handler("good", std::move(good), RetryPolicy{5, 50, 200, 0.0});
+  relay.add_handler("flaky", std::move(flaky), RetryPolicy{5, 50, 200, 0.0});
+  relay.add_route("pay.*", {"good", "flaky"});
+  RelayThread t(relay);
+  db.exec("SELECT pgrelay.emit('pay.done', '{}')");
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10)));
+  t.stop();
+  CHECK(g->count() == 1);
+  CHECK(f->count() == 3);
+  auto fd = f->deliveries();
+  CHECK(fd[0].attempt == 1);
+  CHECK(fd[2].attempt == 3);
+}
+
+TEST_CASE("a handler failing every time ends dead after max_attempts with growing delays and its error kept") {
+  TestDb db;
+  Config c = test_config(db.url());
+  c.relay.done_retention_s = 3600;
+  Relay relay(c);
+  auto h = std::make_unique<RecordingHandler>([](const Event&) { return Outcome::retry("connection refused"); });
+  RecordingHandler* rec = h.get();
+  relay.add_handler("bad", std::move(h), RetryPolicy{4, 100, 10000, 0.0});
+  relay.add_route("x", {"bad"});
+  RelayThread t(relay);
+  db.exec("SELECT pgrelay.emit('x', '{}')");
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 1; },
+                     seconds(10)));
+  t.stop();
+  auto d = rec->deliveries();
+  REQUIRE(d.size() == 4);
+  auto gap = [&](int i) { return std::chrono::duration_cast<milliseconds>(d[i + 1].at - d[i].at).count(); };
+  CHECK(gap(0) >= 100);
+  CHECK(gap(1) >= 200);
+  CHECK(gap(2) >= 400);
+  CHECK(gap(2) < 2000);
+  auto r = db.exec("SELECT attempts, last_error, finished_at IS NOT NULL FROM pgrelay.db_events");
+  CHECK(r[0][0].as<int>() == 4);
+  CHECK(r[0][1].as<std::string>() == "handler bad: gave up after 4 attempts: connection refused");
+  CHECK(r[0][2].as<bool>());
+}
+
+TEST_CASE("a dead outcome dead-letters at once and other keys keep flowing") {
+  TestDb db;
+  Relay relay(test_config(db.url()));
+  auto h = std::make_unique<RecordingHandler>([](const Event& e) {
+    return e.key == std::optional<std::string>("poison") ? Outcome::dead("payload has no email") : Outcome::ok();
+  });
+  RecordingHandler* rec = h.get();
+  relay.add_handler("h", std::move(h));
+  relay.add_route("*", {"h"});
+  RelayThread t(relay);
+  db.exec("SELECT pgrelay.emit('a', '{}', 'poison'), pgrelay.emit('a', '{}', 'fine'), pgrelay.emit('a', '{}', 'poison')");
+  REQUIRE(eventually([&] { return rec->count() == 3; }, seconds(10)));
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 2; },
+                     seconds(10)));
+  t.stop();
+  // A dead event is finished: it does not hold back the next event of its key.
+  auto r = db.exec("SELECT id, status, attempts, last_error FROM pgrelay.db_events ORDER BY id");
+  REQUIRE(r.size() == 2);
+  CHECK(r[0][0].as<int>() == 1);
+  CHECK(r[1][0].as<int>() == 3);
+  CHECK(r[0][1].as<std::string>() == "dead");
+  CHECK(r[0][2].as<int>() == 1);
+  CHECK(r[0][3].as<std::string>() == "handler h: payload has no email");
+}
+
+TEST_CASE("a handler that hangs is timed out, retried, and its late answer ignored") {
+  TestDb db;
+  Relay relay(test_config(db.url()));
+  std::atomic<int> calls{0};
+  std::vector<Handler::Done> hung;
+  std::mutex m;
+  struct Hanging : Handler {
+    std::atomic<int>& calls;
+    std::vector<Done>& hung;
+    std::mutex& m;
+    Hanging(std::atomic<int>& c, std::vector<Done>& h, std::mutex& mu) : calls(c), hung(h), m(mu) {}
+    void deliver(std::shared_ptr<const Event>, Done done) override {
+      if (calls++ == 0) {
+        std::lock_guard<std::mutex> l(m);
+        hung.push_back(std::move(done));  // never answers in time
+      } else {
+        done(Outcome::ok());
+      }
+    }
+  };
+  relay.add_handler("hang", std::make_unique<Hanging>(calls, hung, m), RetryPolicy{5, 50, 100, 0.0}, 300);
+  relay.add_route("*", {"hang"});
+  RelayThread t(relay);
+  db.exec("SELECT pgrelay.emit('a', '{}')");
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10)));
+  {
+    std::lock_guard<std::mutex> l(m);
+    REQUIRE(hung.size() == 1);
+    hung[0](Outcome::dead("late answer"));  // must not resurrect or kill anything
+  }
+  t.stop();
+  CHECK(calls == 2);
+  CHECK(relay.stats().timeouts == 1);
+  CHECK(relay.stats().dead == 0);
+}
+
+TEST_CASE("three relays over 20,000 events and 200 keys: every event once, each key in order, one at a time") {
+  TestDb db;
+  std::vector<std::unique_ptr<Relay>> relays;
+  std::vector<RecordingHandler*> recs;
+  for (int i = 0; i < 3; ++i) {
+    Config c = test_config(db.url());
+    c.relay.id = "relay-" + std::to_string(i);
+    c.relay.batch_size = 100;
+    relays.push_back(std::make_unique<Relay>(c));
+    auto h = std::make_unique<RecordingHandler>(RecordingHandler::Script{}, 4, 300);
+    recs.push_back(h.get());
+    relays.back()->add_handler("rec", std::move(h));
+    relays.back()->add_route("*", {"rec"});
+  }
+  // One recorder per relay, but per-key overlap must be judged across relays.
+  std::vector<std::unique_ptr<RelayThread>> threads;
+  for (auto& r : relays) threads.push_back(std::make_unique<RelayThread>(*r));
+  for (int batch = 0; batch < 20; ++batch) {
+    db.exec("SELECT pgrelay.emit('k.e', jsonb_build_object('n', g), 'key-' || (g % 200)) "
+            "FROM generate_series(" + std::to_string(batch * 1000 + 1) + ", " + std::to_string(batch * 1000 + 1000) + ") g");
+  }
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(120)));
+  threads.clear();
+  std::vector<Delivery> all;
+  int per_relay_nonzero = 0;
+  for (auto* r : recs) {
+    auto d = r->deliveries();
+    if (!d.empty()) per_relay_nonzero++;
+    all.insert(all.end(), d.begin(), d.end());
+  }
+  std::sort(all.begin(), all.end(), [](const Delivery& a, const Delivery& b) { return a.at < b.at; });
+  std::set<int64_t> ids;
+  std::map<std::string, int64_t> last;
+  int out_of_order = 0;
+  for (const auto& d : all) {
+    ids.insert(d.id);
+    auto& l = last[*d.key];
+    if (d.id < l) out_of_order++;
+    l = d.id;
+  }
+  CHECK(ids.size() == 20000);
+  CHECK(all.size() == 20000);  // no lease expired, so no duplicates
+  CHECK(out_of_order == 0);
+  CHECK(per_relay_nonzero == 3);
+  for (auto* r : recs) CHECK(r->overlaps() == 0);
+}
+
+TEST_CASE("an event whose transaction commits after a later id is still delivered") {
+  TestDb db;
+  Relay relay(test_config(db.url()));
+  auto h = std::make_unique<RecordingHandler>();
+  RecordingHandler* rec = h.get();
+  relay.add_handler("rec", std::move(h));
+  relay.add_route("*", {"rec"});
+  RelayThread t(relay);
+  auto slow = db.connect();
+  pqxx::work slow_tx(*slow);
+  const int64_t early_id = slow_tx.exec("SELECT pgrelay.emit('a', '{}')")[0][0].as<int64_t>();
+  db.exec("SELECT pgrelay.emit('a', '{}')");  // a later id, committed first
+  REQUIRE(eventually([&] { return rec->count() == 1; }, seconds(10)));
+  slow_tx.commit();
+  REQUIRE(eventually([&] { return rec->count() == 2; }, seconds(10)));
+  t.stop();
+  auto d = rec->deliveries();
+  CHECK(d[0].id == early_id + 1);
+  CHECK(d[1].id == early_id);
+}
+
+TEST_CASE("per-key delivery order follows commit order of the producing transactions") {
+  TestDb db;
+  Relay relay(test_config(db.url()));
+  auto h = std::make_unique<RecordingHandler>();
+  RecordingHandler* rec = h.get();
+  relay.add_handler("rec", std::move(h));
+  relay.add_route("*", {"rec"});
+  RelayThread t(relay);
+  // t1 starts first and writes first, but commits after t2 began waiting on the key:
+  // t2's event gets its id only after t1 commits, so id order is commit order.
+  auto c1 = db.connect();
+  auto c2 = db.connect();
+  pqxx::work t1(*c1);
+  t1.exec("SELECT pgrelay.emit('a', '{\"from\": \"t1\"}', 'order:9')");
+  std::thread producer([&] {
+    pqxx::work t2(*c2);
+    t2.exec("SELECT pgrelay.emit('a', '{\"from\": \"t2\"}', 'order:9')");
+    t2.commit();
+  });
+  std::this_thread::sleep_for(milliseconds(200));
+  t1.commit();
+  producer.join();
+  REQUIRE(eventually([&] { return rec->count() == 2; }, seconds(10)));
+  t.stop();
+  auto d = rec->deliveries();
+  CHECK(d[0].id < d[1].id);
+  CHECK(d[1].at >= d[0].at);
+}
+
+TEST_CASE("with the listener's backend killed, events are delivered after reconnect without waiting for the poll") {
+  TestDb db;
+  Config c = test_config(db.url());
+  c.relay.poll_interval_ms = 60000;  // the safety poll must not be what saves us
+  Relay relay(c);
+  auto h = std::make_unique<RecordingHandler>();
+  RecordingHandler* rec = h.get();
+  relay.add_handler("rec", std::move(h));
+  relay.add_route("*", {"rec"});
+  RelayThread t(relay);
+  REQUIRE(eventually([&] { return relay.listening(); }, seconds(5)));
+  db.exec("SELECT pgrelay.emit('warm', '{}')");
+  REQUIRE(eventually([&] { return rec->count() == 1; }, seconds(5)));
+  const std::string kill_sql = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '" +
+                               db.name() + "' AND application_name = 'pgrelay-listener'";
+  CHECK(db.scalar(kill_sql) == 1);
+  db.exec("SELECT pgrelay.emit('gap', '{}') FROM generate_series(1, 5)");  // while the listener is down
+  REQUIRE(eventually([&] { return rec->count() == 6; }, seconds(5)));
+  REQUIRE(eventually([&] { return relay.listening(); }, seconds(5)));
+  db.exec("SELECT pgrelay.emit('after', '{}')");
+  CHECK(eventually([&] { return rec->count() == 7; }, seconds(3)));
+  t.stop();
+}
+
+TEST_CASE("the relay reports itself and whether LISTEN is alive") {
+  TestDb db;
+  Config c = test_config(db.url());
+  c.relay.id = "reporter";
+  Relay relay(c);
+  relay.add_handler("rec", std::make_unique<RecordingHandler>());
+  relay.add_route("*", {"rec"});
+  RelayThread t(relay);
+  REQUIRE(eventually([&] { return relay.listening(); }, seconds(5)));
+  REQUIRE(eventually([&] {
+    return db.scalar("SELECT count(*) FROM pgrelay.relays WHERE id = 'reporter' AND listen_alive") == 1;
+  }, seconds(8)));
+  auto r = run_pgrelay({"-d", db.url(), "status", "--json"});
+  CHECK(r.code == 0);
+  CHECK(r.out.find("\"id\":\"reporter\"") != std::string::npos);
+  CHECK(r.out.find("\"listen_alive\":true") != std::string::npos);
+  t.stop();
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.relays") == 0);
+}
