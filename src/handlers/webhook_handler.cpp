@@ -1,0 +1,170 @@
+// The webhook handler: builds and signs the request, asks the circuit breaker,
+// and turns the HTTP result into an Outcome.
+#include "handlers/webhook_handler.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <thread>
+
+#include "core/log.hpp"
+#include "handlers/circuit_breaker.hpp"
+#include "handlers/http_client_pool.hpp"
+#include "handlers/retry_after.hpp"
+#include "handlers/webhook_signature.hpp"
+
+namespace pgrelay {
+namespace {
+
+namespace net = boost::asio;
+
+constexpr size_t kReasonBodyBytes = 200;
+
+// At most `limit` bytes of `body` that are safe in a text column and a log
+// line: valid UTF-8 kept, control characters as spaces, invalid bytes as '?'.
+std::string excerpt(const std::string& body, size_t limit) {
+  std::string out;
+  size_t i = 0;
+  while (i < body.size()) {
+    const auto c = static_cast<unsigned char>(body[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool valid = len > 0 && i + len <= body.size();
+    for (size_t k = 1; valid && k < len; ++k) valid = (static_cast<unsigned char>(body[i + k]) & 0xC0) == 0x80;
+    if (!valid) len = 1;
+    if (out.size() + (valid ? len : 1) > limit) break;
+    if (!valid) {
+      out += '?';
+    } else if (len == 1 && (c < 0x20 || c == 0x7F)) {
+      out += ' ';
+    } else {
+      out.append(body, i, len);
+    }
+    i += len;
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+bool retryable_status(int status) { return status == 408 || status == 429 || status >= 500; }
+
+}  // namespace
+
+struct WebhookHandler::Impl {
+  Impl(const HandlerConfig& cfg, const Clock& clock)
+      : config(cfg), breaker(cfg.breaker.failures, cfg.breaker.cooldown_ms, clock), work(io.get_executor()) {
+    const std::string where = "handlers." + cfg.name;
+    std::string error;
+    auto dest = HttpDestination::parse(cfg.url, &error);
+    if (!dest) throw ConfigError("config: " + where + ".url " + error + " (got \"" + cfg.url + "\")");
+    destination = *dest;
+    if (!cfg.secret.empty()) {
+      auto key = webhook_signing_key(cfg.secret);
+      if (!key) {
+        throw ConfigError("config: " + where +
+                          ".secret starts with \"whsec_\" but the rest is not valid base64 "
+                          "(use the secret exactly as issued, or one without the whsec_ prefix)");
+      }
+      signing_key = std::move(*key);
+    }
+    HttpClientOptions options;
+    options.pool_size = std::max(1, std::min(cfg.pool_size, std::max(1, cfg.concurrency)));
+    options.connect_timeout_ms = cfg.connect_timeout_ms;
+    options.tls_verify = cfg.tls_verify;
+    options.ca_file = cfg.ca_file;
+    try {
+      pool = std::make_unique<HttpClientPool>(io, destination, options);
+    } catch (const std::exception& e) {
+      throw ConfigError("config: " + where + ".ca_file: " + e.what());
+    }
+    thread = std::thread([this] { io.run(); });
+  }
+
+  // Runs on the I/O thread.
+  void start(const std::shared_ptr<const Event>& event, Done done) {
+    if (stopped) return done(Outcome::retry("shutting down"));
+    const CircuitBreaker::Decision d = breaker.allow();
+    if (!d.allowed) return done(Outcome::defer(d.wait, "circuit open for " + destination.authority()));
+    HttpRequest req;
+    req.timeout_ms = config.timeout_ms;
+    req.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config.timeout_ms);
+    req.headers.emplace_back("content-type", "application/json");
+    for (const auto& h : config.headers) req.headers.push_back(h);
+    if (!config.secret.empty()) {
+      const std::string id = std::to_string(event->id);
+      const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::system_clock::now().time_since_epoch()).count();
+      req.headers.emplace_back("webhook-id", id);
+      req.headers.emplace_back("webhook-timestamp", std::to_string(now_s));
+      req.headers.emplace_back("webhook-signature", webhook_signature(signing_key, id, now_s, event->json));
+    }
+    req.body = event->json;
+    pool->submit(std::move(req), [this, done = std::move(done)](HttpResult r) { done(classify(r)); });
+  }
+
+  // Maps a result to an outcome and tells the breaker whether the endpoint works.
+  Outcome classify(const HttpResult& r) {
+    if (r.failure == HttpResult::Failure::shutdown) return Outcome::retry("shutting down");
+    if (r.failure != HttpResult::Failure::none) {
+      breaker.record_failure();
+      return Outcome::retry(r.error);
+    }
+    const std::string reason = "HTTP " + std::to_string(r.status) + (r.body.empty() ? "" : ": " + excerpt(r.body, kReasonBodyBytes));
+    if (r.status >= 200 && r.status < 300) {
+      breaker.record_success();
+      return Outcome::ok();
+    }
+    if (std::find(config.dead_statuses.begin(), config.dead_statuses.end(), r.status) != config.dead_statuses.end()) {
+      breaker.record_success();  // the endpoint answered; the event is what is wrong
+      return Outcome::dead(reason);
+    }
+    if (retryable_status(r.status)) breaker.record_failure();
+    if (!r.retry_after.empty()) {
+      if (auto d = parse_retry_after(r.retry_after, std::chrono::system_clock::now())) return Outcome::retry_in(*d, reason);
+    }
+    return Outcome::retry(reason);
+  }
+
+  HandlerConfig config;
+  HttpDestination destination;
+  std::string signing_key;
+  CircuitBreaker breaker;                 // I/O thread only
+  net::io_context io;
+  net::executor_work_guard<net::io_context::executor_type> work;
+  std::unique_ptr<HttpClientPool> pool;   // I/O thread only
+  std::atomic<bool> stopping{false};      // shutdown() was called
+  bool stopped = false;                   // I/O thread only: the pool is closed
+  std::thread thread;
+};
+
+WebhookHandler::WebhookHandler(const HandlerConfig& config, const Clock& clock)
+    : impl_(std::make_unique<Impl>(config, clock)) {}
+
+WebhookHandler::~WebhookHandler() {
+  shutdown();
+  impl_->work.reset();
+  impl_->io.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+void WebhookHandler::deliver(std::shared_ptr<const Event> event, Done done) {
+  if (impl_->stopping) return done(Outcome::retry("shutting down"));
+  net::post(impl_->io, [impl = impl_.get(), event = std::move(event), done = std::move(done)]() mutable {
+    impl->start(event, std::move(done));
+  });
+}
+
+void WebhookHandler::shutdown() {
+  if (impl_->stopping.exchange(true)) return;
+  std::promise<void> closed;
+  net::post(impl_->io, [impl = impl_.get(), &closed] {
+    impl->stopped = true;
+    impl->pool->close_all();
+    closed.set_value();
+  });
+  closed.get_future().wait();
+}
+
+}  // namespace pgrelay

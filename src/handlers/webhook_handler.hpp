@@ -1,0 +1,47 @@
+// `webhook` handler: POSTs the event document (Event::json) to an http:// or
+// https:// URL, signed per Standard Webhooks when a secret is configured (see
+// handlers/webhook_signature.hpp for the headers and how "whsec_" secrets are
+// read).
+//
+// Outcomes: 2xx -> ok. A status in dead_statuses -> dead ("HTTP 410: <first 200
+// bytes of the body>"). 408, 429, 5xx and any other status -> retry, honouring
+// Retry-After (seconds or HTTP-date). Connect failures, broken connections and
+// timeouts -> retry with the reason.
+//
+// One destination per handler, with a bounded pool of pool_size keep-alive
+// connections (requests beyond it queue here) and a circuit breaker: after
+// breaker.failures consecutive retryable failures, deliveries are deferred for
+// breaker.cooldown_ms without spending an attempt, then one probe goes through.
+//
+// Threading: the handler owns an io_context and one thread that runs it; all
+// network work happens there. deliver() only posts and returns; `done` is called
+// on that thread. shutdown() answers everything queued or in flight with a retry
+// ("shutting down"); the destructor joins the thread.
+#pragma once
+#include <memory>
+
+#include "core/clock.hpp"
+#include "core/config.hpp"
+#include "handlers/handler.hpp"
+
+namespace pgrelay {
+
+class WebhookHandler : public Handler {
+ public:
+  // Throws ConfigError for a config it cannot use (bad URL, a "whsec_" secret
+  // that is not base64, an unreadable ca_file).
+  // REQUIRES: `clock` (used by the circuit breaker) outlives the handler.
+  explicit WebhookHandler(const HandlerConfig& config, const Clock& clock = Clock::steady());
+  ~WebhookHandler() override;
+  WebhookHandler(const WebhookHandler&) = delete;
+  WebhookHandler& operator=(const WebhookHandler&) = delete;
+
+  void deliver(std::shared_ptr<const Event> event, Done done) override;
+  void shutdown() override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pgrelay
