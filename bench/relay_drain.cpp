@@ -1,0 +1,89 @@
+// Drain rate: pgrelay's Relay (the library, in-process) draining a pre-inserted
+// backlog with a no-op handler routed from "*". Runs --relays Relay objects in
+// parallel (each its own connections, as separate replicas would) and stops them
+// once --expect events are delivered; then checks the table is empty.
+// Prints one JSON object: {"relays","events","seconds","events_per_s","claim_batches","left"}.
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "bench_util.hpp"
+#include "core/log.hpp"
+#include "relay/relay.hpp"
+
+namespace {
+
+class NoopHandler : public pgrelay::Handler {
+ public:
+  void deliver(std::shared_ptr<const pgrelay::Event>, Done done) override { done(pgrelay::Outcome::ok()); }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const auto f = bench::parse_flags(argc, argv);
+    const std::string db = bench::flag(f, "db", "");
+    const int relays = static_cast<int>(bench::flag_int(f, "relays", 1));
+    const int64_t expect = bench::flag_int(f, "expect", 0);
+    const int64_t timeout_s = bench::flag_int(f, "timeout-s", 300);
+    pgrelay::log::configure(pgrelay::log::Level::warn, pgrelay::log::Format::text);
+
+    std::vector<std::unique_ptr<pgrelay::Relay>> rs;
+    for (int i = 0; i < relays; ++i) {
+      pgrelay::Config c;
+      c.database.url = db;
+      c.relay.id = "bench-drain-" + std::to_string(i);
+      if (f.count("batch")) c.relay.batch_size = static_cast<int>(bench::flag_int(f, "batch", 256));
+      if (f.count("max-in-flight")) c.relay.max_in_flight = static_cast<int>(bench::flag_int(f, "max-in-flight", 1024));
+      auto r = std::make_unique<pgrelay::Relay>(c);
+      r->add_handler("noop", std::make_unique<NoopHandler>());
+      r->add_route("*", {"noop"});
+      rs.push_back(std::move(r));
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> threads;
+    std::atomic<int> failed{0};
+    for (auto& r : rs) {
+      threads.emplace_back([&r, &failed] {
+        try {
+          r->run();
+        } catch (const std::exception& e) {
+          std::cerr << "relay_drain: " << e.what() << "\n";
+          ++failed;
+        }
+      });
+    }
+    int64_t delivered = 0;
+    const auto give_up = t0 + std::chrono::seconds(timeout_s);
+    while (std::chrono::steady_clock::now() < give_up && !failed) {
+      delivered = 0;
+      for (auto& r : rs) delivered += r->stats().delivered.load();
+      if (delivered >= expect) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    for (auto& r : rs) r->request_stop();
+    for (auto& t : threads) t.join();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    int64_t batches = 0;
+    delivered = 0;
+    for (auto& r : rs) {
+      batches += r->stats().claim_batches.load();
+      delivered += r->stats().delivered.load();
+    }
+    pqxx::connection c(db);
+    pqxx::nontransaction tx(c);
+    const int64_t left = tx.exec1("SELECT count(*) FROM pgrelay.db_events WHERE status <> 'done'")[0].as<int64_t>();
+    std::cout << "{\"relays\":" << relays << ",\"events\":" << delivered << ",\"seconds\":" << s
+              << ",\"events_per_s\":" << delivered / s << ",\"claim_batches\":" << batches << ",\"left\":" << left
+              << "}\n";
+    return (failed || delivered < expect) ? 1 : 0;
+  } catch (const std::exception& e) {
+    std::cerr << "relay_drain: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,144 @@
+// End-to-end latency, commit -> handler start: runs a Relay (wake mode from
+// --wake, default notify) with a handler that records when each event reaches
+// it, starts bench/paced_producer as a separate process, waits for every event,
+// and joins the producer's commit times with the handler's start times by id.
+// Events of the first --warmup-ms are left out. Clocks agree: same machine.
+// Prints one JSON object: {"rate","events","p50_ms","p90_ms","p99_ms","max_ms","producer":{...}}.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "bench_util.hpp"
+#include "core/log.hpp"
+#include "relay/relay.hpp"
+
+namespace {
+
+class RecordingHandler : public pgrelay::Handler {
+ public:
+  explicit RecordingHandler(size_t expect) { starts_.reserve(expect); }
+  void deliver(std::shared_ptr<const pgrelay::Event> event, Done done) override {
+    const int64_t now = bench::wall_us();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      starts_.emplace_back(event->id, now);
+    }
+    done(pgrelay::Outcome::ok());
+  }
+  std::vector<std::pair<int64_t, int64_t>> take() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return std::move(starts_);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::pair<int64_t, int64_t>> starts_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const auto f = bench::parse_flags(argc, argv);
+    const std::string db = bench::flag(f, "db", "");
+    const int64_t rate = bench::flag_int(f, "rate", 1000);
+    const int64_t seconds = bench::flag_int(f, "seconds", 5);
+    const int64_t conns = bench::flag_int(f, "conns", 2);
+    const int64_t warmup_ms = bench::flag_int(f, "warmup-ms", 500);
+    const std::string producer = bench::flag(f, "producer", "");
+    const std::string out = bench::flag(f, "tmp", "/tmp/pgrelay-bench-latency.txt");
+    pgrelay::log::configure(pgrelay::log::Level::warn, pgrelay::log::Format::text);
+
+    pgrelay::Config c;
+    c.database.url = db;
+    c.relay.id = "bench-latency";
+    c.relay.wake = bench::flag(f, "wake", "notify");
+    if (c.relay.wake == "poll") c.relay.poll_interval_ms = bench::flag_int(f, "poll-ms", 100);
+    pgrelay::Relay relay(c);
+    auto handler = std::make_unique<RecordingHandler>(static_cast<size_t>(rate * seconds));
+    RecordingHandler* rec = handler.get();
+    relay.add_handler("record", std::move(handler));
+    relay.add_route("*", {"record"});
+    std::thread runner([&relay] { relay.run(); });
+
+    const auto ready_by = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (c.relay.wake == "notify" && !relay.listening() && std::chrono::steady_clock::now() < ready_by) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+
+    // The producer is a separate process, as an application would be.
+    const std::string rate_s = std::to_string(rate), secs_s = std::to_string(seconds), conns_s = std::to_string(conns);
+    int pipefd[2];
+    if (pipe(pipefd) != 0) throw std::runtime_error("pipe failed");
+    const pid_t pid = fork();
+    if (pid == 0) {
+      dup2(pipefd[1], STDOUT_FILENO);
+      close(pipefd[0]);
+      execl(producer.c_str(), producer.c_str(), "--db", db.c_str(), "--rate", rate_s.c_str(), "--seconds",
+            secs_s.c_str(), "--conns", conns_s.c_str(), "--out", out.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(pipefd[1]);
+    std::string producer_json;
+    char buf[512];
+    ssize_t n;
+    while ((n = read(pipefd[0], buf, sizeof buf)) > 0) producer_json.append(buf, static_cast<size_t>(n));
+    close(pipefd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      relay.request_stop();
+      runner.join();
+      throw std::runtime_error("producer failed");
+    }
+    while (!producer_json.empty() && producer_json.back() == '\n') producer_json.pop_back();
+
+    std::unordered_map<int64_t, int64_t> commit_us;
+    {
+      std::ifstream in(out);
+      int64_t id, us;
+      while (in >> id >> us) commit_us[id] = us;
+    }
+    const auto wait_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (relay.stats().delivered.load() < static_cast<int64_t>(commit_us.size()) &&
+           std::chrono::steady_clock::now() < wait_by) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    relay.request_stop();
+    runner.join();
+    std::remove(out.c_str());
+
+    int64_t first_commit = INT64_MAX;
+    for (const auto& [id, us] : commit_us) first_commit = std::min(first_commit, us);
+    std::vector<double> lat_ms;
+    int64_t missing = static_cast<int64_t>(commit_us.size());
+    for (const auto& [id, start] : rec->take()) {
+      auto it = commit_us.find(id);
+      if (it == commit_us.end()) continue;
+      --missing;
+      if (it->second < first_commit + warmup_ms * 1000) continue;
+      lat_ms.push_back(static_cast<double>(start - it->second) / 1000.0);
+    }
+    std::sort(lat_ms.begin(), lat_ms.end());
+    std::cout << "{\"rate\":" << rate << ",\"wake\":\"" << c.relay.wake << "\",\"events\":" << lat_ms.size()
+              << ",\"missing\":" << missing << ",\"p50_ms\":" << bench::percentile(lat_ms, 50)
+              << ",\"p90_ms\":" << bench::percentile(lat_ms, 90) << ",\"p99_ms\":" << bench::percentile(lat_ms, 99)
+              << ",\"max_ms\":" << (lat_ms.empty() ? 0 : lat_ms.back()) << ",\"producer\":" << producer_json << "}\n";
+    return missing == 0 ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::cerr << "relay_latency: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Turns bench/run's results.jsonl into the printed table and the JSON summary.
+
+Repeated measurements are summarised by their median. Every figure carries its
+ratio against a baseline measured in the same run, and the issue's target."""
+import json
+import statistics
+import sys
+
+
+def load(path):
+    out = {}
+    for line in open(path):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        out.setdefault(rec["section"], []).append(rec["data"])
+    return out
+
+
+def med(rows, key):
+    vals = [r[key] for r in rows if isinstance(r, dict) and key in r]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 100:
+        s = f"{v:,.0f}"
+    elif abs(v) >= 10:
+        s = f"{v:.1f}"
+    else:
+        s = f"{v:.2f}"
+    return s + (" " + unit if unit else "")
+
+
+def ratio(a, b):
+    if a is None or b in (None, 0):
+        return None
+    return a / b
+
+
+def main():
+    args = sys.argv[1:]
+    path = args[0]
+    json_out = args[args.index("--json") + 1] if "--json" in args else None
+    r = load(path)
+    rows = []  # (section, figure, value, unit, ratio, baseline name, target)
+    summary = {"figures": []}
+
+    def add(section, name, value, unit, rat=None, base="", target="", key=None):
+        rows.append((section, name, value, unit, rat, base, target))
+        summary["figures"].append({"section": section, "figure": name, "key": key or name, "value": value,
+                                   "unit": unit, "ratio": rat, "baseline": base, "target": target})
+
+    meta = (r.get("meta") or [{}])[0]
+    summary["meta"] = meta
+    summary["meta_end"] = (r.get("meta_end") or [{}])[0]
+
+    # 1. physical limit
+    raw = r.get("raw", [])
+    def raw_rate(variant, workers):
+        return med([x for x in raw if x.get("variant") == variant and x.get("workers") == workers], "rows_per_s")
+    base_del1 = raw_rate("delete", 1)
+    base_del2 = raw_rate("delete", 2)
+    lease1 = raw_rate("lease", 1)
+    lease2 = raw_rate("lease", 2)
+    add("1 limit", "raw DELETE ... SKIP LOCKED, 1 conn", base_del1, "rows/s", 1.0 if base_del1 else None, "itself",
+        key="raw_delete_1")
+    add("1 limit", "raw UPDATE to done, 1 conn", raw_rate("update", 1), "rows/s", ratio(raw_rate("update", 1), base_del1),
+        "raw DELETE 1", key="raw_update_1")
+    add("1 limit", "raw lease (UPDATE claim + DELETE), 1 conn", lease1, "rows/s", ratio(lease1, base_del1), "raw DELETE 1",
+        key="raw_lease_1")
+    add("1 limit", "raw DELETE, 2 conns", base_del2, "rows/s", ratio(base_del2, base_del1), "raw DELETE 1",
+        key="raw_delete_2")
+    add("1 limit", "raw lease, 2 conns", lease2, "rows/s", ratio(lease2, base_del1), "raw DELETE 1", key="raw_lease_2")
+
+    # 2. drain
+    drain = r.get("drain", [])
+    d1 = med([x for x in drain if x.get("relays") == 1], "events_per_s")
+    d2 = med([x for x in drain if x.get("relays") == 2], "events_per_s")
+    add("2 drain", "pgrelay, 1 relay, no-op handler", d1, "events/s", ratio(d1, base_del1), "raw DELETE 1", ">= 0.8",
+        key="drain_1")
+    add("2 drain", "  same, vs the lease limit", d1, "events/s", ratio(d1, lease1), "raw lease 1", key="drain_1_vs_lease")
+    add("2 drain", "pgrelay, 2 relays", d2, "events/s", ratio(d2, base_del2), "raw DELETE 2", ">= 0.8", key="drain_2")
+    add("2 drain", "  same, vs the lease limit", d2, "events/s", ratio(d2, lease2), "raw lease 2", key="drain_2_vs_lease")
+
+    # 4 first, for the round-trip baseline used by 3.
+    prod = r.get("producer", [])
+    def tps(script, wake, clients):
+        return med([x for x in prod if x["script"] == script and x["wake"] == wake and x["clients"] == clients], "tps")
+    emit_rt_ms = (1000.0 / tps("emit", "notify", 1)) if tps("emit", "notify", 1) else None
+
+    # 3. latency
+    lat = r.get("latency", [])
+    for rate in (1000, 5000):
+        x = next((l for l in lat if l.get("rate") == rate), None)
+        if not x:
+            add("3 latency", f"commit->handler at {rate}/s", None, "ms")
+            continue
+        tgt = {"p50_ms": "<= 1 ms", "p99_ms": "<= 5 ms"} if rate == 1000 else {}
+        for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms"):
+            add("3 latency", f"commit->handler {k[:-3]} at {rate}/s (got {fmt(x['producer']['rate'])}/s)", x[k], "ms",
+                ratio(x[k], emit_rt_ms), "one emit() round trip", tgt.get(k, ""), key=f"latency_{rate}_{k}")
+
+    # 4. producer overhead
+    for clients in (1, 4):
+        plain = tps("plain", "notify", clients)
+        add("4 producer", f"plain INSERT, {clients} client(s)", plain, "tx/s", 1.0 if plain else None, "itself",
+            key=f"producer_plain_{clients}")
+        for script, label in (("tracked", "INSERT + track() trigger"), ("emit", "emit()"),
+                              ("insert_emit", "INSERT + emit() in one tx")):
+            for wake in ("notify", "poll"):
+                v = tps(script, wake, clients)
+                add("4 producer", f"{label}, wake={wake}, {clients} client(s)", v, "tx/s", ratio(v, plain),
+                    "plain INSERT", "cost <= 1.5x" if wake == "notify" else "",
+                    key=f"producer_{script}_{wake}_{clients}")
+    if prod:
+        summary["producer_cost_note"] = "cost = 1 / ratio: a ratio of 0.67 is a 1.5x cost"
+
+    # 5. webhook
+    hook = (r.get("webhook") or [{}])[0]
+    if hook.get("status") == "ok":
+        add("5 webhook", "webhook deliveries to a local keep-alive sink", hook["per_s"], "deliveries/s",
+            ratio(hook["per_s"], d1), "no-op drain, 1 relay", key="webhook")
+    else:
+        add("5 webhook", "webhook deliveries", f"n/a ({hook.get('reason', 'not run')})", "", key="webhook")
+
+    # 6. memory
+    mem = (r.get("memory") or [{}])[0]
+    if mem.get("idle_kb"):
+        idle = mem["idle_kb"] / 1024
+        for k, label in (("idle_kb", "idle, before the backlog"), ("at_10pct_kb", "10% drained"), ("mid_kb", "50% drained"),
+                         ("at_90pct_kb", "90% drained"), ("end_kb", "drained"), ("peak_kb", "peak (VmHWM)")):
+            add("6 memory", f"pgrelay run RSS, {mem['events']:,} events: {label}", mem[k] / 1024, "MiB",
+                ratio(mem[k] / 1024, idle), "idle RSS", "<= 30 MB, flat", key=f"memory_{k}")
+        add("6 memory", "  its drain rate (stdout handler to /dev/null)", mem["events_per_s"], "events/s",
+            ratio(mem["events_per_s"], d1), "no-op drain, 1 relay", key="memory_drain_rate")
+    else:
+        add("6 memory", "pgrelay run RSS", None, "MiB", key="memory")
+
+    # 7. peer
+    pd = r.get("peer_drain", [])
+    pg_same = med(r.get("peer_pgrelay", []), "events_per_s")
+    if pd or r.get("peer"):
+        note = (r.get("peer") or [{}])[0]
+        if note.get("status") == "n/a":
+            add("7 peer", "Graphile Worker", f"n/a ({note['reason']})", "", key="peer")
+        else:
+            version = next((x.get("version") for x in pd if x.get("version")), "?")
+            add("7 peer", f"pgrelay, 1 relay, {summary_n(pd)} events", pg_same, "events/s", 1.0 if pg_same else None,
+                "itself", key="peer_pgrelay")
+            for mode in ("default", "batched"):
+                v = med([x for x in pd if x.get("mode") == mode], "jobs_per_s")
+                add("7 peer", f"Graphile Worker {version} ({mode}, concurrency 16)", v, "jobs/s", ratio(pg_same, v),
+                    "pgrelay / GW", ">= 3" if mode == "default" else "", key=f"peer_gw_{mode}")
+            pl = r.get("peer_latency", [])
+            ours = next((l for l in lat if l.get("rate") == 1000), None)
+            for mode in ("default", "batched"):
+                x = next((l for l in pl if l.get("mode") == mode and "p50_ms" in l), None)
+                for k in ("p50_ms", "p99_ms"):
+                    v = x[k] if x else None
+                    add("7 peer", f"Graphile Worker add->start {k[:-3]} at 1000/s ({mode})", v, "ms",
+                        ratio(ours[k] if ours else None, v), "pgrelay / GW", key=f"peer_latency_{mode}_{k}")
+    else:
+        add("7 peer", "Graphile Worker", None, "", key="peer")
+
+    errors = [(k[:-6], v[0]["error"]) for k, v in r.items() if k.endswith("_error")]
+    summary["errors"] = [{"section": s, "error": e} for s, e in errors]
+
+    # print
+    m = meta.get("machine", {})
+    s = meta.get("pg_settings", {})
+    print(f"\npgrelay benchmarks ({meta.get('mode', '?')}, commit {meta.get('commit', '?')}, {meta.get('stamp', '')})")
+    print(f"machine: {m.get('cpus')} CPUs ({m.get('cpu')}), {m.get('mem_mib')} MiB, kernel {m.get('kernel')}, "
+          f"load at start {' '.join(m.get('loadavg_at_start', []))}, at end {summary['meta_end'].get('loadavg_at_end', '?')}")
+    print("PostgreSQL: " + ", ".join(f"{k}={v}" for k, v in sorted(s.items())))
+    print(f"batch size {meta.get('batch_size')}, run took {summary['meta_end'].get('seconds', '?')} s\n")
+    w = max(len(x[1]) for x in rows) + 2
+    print(f"{'':10} {'figure':{w}} {'value':>18}  {'ratio':>7}  {'baseline':22} target")
+    last = None
+    for sec, name, v, unit, rat, base, tgt in rows:
+        if sec != last:
+            print()
+            last = sec
+        val = fmt(v, unit) if not isinstance(v, str) else v
+        print(f"{sec:10} {name:{w}} {val:>18}  {fmt(rat) if rat is not None else '':>7}  {base:22} {tgt}")
+    for sec, e in errors:
+        print(f"\nerror in section {sec}: {e}")
+    print()
+    if json_out:
+        with open(json_out, "w") as fp:
+            json.dump(summary, fp, indent=2)
+        print(f"wrote {json_out}")
+
+
+def summary_n(pd):
+    n = [x.get("jobs") for x in pd if x.get("jobs")]
+    return f"{n[0]:,}" if n else "?"
+
+
+if __name__ == "__main__":
+    main()
