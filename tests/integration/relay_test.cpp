@@ -303,3 +303,32 @@ TEST_CASE("the relay reports itself and whether LISTEN is alive") {
   t.stop();
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.relays") == 0);
 }
+
+TEST_CASE("a handler running longer than the lease keeps it by heartbeat, so no other relay runs it again") {
+  TestDb db;
+  std::vector<std::unique_ptr<Relay>> relays;
+  std::vector<RecordingHandler*> recs;
+  for (int i = 0; i < 2; ++i) {
+    Config c = test_config(db.url());
+    c.relay.lease_ms = 1200;
+    relays.push_back(std::make_unique<Relay>(c));
+    // Each delivery takes 4 s: more than three leases.
+    auto slow = std::make_unique<RecordingHandler>([](const Event&) {
+      std::this_thread::sleep_for(milliseconds(4000));
+      return Outcome::ok();
+    }, 2, 1);
+    recs.push_back(slow.get());
+    relays.back()->add_handler("slow", std::move(slow), RetryPolicy{}, 10000);
+    relays.back()->add_route("*", {"slow"});
+  }
+  auto t0 = std::make_unique<RelayThread>(*relays[0]);
+  db.exec("SELECT pgrelay.emit('long', '{}')");
+  REQUIRE(eventually([&] { return recs[0]->count() == 1; }, seconds(5)));
+  auto t1 = std::make_unique<RelayThread>(*relays[1]);
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10)));
+  t0.reset();
+  t1.reset();
+  CHECK(recs[0]->count() == 1);
+  CHECK(recs[1]->count() == 0);
+  CHECK(relays[0]->stats().fenced == 0);
+}
