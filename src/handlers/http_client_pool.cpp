@@ -189,6 +189,11 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
   void pump() {
     while (!queue.empty() && !stopping) {
       ExchangePtr x = queue.front();
+      if (x->request.admit && (!idle.empty() || open < std::max(1, options.pool_size)) && !x->request.admit()) {
+        queue.pop_front();
+        answer(x, failure(HttpResult::Failure::not_sent, "not sent"));
+        continue;
+      }
       if (!idle.empty()) {
         ConnectionPtr c = idle.back();  // most recently used: least likely closed by the server
         idle.pop_back();
@@ -226,7 +231,7 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
   }
 
   void on_resolve(const ExchangePtr& x, const ConnectionPtr& c, error_code ec, const tcp::resolver::results_type& r) {
-    if (x->answered) return drop(c);
+    if (x->answered) return discard(c);
     if (ec) return fail_connect(x, c, "connect to " + dest.authority() + " failed: cannot resolve: " + ec.message());
     c->tcp().expires_at(c->connect_deadline);
     c->tcp().async_connect(r, [self = shared_from_this(), x, c](error_code ec, const tcp::endpoint&) {
@@ -240,7 +245,7 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
   }
 
   void on_connect(const ExchangePtr& x, const ConnectionPtr& c, error_code ec) {
-    if (x->answered) return drop(c);
+    if (x->answered) return discard(c);
     if (ec) return fail_connect(x, c, "connect to " + dest.authority() + " failed: " + connect_error(ec));
     c->tcp().socket().set_option(tcp::no_delay(true), ec);
     if (!c->tls_stream) {
@@ -258,7 +263,7 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
       }
     }
     c->tls_stream->async_handshake(net::ssl::stream_base::client, [self = shared_from_this(), x, c](error_code ec) {
-      if (x->answered) return self->drop(c);
+      if (x->answered) return self->discard(c);
       if (ec) {
         return self->fail_connect(x, c, "TLS handshake with " + self->dest.authority() +
                                             " failed: " + self->connect_error(ec));
@@ -271,6 +276,7 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
   void fail_connect(const ExchangePtr& x, const ConnectionPtr& c, std::string error) {
     drop(c);
     answer(x, failure(HttpResult::Failure::connect, std::move(error)));
+    pump();
   }
 
   void send(const ExchangePtr& x, const ConnectionPtr& c) {
@@ -294,7 +300,7 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
   }
 
   void on_write(const ExchangePtr& x, const ConnectionPtr& c, error_code ec) {
-    if (x->answered) return drop(c);
+    if (x->answered) return discard(c);
     if (ec) return fail_exchange(x, c, ec);
     c->with_stream([&](auto& stream) {
       http::async_read(stream, c->buffer, *x->parser, [self = shared_from_this(), x, c](error_code ec, size_t) {
@@ -304,7 +310,7 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
   }
 
   void on_read(const ExchangePtr& x, const ConnectionPtr& c, error_code ec) {
-    if (x->answered) return drop(c);
+    if (x->answered) return discard(c);
     const bool truncated = ec == http::error::body_limit && x->parser->is_header_done();
     if (ec && !truncated) return fail_exchange(x, c, ec);
     auto& res = x->parser->get();
@@ -338,6 +344,7 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
     }
     drop(c);
     answer(x, failure(HttpResult::Failure::io, "request to " + dest.authority() + " failed: " + ec.message()));
+    pump();
   }
 
   void on_deadline(const ExchangePtr& x) {
@@ -365,10 +372,17 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
     cb(std::move(r));
   }
 
-  // Closes a connection for good and frees its slot.
+  // Closes a connection for good and frees its slot. Callers answer their
+  // exchange first and pump() after, so the answer (which may open the circuit
+  // breaker) is known before the next request is admitted.
   void drop(const ConnectionPtr& c) {
     c->close();
     --open;
+  }
+
+  // The exchange on `c` was already answered (deadline or shutdown): free the slot.
+  void discard(const ConnectionPtr& c) {
+    drop(c);
     pump();
   }
 

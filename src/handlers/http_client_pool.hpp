@@ -53,6 +53,9 @@ struct HttpRequest {
   std::string body;                                           // sent with POST
   int64_t timeout_ms = 30000;         // for the error message only; the deadline decides
   std::chrono::steady_clock::time_point deadline;
+  // Asked once, when the request leaves the queue for a connection; returning
+  // false answers it with Failure::not_sent instead (a circuit breaker's gate).
+  std::function<bool()> admit;
 };
 
 struct HttpResult {
@@ -62,6 +65,7 @@ struct HttpResult {
     timeout,   // the deadline passed
     io,        // the connection broke while sending or reading
     shutdown,  // close_all() was called
+    not_sent,  // HttpRequest::admit said no
   };
   Failure failure = Failure::none;
   std::string error;  // what failed, e.g. "connect to api.example.com:443 failed: Connection refused"

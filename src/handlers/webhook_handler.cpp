@@ -85,8 +85,6 @@ struct WebhookHandler::Impl {
   // Runs on the I/O thread.
   void start(const std::shared_ptr<const Event>& event, Done done) {
     if (stopped) return done(Outcome::retry("shutting down"));
-    const CircuitBreaker::Decision d = breaker.allow();
-    if (!d.allowed) return done(Outcome::defer(d.wait, "circuit open for " + destination.authority()));
     HttpRequest req;
     req.timeout_ms = config.timeout_ms;
     req.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config.timeout_ms);
@@ -101,12 +99,23 @@ struct WebhookHandler::Impl {
       req.headers.emplace_back("webhook-signature", webhook_signature(signing_key, id, now_s, event->json));
     }
     req.body = event->json;
-    pool->submit(std::move(req), [this, done = std::move(done)](HttpResult r) { done(classify(r)); });
+    // The breaker is asked when the request would go out, not when it is queued,
+    // so requests waiting behind a dying endpoint's connections are deferred too.
+    auto wait = std::make_shared<std::chrono::milliseconds>(0);
+    req.admit = [this, wait] {
+      const CircuitBreaker::Decision d = breaker.allow();
+      *wait = d.wait;
+      return d.allowed;
+    };
+    pool->submit(std::move(req), [this, wait, done = std::move(done)](HttpResult r) { done(classify(r, *wait)); });
   }
 
   // Maps a result to an outcome and tells the breaker whether the endpoint works.
-  Outcome classify(const HttpResult& r) {
+  Outcome classify(const HttpResult& r, std::chrono::milliseconds breaker_wait) {
     if (r.failure == HttpResult::Failure::shutdown) return Outcome::retry("shutting down");
+    if (r.failure == HttpResult::Failure::not_sent) {
+      return Outcome::defer(breaker_wait, "circuit open for " + destination.authority());
+    }
     if (r.failure != HttpResult::Failure::none) {
       breaker.record_failure();
       return Outcome::retry(r.error);

@@ -310,3 +310,27 @@ TEST_CASE("a webhook config it cannot use is refused with the key path") {
   cfg.ca_file = "/nonexistent/ca.pem";
   CHECK_THROWS_WITH_AS(WebhookHandler{cfg}, doctest::Contains("handlers.hook.ca_file"), ConfigError);
 }
+
+TEST_CASE("deliveries queued behind a failing endpoint are deferred once the circuit opens") {
+  const uint16_t port = closed_port();
+  auto cfg = hook_config("http://127.0.0.1:" + std::to_string(port) + "/hook");
+  cfg.pool_size = 1;
+  cfg.breaker.failures = 1;
+  cfg.breaker.cooldown_ms = 60000;
+  WebhookHandler h(cfg);
+  std::vector<std::future<Outcome>> results;
+  for (int i = 1; i <= 5; ++i) {
+    auto p = std::make_shared<std::promise<Outcome>>();
+    results.push_back(p->get_future());
+    h.deliver(make_event(i), [p](Outcome o) { p->set_value(std::move(o)); });
+  }
+  int retries = 0, defers = 0;
+  for (auto& f : results) {
+    REQUIRE(f.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+    const auto o = f.get();
+    retries += o.kind == Outcome::Kind::retry;
+    defers += o.kind == Outcome::Kind::defer;
+  }
+  CHECK(retries == 1);
+  CHECK(defers == 4);
+}
