@@ -5,6 +5,8 @@
 //   update  UPDATE ... SET status='done' (same claim), RETURNING payload
 //   lease   two round trips per batch, as a leasing relay does: UPDATE to
 //           'processing' with a token, then DELETE the batch by id and token
+//   txclaim a transactional claim (DESIGN.md): BEGIN; SELECT ... FOR UPDATE SKIP
+//           LOCKED; (handlers would run here) DELETE by id; COMMIT
 // Prints one JSON object: {"variant","workers","batch","rows","seconds","rows_per_s"}.
 #include <atomic>
 #include <chrono>
@@ -44,6 +46,13 @@ std::string lease_claim_sql() {
          " RETURNING e.id, e.event_type, e.payload";
 }
 
+std::string select_sql() {
+  return std::string(kCandidates).replace(std::string(kCandidates).find("SELECT id"), 9,
+                                          "SELECT id, event_type, payload");
+}
+
+constexpr const char* kTxFinishSql = "DELETE FROM pgrelay.db_events WHERE id = ANY ($1::bigint[])";
+
 constexpr const char* kLeaseFinishSql =
     "DELETE FROM pgrelay.db_events WHERE id = ANY ($1::bigint[]) AND claim_token = $2";
 
@@ -56,16 +65,19 @@ int main(int argc, char** argv) {
     const std::string variant = bench::flag(f, "variant", "delete");
     const int batch = static_cast<int>(bench::flag_int(f, "batch", 256));
     const int workers = static_cast<int>(bench::flag_int(f, "workers", 1));
-    if (variant != "delete" && variant != "update" && variant != "lease") {
-      std::cerr << "raw_sql_drain: --variant must be delete, update or lease\n";
+    if (variant != "delete" && variant != "update" && variant != "lease" && variant != "txclaim") {
+      std::cerr << "raw_sql_drain: --variant must be delete, update, lease or txclaim\n";
       return 2;
     }
 
     std::vector<std::unique_ptr<pqxx::connection>> conns;
     for (int i = 0; i < workers; ++i) {
       auto c = std::make_unique<pqxx::connection>(db);
-      c->prepare("claim", variant == "delete" ? delete_sql() : variant == "update" ? update_sql() : lease_claim_sql());
-      c->prepare("finish", kLeaseFinishSql);
+      c->prepare("claim", variant == "delete"    ? delete_sql()
+                          : variant == "update"  ? update_sql()
+                          : variant == "txclaim" ? select_sql()
+                                                 : lease_claim_sql());
+      c->prepare("finish", variant == "txclaim" ? kTxFinishSql : kLeaseFinishSql);
       conns.push_back(std::move(c));
     }
     std::atomic<int64_t> rows{0};
@@ -79,7 +91,20 @@ int main(int argc, char** argv) {
         std::string ids;
         for (;;) {
           size_t n;
-          if (variant == "lease") {
+          if (variant == "txclaim") {
+            pqxx::work tx(c);
+            const pqxx::result r = tx.exec_prepared("claim", batch);
+            n = r.size();
+            if (n == 0) break;
+            ids.assign("{");
+            for (const auto& row : r) {
+              if (ids.size() > 1) ids += ',';
+              ids += row[0].c_str();
+            }
+            ids += '}';
+            tx.exec_prepared("finish", ids);
+            tx.commit();
+          } else if (variant == "lease") {
             const int64_t t = token++;
             pqxx::result r;
             {

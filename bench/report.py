@@ -80,6 +80,9 @@ def main():
         key="raw_lease_1")
     add("1 limit", "raw DELETE, 2 conns", base_del2, "rows/s", ratio(base_del2, base_del1), "raw DELETE 1",
         key="raw_delete_2")
+    tx1 = raw_rate("txclaim", 1)
+    add("1 limit", "raw transactional claim (SELECT FOR UPDATE + DELETE in a tx), 1 conn", tx1, "rows/s",
+        ratio(tx1, base_del1), "raw DELETE 1", key="raw_txclaim_1")
     add("1 limit", "raw lease, 2 conns", lease2, "rows/s", ratio(lease2, base_del1), "raw DELETE 1", key="raw_lease_2")
 
     # 2. drain
@@ -115,8 +118,11 @@ def main():
         plain = tps("plain", "notify", clients)
         add("4 producer", f"plain INSERT, {clients} client(s)", plain, "tx/s", 1.0 if plain else None, "itself",
             key=f"producer_plain_{clients}")
+        v = tps("outbox_insert", "notify", clients)
+        add("4 producer", f"  (diagnostic) bare INSERT into pgrelay.db_events, {clients} client(s)", v, "tx/s",
+            ratio(v, plain), "plain INSERT", key=f"producer_outbox_insert_{clients}")
         for script, label in (("tracked", "INSERT + track() trigger"), ("emit", "emit()"),
-                              ("insert_emit", "INSERT + emit() in one tx")):
+                              ("insert_emit", "INSERT + emit() in one statement")):
             for wake in ("notify", "poll"):
                 v = tps(script, wake, clients)
                 add("4 producer", f"{label}, wake={wake}, {clients} client(s)", v, "tx/s", ratio(v, plain),
@@ -168,7 +174,8 @@ def main():
                 for k in ("p50_ms", "p99_ms"):
                     v = x[k] if x else None
                     add("7 peer", f"Graphile Worker add->start {k[:-3]} at 1000/s ({mode})", v, "ms",
-                        ratio(ours[k] if ours else None, v), "pgrelay / GW", key=f"peer_latency_{mode}_{k}")
+                        ratio(ours[k] if ours else None, v), "pgrelay / GW (<1: ours lower)",
+                        key=f"peer_latency_{mode}_{k}")
     else:
         add("7 peer", "Graphile Worker", None, "", key="peer")
 

@@ -1,5 +1,3 @@
 \set v random(1, 1000000)
-BEGIN;
-INSERT INTO bench_plain (v, note) VALUES (:v, 'order placed');
-SELECT pgrelay.emit('bench.emit', jsonb_build_object('v', :v::int, 'note', 'order placed'));
-COMMIT;
+WITH o AS (INSERT INTO bench_plain (v, note) VALUES (:v, 'order placed') RETURNING id, v)
+SELECT pgrelay.emit('bench.emit', jsonb_build_object('id', o.id, 'v', o.v, 'note', 'order placed')) FROM o;
