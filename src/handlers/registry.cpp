@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "handlers/command_handler.hpp"
+#include "handlers/nats_handler.hpp"
 #include "handlers/stdout_handler.hpp"
 #include "handlers/webhook_handler.hpp"
 
@@ -13,6 +14,7 @@ std::unique_ptr<Handler> make_handler(const HandlerConfig& cfg) {
   if (cfg.type == "stdout") return std::make_unique<StdoutHandler>();
   if (cfg.type == "command") return std::make_unique<CommandHandler>(cfg.argv, cfg.timeout_ms, cfg.concurrency);
   if (cfg.type == "webhook") return std::make_unique<WebhookHandler>(cfg);
+  if (cfg.type == "nats") return std::make_unique<NatsHandler>(cfg);
   throw std::logic_error("handler type " + cfg.type + " has no implementation");
 }
 
