@@ -1,0 +1,224 @@
+// Starting, pausing and stopping a test nats-server; stream setup and read-back.
+#include "support/nats_server.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <thread>
+
+namespace pgrelay::test {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+std::string find_nats_server() {
+  if (const char* env = std::getenv("PGRELAY_NATS_SERVER"); env != nullptr && *env != '\0') {
+    if (::access(env, X_OK) == 0) return env;
+    throw std::runtime_error(std::string("PGRELAY_NATS_SERVER=") + env + " is not an executable file");
+  }
+  std::vector<std::string> dirs;
+  if (const char* path = std::getenv("PATH")) {
+    std::string p = path;
+    for (size_t start = 0;;) {
+      const size_t colon = p.find(':', start);
+      dirs.push_back(p.substr(start, colon == std::string::npos ? std::string::npos : colon - start));
+      if (colon == std::string::npos) break;
+      start = colon + 1;
+    }
+  }
+  // Debian installs it in /usr/sbin, which a non-root PATH often lacks.
+  for (const char* d : {"/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"}) dirs.push_back(d);
+  for (const auto& d : dirs) {
+    if (d.empty()) continue;
+    const std::string candidate = d + "/nats-server";
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  throw std::runtime_error(
+      "nats-server not found (looked in PATH and /usr/sbin): install the Debian package nats-server "
+      "(scripts/test installs it) or set PGRELAY_NATS_SERVER to the binary");
+}
+
+uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket failed");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot find a free port");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+bool accepts_connections(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+std::string nats_error(const std::string& what, natsStatus s, jsErrCode code = static_cast<jsErrCode>(0)) {
+  natsStatus last = NATS_OK;
+  const char* text = nats_GetLastError(&last);
+  std::string msg = what + ": " + ((text != nullptr && *text != '\0') ? text : natsStatus_GetText(s));
+  if (code != 0) msg += " (JetStream error " + std::to_string(static_cast<int>(code)) + ")";
+  return msg;
+}
+
+}  // namespace
+
+NatsServer::NatsServer() : binary_(find_nats_server()), port_(free_port()) {
+  char dir[] = "/tmp/pgrelay-nats-XXXXXX";
+  if (::mkdtemp(dir) == nullptr) throw std::runtime_error("mkdtemp failed");
+  store_dir_ = dir;
+  start();
+}
+
+NatsServer::~NatsServer() {
+  stop();
+  std::error_code ec;
+  std::filesystem::remove_all(store_dir_, ec);
+}
+
+void NatsServer::start() {
+  if (child_) throw std::logic_error("NatsServer::start: already running");
+  child_ = std::make_unique<ChildProcess>(std::vector<std::string>{
+      binary_, "-js", "-a", "127.0.0.1", "-p", std::to_string(port_), "-sd", store_dir_});
+  const auto until = steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    if (auto code = child_->wait(milliseconds(0))) {
+      const std::string err = child_->err();
+      child_.reset();
+      throw std::runtime_error("nats-server exited with status " + std::to_string(*code) + " at start: " + err);
+    }
+    if (accepts_connections(port_)) return;
+    if (steady_clock::now() >= until) {
+      const std::string err = child_->err();
+      stop();
+      throw std::runtime_error("nats-server did not accept connections on port " + std::to_string(port_) +
+                               " within 10 s: " + err);
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+}
+
+void NatsServer::stop() {
+  if (!child_) return;
+  resume();
+  child_->signal(SIGTERM);
+  if (!child_->wait(std::chrono::seconds(5))) {
+    child_->signal(SIGKILL);
+    child_->wait(std::chrono::seconds(5));
+  }
+  child_.reset();
+}
+
+void NatsServer::pause() {
+  if (child_ && !paused_) {
+    child_->signal(SIGSTOP);
+    paused_ = true;
+  }
+}
+
+void NatsServer::resume() {
+  if (child_ && paused_) {
+    child_->signal(SIGCONT);
+    paused_ = false;
+  }
+}
+
+JetStreamClient::JetStreamClient(const std::string& url) {
+  natsOptions* opts = nullptr;
+  natsStatus s = natsOptions_Create(&opts);
+  if (s == NATS_OK) s = natsOptions_SetURL(opts, url.c_str());
+  if (s == NATS_OK) s = natsConnection_Connect(&nc_, opts);
+  natsOptions_Destroy(opts);
+  if (s == NATS_OK) s = natsConnection_JetStream(&js_, nc_, nullptr);
+  if (s != NATS_OK) {
+    const std::string msg = nats_error("cannot connect to " + url, s);
+    jsCtx_Destroy(js_);
+    natsConnection_Destroy(nc_);
+    throw std::runtime_error(msg);
+  }
+}
+
+JetStreamClient::~JetStreamClient() {
+  jsCtx_Destroy(js_);
+  natsConnection_Destroy(nc_);
+}
+
+void JetStreamClient::add_stream(const std::string& name, const std::vector<std::string>& subjects,
+                                 std::chrono::seconds duplicate_window) {
+  std::vector<const char*> subjs;
+  for (const auto& s : subjects) subjs.push_back(s.c_str());
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  cfg.Name = name.c_str();
+  cfg.Subjects = subjs.data();
+  cfg.SubjectsLen = static_cast<int>(subjs.size());
+  cfg.Storage = js_FileStorage;
+  cfg.Duplicates = std::chrono::duration_cast<std::chrono::nanoseconds>(duplicate_window).count();
+  const auto until = steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    const natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &code);
+    jsStreamInfo_Destroy(si);
+    if (s == NATS_OK) return;
+    if (steady_clock::now() >= until) throw std::runtime_error(nats_error("js_AddStream " + name, s, code));
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+}
+
+uint64_t JetStreamClient::message_count(const std::string& stream) {
+  jsStreamInfo* si = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  const natsStatus s = js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &code);
+  if (s != NATS_OK) throw std::runtime_error(nats_error("js_GetStreamInfo " + stream, s, code));
+  const uint64_t n = si->State.Msgs;
+  jsStreamInfo_Destroy(si);
+  return n;
+}
+
+std::vector<StoredMessage> JetStreamClient::messages(const std::string& stream) {
+  jsStreamInfo* si = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &code);
+  if (s != NATS_OK) throw std::runtime_error(nats_error("js_GetStreamInfo " + stream, s, code));
+  const uint64_t first = si->State.FirstSeq, last = si->State.LastSeq, count = si->State.Msgs;
+  jsStreamInfo_Destroy(si);
+  std::vector<StoredMessage> out;
+  for (uint64_t seq = first; count > 0 && seq <= last; ++seq) {
+    natsMsg* m = nullptr;
+    s = js_GetMsg(&m, js_, stream.c_str(), seq, nullptr, &code);
+    if (s == NATS_NOT_FOUND) continue;  // deleted
+    if (s != NATS_OK) throw std::runtime_error(nats_error("js_GetMsg " + stream + " #" + std::to_string(seq), s, code));
+    StoredMessage sm;
+    sm.subject = natsMsg_GetSubject(m);
+    const char* id = nullptr;
+    if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK && id != nullptr) sm.msg_id = id;
+    if (natsMsg_GetData(m) != nullptr) sm.data.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+    natsMsg_Destroy(m);
+    out.push_back(std::move(sm));
+  }
+  return out;
+}
+
+}  // namespace pgrelay::test
