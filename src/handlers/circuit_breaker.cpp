@@ -5,8 +5,11 @@
 
 namespace pgrelay {
 namespace {
+// While the probe is out, others ask again after min(cool-down, 1 s), but not
+// sooner than 100 ms, so a tiny cool-down does not spin claims against the database.
 constexpr std::chrono::milliseconds kProbeWait(1000);
-}
+constexpr std::chrono::milliseconds kMinProbeWait(100);
+}  // namespace
 
 CircuitBreaker::CircuitBreaker(int failures, int64_t cooldown_ms, const Clock& clock)
     : threshold_(std::max(0, failures)), cooldown_(std::max<int64_t>(0, cooldown_ms)), clock_(clock) {}
@@ -28,7 +31,7 @@ CircuitBreaker::Decision CircuitBreaker::allow() {
     probe_out_ = true;
     return {true, true, {}};
   }
-  return {false, false, std::min(cooldown_, kProbeWait)};
+  return {false, false, std::max(std::min(cooldown_, kProbeWait), kMinProbeWait)};
 }
 
 void CircuitBreaker::record_success() {

@@ -30,7 +30,7 @@ class CircuitBreaker {
 
   // Asks before sending. While open: not allowed, wait = rest of the cool-down.
   // Once the cool-down passed: the first caller gets the probe; while the probe
-  // is out, others wait min(cool-down, 1 s) and then ask again.
+  // is out, others wait min(cool-down, 1 s) (at least 100 ms) and then ask again.
   Decision allow();
 
   // Reports a request's result. Success is any answer that proves the endpoint

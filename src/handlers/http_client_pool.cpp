@@ -421,7 +421,5 @@ HttpClientPool::~HttpClientPool() = default;
 
 void HttpClientPool::submit(HttpRequest request, Callback done) { impl_->submit(std::move(request), std::move(done)); }
 void HttpClientPool::close_all() { impl_->close_all(); }
-int HttpClientPool::open_connections() const { return impl_->open; }
-size_t HttpClientPool::queued() const { return impl_->queue.size(); }
 
 }  // namespace pgrelay

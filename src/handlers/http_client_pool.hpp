@@ -91,9 +91,6 @@ class HttpClientPool {
   // Failure::shutdown; later submits are answered the same way at once.
   void close_all();
 
-  int open_connections() const;
-  size_t queued() const;
-
  private:
   struct Impl;
   std::shared_ptr<Impl> impl_;

@@ -107,7 +107,18 @@ struct WebhookHandler::Impl {
       *wait = d.wait;
       return d.allowed;
     };
-    pool->submit(std::move(req), [this, wait, done = std::move(done)](HttpResult r) { done(classify(r, *wait)); });
+    pool->submit(std::move(req), [this, wait, done = std::move(done)](HttpResult r) {
+      const bool was_open = breaker.state() != CircuitBreaker::State::closed;
+      Outcome o = classify(r, *wait);
+      const bool is_open = breaker.state() != CircuitBreaker::State::closed;
+      if (is_open && !was_open) {
+        log::warn("webhook circuit opened", {{"handler", config.name}, {"destination", destination.authority()},
+                                             {"cooldown_ms", config.breaker.cooldown_ms}, {"error", o.reason}});
+      } else if (was_open && !is_open) {
+        log::info("webhook circuit closed", {{"handler", config.name}, {"destination", destination.authority()}});
+      }
+      done(std::move(o));
+    });
   }
 
   // Maps a result to an outcome and tells the breaker whether the endpoint works.

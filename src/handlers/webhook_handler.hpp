@@ -8,10 +8,13 @@
 // Retry-After (seconds or HTTP-date). Connect failures, broken connections and
 // timeouts -> retry with the reason.
 //
-// One destination per handler, with a bounded pool of pool_size keep-alive
-// connections (requests beyond it queue here) and a circuit breaker: after
+// One destination per handler, with a bounded pool of keep-alive connections
+// (min(pool_size, concurrency); requests beyond it queue here, and their
+// timeout_ms includes the wait) and a circuit breaker: after
 // breaker.failures consecutive retryable failures, deliveries are deferred for
 // breaker.cooldown_ms without spending an attempt, then one probe goes through.
+// Pool and breaker belong to the handler: two handlers naming the same host
+// keep separate connections and breakers, each with its own settings.
 //
 // Threading: the handler owns an io_context and one thread that runs it; all
 // network work happens there. deliver() only posts and returns; `done` is called

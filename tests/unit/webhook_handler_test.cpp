@@ -90,14 +90,14 @@ TEST_CASE("the webhook POSTs the event JSON with content type, extra headers and
   CHECK(r.header("webhook-signature") == webhook_signature(*key, "42", ts, r.body));
 }
 
-TEST_CASE("without a secret no signature headers are sent") {
+TEST_CASE("a webhook without a secret sends no signature headers") {
   HttpReceiver rx;
   WebhookHandler h(hook_config(rx.url()));
   CHECK(deliver_sync(h, make_event(1)).is_ok());
   CHECK(rx.requests().at(0).header("webhook-signature").empty());
 }
 
-TEST_CASE("HTTP statuses map to ok, dead and retry outcomes") {
+TEST_CASE("the webhook maps HTTP statuses to ok, dead and retry outcomes") {
   HttpReceiver rx;
   WebhookHandler h(hook_config(rx.url()));
   rx.script({Reply::with_status(204), Reply::with_status(410, "gone for good"), Reply::with_status(503, "busy"),
@@ -116,7 +116,7 @@ TEST_CASE("HTTP statuses map to ok, dead and retry outcomes") {
   CHECK(deliver_sync(h, make_event(7)).kind == Outcome::Kind::dead);
 }
 
-TEST_CASE("a custom dead_statuses list replaces the default one") {
+TEST_CASE("a webhook's own dead_statuses list replaces the default one") {
   HttpReceiver rx;
   auto cfg = hook_config(rx.url());
   cfg.dead_statuses = {409};
@@ -126,7 +126,7 @@ TEST_CASE("a custom dead_statuses list replaces the default one") {
   CHECK(deliver_sync(h, make_event(2)).kind == Outcome::Kind::retry);
 }
 
-TEST_CASE("Retry-After on 429 and 503 becomes the retry delay") {
+TEST_CASE("the webhook turns Retry-After on 429 and 503 into the retry delay") {
   HttpReceiver rx;
   WebhookHandler h(hook_config(rx.url()));
   Reply slow_down = Reply::with_status(429);
@@ -145,7 +145,7 @@ TEST_CASE("Retry-After on 429 and 503 becomes the retry delay") {
   CHECK_FALSE(deliver_sync(h, make_event(3)).retry_after.has_value());
 }
 
-TEST_CASE("a long response body is cut and made safe for the error column") {
+TEST_CASE("a long webhook response body is cut and made safe for the error column") {
   HttpReceiver rx;
   WebhookHandler h(hook_config(rx.url()));
   rx.script({Reply::with_status(422, std::string(100000, 'x')), Reply::with_status(422, "bad\x01\xff\nline")});
@@ -156,14 +156,14 @@ TEST_CASE("a long response body is cut and made safe for the error column") {
   CHECK(deliver_sync(h, make_event(3)).is_ok());  // the handler is still fine after a truncated read
 }
 
-TEST_CASE("sequential deliveries reuse one keep-alive connection") {
+TEST_CASE("sequential webhook deliveries reuse one keep-alive connection") {
   HttpReceiver rx;
   WebhookHandler h(hook_config(rx.url()));
   for (int i = 1; i <= 20; ++i) CHECK(deliver_sync(h, make_event(i)).is_ok());
   CHECK(rx.connections_accepted() == 1);
 }
 
-TEST_CASE("a reused connection the server closed is retried once on a fresh connection") {
+TEST_CASE("a reused webhook connection the server closed is retried once on a fresh connection") {
   HttpReceiver rx;
   WebhookHandler h(hook_config(rx.url()));
   CHECK(deliver_sync(h, make_event(1)).is_ok());
@@ -173,7 +173,7 @@ TEST_CASE("a reused connection the server closed is retried once on a fresh conn
   CHECK(rx.request_count() == 2);
 }
 
-TEST_CASE("a connection closed after the response is not reused") {
+TEST_CASE("a webhook connection the server closes after its response is not reused") {
   HttpReceiver rx;
   WebhookHandler h(hook_config(rx.url()));
   Reply closing = Reply::with_status(200);
@@ -184,7 +184,7 @@ TEST_CASE("a connection closed after the response is not reused") {
   CHECK(rx.connections_accepted() == 2);
 }
 
-TEST_CASE("concurrent deliveries beyond the pool size queue and use at most pool_size connections") {
+TEST_CASE("concurrent webhook deliveries beyond the pool size queue and use at most pool_size connections") {
   HttpReceiver rx;
   Reply slowish = Reply::with_status(200);
   slowish.delay = milliseconds(5);
@@ -206,7 +206,7 @@ TEST_CASE("concurrent deliveries beyond the pool size queue and use at most pool
   CHECK(rx.connections_accepted() <= 3);
 }
 
-TEST_CASE("a receiver that never answers times out with a retry") {
+TEST_CASE("a webhook receiver that never answers times out with a retry") {
   HttpReceiver rx;
   Reply silent;
   silent.never_answer = true;
@@ -222,7 +222,7 @@ TEST_CASE("a receiver that never answers times out with a retry") {
   CHECK(deliver_sync(h, make_event(2)).is_ok());  // the stuck connection was not reused
 }
 
-TEST_CASE("a refused connection is a retry that names the destination") {
+TEST_CASE("a refused webhook connection is a retry that names the destination") {
   const uint16_t port = closed_port();
   auto cfg = hook_config("http://127.0.0.1:" + std::to_string(port) + "/hook");
   cfg.breaker.failures = 0;
@@ -232,7 +232,7 @@ TEST_CASE("a refused connection is a retry that names the destination") {
   CHECK(o.reason.rfind("connect to 127.0.0.1:" + std::to_string(port) + " failed: ", 0) == 0);
 }
 
-TEST_CASE("an open circuit defers deliveries without sending them") {
+TEST_CASE("an open webhook circuit defers deliveries without sending them") {
   const uint16_t port = closed_port();
   auto cfg = hook_config("http://127.0.0.1:" + std::to_string(port) + "/hook");
   cfg.breaker.failures = 2;
@@ -248,7 +248,7 @@ TEST_CASE("an open circuit defers deliveries without sending them") {
   CHECK(*o.retry_after <= milliseconds(60000));
 }
 
-TEST_CASE("shutdown answers queued and in-flight deliveries with a retry") {
+TEST_CASE("webhook shutdown answers queued and in-flight deliveries with a retry") {
   HttpReceiver rx;
   Reply silent;
   silent.never_answer = true;
@@ -275,7 +275,7 @@ TEST_CASE("shutdown answers queued and in-flight deliveries with a retry") {
   h.reset();  // joins its thread
 }
 
-TEST_CASE("HTTPS delivery verifies the receiver against ca_file") {
+TEST_CASE("HTTPS webhook delivery verifies the receiver against ca_file") {
   HttpReceiver rx(HttpReceiver::Options{true});
   auto cfg = hook_config(rx.url());
   cfg.ca_file = rx.ca_file();
@@ -285,7 +285,7 @@ TEST_CASE("HTTPS delivery verifies the receiver against ca_file") {
   CHECK(rx.connections_accepted() == 1);
 }
 
-TEST_CASE("HTTPS to an untrusted certificate fails with a clear reason unless verification is off") {
+TEST_CASE("an HTTPS webhook to an untrusted certificate fails with a clear reason unless verification is off") {
   HttpReceiver rx(HttpReceiver::Options{true});
   auto cfg = hook_config(rx.url());
   cfg.breaker.failures = 0;
@@ -311,7 +311,7 @@ TEST_CASE("a webhook config it cannot use is refused with the key path") {
   CHECK_THROWS_WITH_AS(WebhookHandler{cfg}, doctest::Contains("handlers.hook.ca_file"), ConfigError);
 }
 
-TEST_CASE("deliveries queued behind a failing endpoint are deferred once the circuit opens") {
+TEST_CASE("webhook deliveries queued behind a failing endpoint are deferred once the circuit opens") {
   const uint16_t port = closed_port();
   auto cfg = hook_config("http://127.0.0.1:" + std::to_string(port) + "/hook");
   cfg.pool_size = 1;

@@ -13,7 +13,7 @@ TEST_CASE("a whsec_ secret signs the Standard Webhooks test vector correctly") {
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
 
-TEST_CASE("a secret without the whsec_ prefix is used as raw key bytes") {
+TEST_CASE("a webhook secret without the whsec_ prefix signs with its raw bytes") {
   // python3: base64(hmac.new(b"plain-secret", b'42.1700000000.{"id":42}', sha256).digest())
   const auto key = webhook_signing_key("plain-secret");
   REQUIRE(key.has_value());
@@ -21,7 +21,7 @@ TEST_CASE("a secret without the whsec_ prefix is used as raw key bytes") {
   CHECK(webhook_signature(*key, "42", 1700000000, "{\"id\":42}") == "v1,IABZgQaL814dG8boJWWmKwn73yXS83iGHTcWjzkPYAo=");
 }
 
-TEST_CASE("a whsec_ secret that is not base64 is refused") {
+TEST_CASE("a whsec_ webhook secret that is not base64 is refused") {
   CHECK_FALSE(webhook_signing_key("whsec_not base64!").has_value());
   CHECK_FALSE(webhook_signing_key("whsec_abc").has_value());
 }
