@@ -6,6 +6,7 @@
 #include "cli/common.hpp"
 #include "core/log.hpp"
 #include "store/admin_queries.hpp"
+#include "store/ops_queries.hpp"
 
 namespace pgrelay::cli {
 namespace {
@@ -30,6 +31,7 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
       Config c = load_config(g);
       auto conn = open_db(c, "status");
       Status s = read_status(*conn);
+      const std::vector<PausedType> paused = list_paused(*conn);
       std::map<std::string, int64_t> totals;
       for (const auto& sc : s.counts) totals[sc.status] += sc.count;
       if (*json) {
@@ -54,6 +56,11 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
                  (r.last_notification_age_s ? number(*r.last_notification_age_s) : "null") +
                  ",\"in_flight\":" + std::to_string(r.in_flight) + ",\"delivered\":" + std::to_string(r.delivered) + "}";
         }
+        out += "],\"paused\":[";
+        for (size_t i = 0; i < paused.size(); ++i) {
+          out += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(paused[i].event_type) +
+                 ",\"paused_at\":" + log::json_quoted(paused[i].paused_at) + ",\"reason\":" + log::json_quoted(paused[i].reason) + "}";
+        }
         std::cout << out << "]}\n";
         return kOk;
       }
@@ -66,6 +73,13 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
         std::printf("\n%-40s %-11s %10s\n", "TYPE", "STATUS", "COUNT");
         for (const auto& sc : s.counts) {
           std::printf("%-40s %-11s %10lld\n", sc.event_type.c_str(), sc.status.c_str(), static_cast<long long>(sc.count));
+        }
+      }
+      if (!paused.empty()) {
+        std::printf("\npaused types (not claimed until `pgrelay resume TYPE`): %zu\n", paused.size());
+        for (const auto& p : paused) {
+          std::printf("  %s since %s%s%s\n", p.event_type.c_str(), p.paused_at.c_str(), p.reason.empty() ? "" : ": ",
+                      p.reason.c_str());
         }
       }
       std::printf("\nrelays (seen in the last minute): %zu\n", s.relays.size());

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   add_track(app, g, action);
   add_dead(app, g, action);
   add_check_config(app, g, action);
+  add_pause(app, g, action);
+  add_replay(app, g, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

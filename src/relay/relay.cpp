@@ -10,6 +10,7 @@
 #include "core/backoff.hpp"
 #include "core/log.hpp"
 #include "handlers/registry.hpp"
+#include "http/admin_server.hpp"
 #include "listen/listener.hpp"
 #include "store/admin_queries.hpp"
 #include "store/connection.hpp"
@@ -51,6 +52,7 @@ Relay::Relay(Config config)
 }
 
 Relay::~Relay() {
+  stop_admin();
   // Handlers may still call back into the relay from their threads: stop and
   // destroy them while the completion queue is alive.
   for (auto& [name, slot] : slots_) slot.impl->shutdown();
@@ -96,9 +98,11 @@ void Relay::run() {
     listener_ = std::make_unique<Listener>(url, Listener::Callbacks{[this] { wake(); }, [this] { wake(); }});
     listener_->start();
   }
+  start_admin();
   log::info("relay started", {{"relay", id_}, {"wake", config_.relay.wake},
                               {"handlers", static_cast<int64_t>(slots_.size())}});
   loop(Mode::serve, Clock::time_point::max(), {});
+  stop_admin();
   if (listener_) listener_->stop();
   try {
     if (queue_) forget_relay(queue_->connection(), id_);
@@ -163,6 +167,7 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
       }
       if (now >= next_heartbeat_at_) heartbeat();
       if (mode == Mode::serve && now >= next_report_at_) report();
+      if (mode == Mode::serve && now >= next_retention_at_) sweep_retention();
     } catch (const std::exception& e) {
       // Connection trouble (or a failed statement): outcomes not yet recorded stay
       // in acks_, and leases cover the events until we are back.
@@ -216,6 +221,7 @@ void Relay::claim_more() {
   stats_.claim_batches++;
   stats_.claimed += static_cast<int64_t>(r.events.size());
   stats_.lease_expiries += r.lease_expiries;
+  metrics_.record_claim(static_cast<int>(r.events.size()), r.lease_expiries);
   claim_wanted_ = static_cast<int>(r.events.size()) == limit;
   backlog_empty_ = r.events.empty();
   auto next = milliseconds(opt.poll_interval_ms);
@@ -282,6 +288,7 @@ void Relay::settle(InFlight& f, size_t index, Outcome outcome) {
   p.settled = true;
   p.outcome = std::move(outcome);
   --f.unsettled;
+  note_delivery(f, p);
   if (!p.outcome.is_ok() && log::enabled(log::Level::warn)) {
     log::warn("delivery failed", {{"event_id", f.event->id}, {"type", f.event->type}, {"handler", p.slot->name},
                                   {"attempt", f.event->attempt}, {"outcome", kind_word(p.outcome.kind)},

@@ -18,12 +18,14 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "core/metrics.hpp"
 #include "handlers/handler.hpp"
 #include "relay/router.hpp"
 #include "store/queue.hpp"
 
 namespace pgrelay {
 
+class AdminServer;
 class Listener;
 
 // Counters since start; read from any thread.
@@ -76,6 +78,10 @@ class Relay {
   const RelayStats& stats() const { return stats_; }
   const std::string& id() const { return id_; }
   bool listening() const;
+  // Delivery counters and histograms (served at /metrics); thread-safe.
+  const Metrics& metrics() const { return metrics_; }
+  // The admin server's port once run() started it (admin.listen set), else 0.
+  uint16_t admin_port() const { return admin_port_.load(); }
 
  private:
   struct Slot {
@@ -117,6 +123,11 @@ class Relay {
   void release_all();
   void report();
   void wake();
+  // Operations (relay_ops.cpp): the admin server, retention, per-handler metrics.
+  void start_admin();
+  void stop_admin();
+  void sweep_retention();
+  void note_delivery(const InFlight& f, const Pending& p);
 
   Config config_;
   std::string id_;
@@ -125,6 +136,10 @@ class Relay {
   std::unique_ptr<Queue> queue_;
   std::unique_ptr<Listener> listener_;
   RelayStats stats_;
+  Metrics metrics_;
+  std::unique_ptr<AdminServer> admin_;
+  std::atomic<uint16_t> admin_port_{0};
+  std::chrono::steady_clock::time_point next_retention_at_{};
   std::mt19937_64 rng_{std::random_device{}()};
 
   std::unordered_map<int64_t, InFlight> in_flight_;  // by event id; relay thread only

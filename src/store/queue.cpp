@@ -12,7 +12,8 @@ namespace {
 // Candidates are taken in due order with SKIP LOCKED inside a CTE (a subquery
 // in WHERE id IN (...) may be re-run by the planner and claim more than asked).
 // Only the oldest unfinished event of a key is a candidate, so a failing event
-// holds back its own key and nothing else.
+// holds back its own key and nothing else. Paused types (pgrelay pause) are
+// skipped with one primary-key probe each; a paused event still heads its key.
 constexpr const char* kClaimSql = R"sql(
 WITH cand AS (
   SELECT e.id, e.status AS was
@@ -20,6 +21,7 @@ WITH cand AS (
    WHERE e.status IN ('pending', 'processing')
      AND e.next_attempt_at <= now()
      AND ($4 OR e.event_type = ANY ($5::text[]) OR e.event_type LIKE ANY ($6::text[]))
+     AND NOT EXISTS (SELECT 1 FROM pgrelay.paused_types p WHERE p.event_type = e.event_type)
      AND (e.key IS NULL OR NOT EXISTS (
            SELECT 1 FROM pgrelay.db_events o
             WHERE o.key = e.key AND o.id < e.id AND o.status IN ('pending', 'processing')))

@@ -1,0 +1,479 @@
+// Routing and answers of the admin server; database work on background threads.
+#include "http/admin_api.hpp"
+
+#include <rapidjson/document.h>
+
+#include <cmath>
+#include <cstdio>
+#include <pqxx/pqxx>
+
+#include "core/breaker_board.hpp"
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "http/bearer_auth.hpp"
+#include "http/status_page.hpp"
+#include "store/admin_queries.hpp"
+#include "store/connection.hpp"
+
+namespace pgrelay {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kRetryWhenDown = std::chrono::milliseconds(500);
+constexpr size_t kMaxQueuedActions = 16;
+
+std::string fixed3(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.3f", v);
+  return buf;
+}
+
+std::string opt_number(const std::optional<double>& v) { return v ? fixed3(*v) : "null"; }
+
+HttpResponse text(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  if (r.body.empty() || r.body.back() != '\n') r.body += '\n';
+  return r;
+}
+
+HttpResponse json(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = std::move(body);
+  r.body += '\n';
+  return r;
+}
+
+HttpResponse json_error(int status, const std::string& message) {
+  return json(status, "{\"error\":" + log::json_quoted(message) + "}");
+}
+
+// A user-input problem in an admin action's body (answered with 400).
+struct BadRequest : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::optional<std::string> opt_string(const rapidjson::Value& doc, const char* name) {
+  auto it = doc.FindMember(name);
+  if (it == doc.MemberEnd() || it->value.IsNull()) return std::nullopt;
+  if (!it->value.IsString()) throw BadRequest(std::string("\"") + name + "\" must be a string");
+  std::string s(it->value.GetString(), it->value.GetStringLength());
+  if (s.empty()) return std::nullopt;
+  return s;
+}
+
+std::optional<int64_t> opt_int(const rapidjson::Value& doc, const char* name) {
+  auto it = doc.FindMember(name);
+  if (it == doc.MemberEnd() || it->value.IsNull()) return std::nullopt;
+  if (!it->value.IsInt64()) throw BadRequest(std::string("\"") + name + "\" must be an integer");
+  return it->value.GetInt64();
+}
+
+bool opt_bool(const rapidjson::Value& doc, const char* name) {
+  auto it = doc.FindMember(name);
+  if (it == doc.MemberEnd() || it->value.IsNull()) return false;
+  if (!it->value.IsBool()) throw BadRequest(std::string("\"") + name + "\" must be true or false");
+  return it->value.GetBool();
+}
+
+rapidjson::Document parse_body(const std::string& body) {
+  rapidjson::Document doc;
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) {
+    doc.SetObject();
+    return doc;
+  }
+  doc.Parse(body.c_str(), body.size());
+  if (doc.HasParseError() || !doc.IsObject()) throw BadRequest("the body must be a JSON object");
+  return doc;
+}
+
+DeadFilter dead_filter(const rapidjson::Document& doc) {
+  DeadFilter f;
+  auto it = doc.FindMember("ids");
+  if (it != doc.MemberEnd() && !it->value.IsNull()) {
+    if (!it->value.IsArray()) throw BadRequest("\"ids\" must be an array of integers");
+    for (const auto& v : it->value.GetArray()) {
+      if (!v.IsInt64()) throw BadRequest("\"ids\" must be an array of integers");
+      f.ids.push_back(v.GetInt64());
+    }
+  }
+  f.type = opt_string(doc, "type");
+  f.key = opt_string(doc, "key");
+  f.error_contains = opt_string(doc, "error");
+  f.older_than_s = opt_int(doc, "older_than_s");
+  const bool narrowed = !f.ids.empty() || f.type || f.key || f.error_contains || f.older_than_s;
+  if (!narrowed && !opt_bool(doc, "all")) {
+    throw BadRequest("name events with ids/type/key/error/older_than_s, or pass \"all\": true");
+  }
+  return f;
+}
+
+ReplayFilter replay_filter(const rapidjson::Document& doc) {
+  ReplayFilter f;
+  f.type = opt_string(doc, "type");
+  f.key = opt_string(doc, "key");
+  f.since = opt_string(doc, "since");
+  f.until = opt_string(doc, "until");
+  f.from_id = opt_int(doc, "from_id");
+  f.to_id = opt_int(doc, "to_id");
+  auto it = doc.FindMember("rate");
+  if (it != doc.MemberEnd() && !it->value.IsNull()) {
+    if (!it->value.IsNumber() || it->value.GetDouble() <= 0) throw BadRequest("\"rate\" must be a positive number (events per second)");
+    f.rate_per_s = it->value.GetDouble();
+  }
+  if (!f.narrowed() && !opt_bool(doc, "all")) {
+    throw BadRequest("name events with type/key/since/until/from_id/to_id, or pass \"all\": true");
+  }
+  return f;
+}
+
+std::string path_of(const std::string& target) { return target.substr(0, target.find('?')); }
+
+}  // namespace
+
+AdminApi::AdminApi(const AdminServerOptions& options, const Metrics* metrics, RelayProbe probe)
+    : options_(options), metrics_(metrics), probe_(std::move(probe)) {
+  sampler_ = std::thread([this] { sample_loop(); });
+  worker_ = std::thread([this] { action_loop(); });
+}
+
+AdminApi::~AdminApi() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  sampler_.join();
+  worker_.join();
+}
+
+void AdminApi::sample_loop() {
+  std::unique_ptr<pqxx::connection> conn;
+  for (;;) {
+    Sample s;
+    try {
+      if (!conn) {
+        conn = connect(options_.database_url, "admin");
+        pqxx::nontransaction(*conn).exec("SET statement_timeout = '5s'");
+      }
+      s.data = read_sample(*conn);
+      s.ok = true;
+    } catch (const std::exception& e) {
+      s.error = e.what();
+      while (!s.error.empty() && (s.error.back() == '\n' || s.error.back() == ' ')) s.error.pop_back();
+      conn.reset();
+    }
+    s.at = Clock::now();
+    const bool ok = s.ok;
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (ok != sample_.ok || sample_.at == Clock::time_point{}) {
+      if (ok) log::info("admin: database answers");
+      else log::warn("admin: database does not answer", {{"error", s.error}});
+    }
+    sample_ = std::move(s);
+    const auto wait = ok ? std::chrono::milliseconds(options_.sample_interval_ms) : kRetryWhenDown;
+    if (cv_.wait_for(lock, wait, [this] { return stop_; })) return;
+  }
+}
+
+void AdminApi::action_loop() {
+  for (;;) {
+    std::pair<HttpRequest, std::function<void(HttpResponse)>> job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait(lock, [this] { return stop_ || !actions_.empty(); });
+      if (stop_) break;
+      job = std::move(actions_.front());
+      actions_.erase(actions_.begin());
+    }
+    job.second(run_action(job.first));
+  }
+  // Answer what is left so no client hangs on shutdown.
+  std::vector<std::pair<HttpRequest, std::function<void(HttpResponse)>>> left;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    left.swap(actions_);
+  }
+  for (auto& job : left) job.second(json_error(503, "shutting down"));
+}
+
+AdminApi::Sample AdminApi::sample() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return sample_;
+}
+
+AdminApi::Readiness AdminApi::readiness() const {
+  const Sample s = sample();
+  const auto stale_after = std::chrono::milliseconds(3 * options_.sample_interval_ms + 5000);
+  if (s.at == Clock::time_point{}) return {false, "database: not sampled yet"};
+  if (!s.ok) return {false, "database does not answer: " + s.error};
+  if (Clock::now() - s.at > stale_after) return {false, "database: no answer for over " + std::to_string(stale_after.count() / 1000) + " s"};
+  if (options_.expect_listener && probe_.listener_alive && !probe_.listener_alive()) {
+    return {false, "LISTEN connection is down (wake=notify); reconnecting"};
+  }
+  if (s.data.backlog > options_.ready_max_backlog) {
+    return {false, "backlog " + std::to_string(s.data.backlog) + " due events > admin.ready_max_backlog " +
+                       std::to_string(options_.ready_max_backlog)};
+  }
+  if (s.data.oldest_due_wait_s && *s.data.oldest_due_wait_s > static_cast<double>(options_.ready_max_oldest_pending_s)) {
+    return {false, "oldest due event has waited " + fixed3(*s.data.oldest_due_wait_s) +
+                       " s > admin.ready_max_oldest_pending_s " + std::to_string(options_.ready_max_oldest_pending_s)};
+  }
+  return {true, "ready"};
+}
+
+void AdminApi::handle(HttpRequest req, std::function<void(HttpResponse)> reply) {
+  const std::string path = path_of(req.target);
+  const bool get = req.method == "GET" || req.method == "HEAD";
+  auto only = [&](const char* allowed) {
+    HttpResponse r = text(405, "method not allowed");
+    r.allow = allowed;
+    reply(std::move(r));
+  };
+  if (path == "/healthz") return get ? reply(text(200, "ok")) : only("GET, HEAD");
+  if (path == "/readyz") {
+    if (!get) return only("GET, HEAD");
+    const Readiness r = readiness();
+    return reply(text(r.ready ? 200 : 503, r.reason));
+  }
+  if (path == "/metrics") return get ? reply(metrics_text()) : only("GET, HEAD");
+  if (path == "/status.json") return get ? reply(status_json()) : only("GET, HEAD");
+  if (path == "/" || path == "/index.html") {
+    if (!get) return only("GET, HEAD");
+    HttpResponse r;
+    r.content_type = "text/html; charset=utf-8";
+    r.body = status_page_html();
+    return reply(std::move(r));
+  }
+  if (path.rfind("/admin/", 0) == 0) {
+    if (options_.token.empty()) {
+      return reply(json_error(404, "admin actions are disabled: set admin.token or admin.token_env"));
+    }
+    if (!bearer_matches(req.authorization, options_.token)) {
+      log::warn("admin: request without a valid bearer token", {{"path", path}});
+      HttpResponse r = json_error(401, "a valid \"Authorization: Bearer <admin token>\" header is required");
+      return reply(std::move(r));
+    }
+    if (req.method != "POST") return only("POST");
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (actions_.size() >= kMaxQueuedActions) return reply(json_error(503, "too many admin actions queued"));
+    actions_.emplace_back(std::move(req), std::move(reply));
+    cv_.notify_all();
+    return;
+  }
+  reply(text(404, "not found"));
+}
+
+HttpResponse AdminApi::run_action(const HttpRequest& req) {
+  const std::string path = path_of(req.target);
+  try {
+    const rapidjson::Document doc = parse_body(req.body);
+    if (!action_conn_) action_conn_ = connect(options_.database_url, "admin-action");
+    pqxx::connection& c = *action_conn_;
+    std::string out;
+    if (path == "/admin/dead/retry") {
+      out = "{\"retried\":" + std::to_string(retry_dead(c, dead_filter(doc))) + "}";
+    } else if (path == "/admin/dead/purge") {
+      out = "{\"purged\":" + std::to_string(purge_dead(c, dead_filter(doc))) + "}";
+    } else if (path == "/admin/pause" || path == "/admin/resume") {
+      const auto type = opt_string(doc, "type");
+      if (!type) throw BadRequest("\"type\" is required");
+      if (path == "/admin/pause") {
+        const bool fresh = pause_type(c, *type, opt_string(doc, "reason").value_or(""));
+        out = "{\"paused\":" + log::json_quoted(*type) + ",\"was_paused\":" + (fresh ? "false" : "true") + "}";
+      } else {
+        const bool was = resume_type(c, *type);
+        out = "{\"resumed\":" + log::json_quoted(*type) + ",\"was_paused\":" + (was ? "true" : "false") + "}";
+      }
+    } else if (path == "/admin/replay") {
+      const ReplayFilter f = replay_filter(doc);
+      if (opt_bool(doc, "dry_run")) {
+        const auto events = replay_candidates(c, f);
+        out = "{\"dry_run\":true,\"count\":" + std::to_string(events.size()) + ",\"ids\":[";
+        for (size_t i = 0; i < events.size(); ++i) out += (i ? "," : "") + std::to_string(events[i].id);
+        out += "]}";
+      } else {
+        out = "{\"replayed\":" + std::to_string(replay(c, f)) + "}";
+      }
+    } else {
+      return json_error(404, "unknown admin action " + path +
+                                 " (known: /admin/dead/retry, /admin/dead/purge, /admin/pause, /admin/resume, /admin/replay)");
+    }
+    log::info("admin action", {{"action", path}, {"result", out}});
+    return json(200, out);
+  } catch (const BadRequest& e) {
+    return json_error(400, std::string(path) + ": " + e.what());
+  } catch (const pqxx::sql_error& e) {
+    const std::string state = e.sqlstate();
+    if (state.rfind("22", 0) == 0) return json_error(400, std::string(path) + ": " + e.what());
+    action_conn_.reset();
+    log::error("admin action failed", {{"action", path}, {"error", e.what()}});
+    return json_error(500, std::string(path) + ": " + e.what());
+  } catch (const std::exception& e) {
+    action_conn_.reset();
+    log::error("admin action failed", {{"action", path}, {"error", e.what()}});
+    return json_error(503, std::string(path) + ": database unavailable: " + e.what());
+  }
+}
+
+HttpResponse AdminApi::metrics_text() const {
+  HttpResponse r;
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  std::string& out = r.body;
+  out.reserve(8192);
+  if (metrics_) metrics_->render(out);
+  if (probe_.event_totals) {
+    const auto ev = probe_.event_totals();
+    static const char* kResults[4] = {"delivered", "retried", "dead", "released"};
+    prom::header(out, "pgrelay_events_total", "counter",
+                 "Events whose outcome this relay recorded, by result (delivered: every routed handler succeeded; "
+                 "released: given back without spending an attempt).");
+    for (size_t i = 0; i < 4; ++i) {
+      prom::sample(out, "pgrelay_events_total", std::string("result=\"") + kResults[i] + "\"", static_cast<double>(ev[i]));
+    }
+  }
+  const Sample s = sample();
+  prom::header(out, "pgrelay_database_up", "gauge", "1 when the last database sample succeeded.");
+  prom::sample(out, "pgrelay_database_up", "", s.ok ? 1 : 0);
+  if (s.at != Clock::time_point{}) {
+    prom::header(out, "pgrelay_sample_age_seconds", "gauge", "Age of the database gauges below.");
+    prom::sample(out, "pgrelay_sample_age_seconds", "",
+                 std::chrono::duration<double>(Clock::now() - s.at).count());
+  }
+  if (s.ok) {
+    const DbSample& d = s.data;
+    auto gauge = [&](const char* name, const char* help, double v) {
+      prom::header(out, name, "gauge", help);
+      prom::sample(out, name, "", v);
+    };
+    gauge("pgrelay_backlog_events", "Due events of unpaused types waiting to be claimed (whole database).",
+          static_cast<double>(d.backlog));
+    gauge("pgrelay_paused_backlog_events", "Due events of paused types.", static_cast<double>(d.paused_backlog));
+    gauge("pgrelay_processing_events", "Events held under a live lease.", static_cast<double>(d.processing));
+    gauge("pgrelay_scheduled_events", "Pending events waiting for their retry time.", static_cast<double>(d.scheduled));
+    gauge("pgrelay_dead_events", "Dead-lettered events (kept until retried or purged).", static_cast<double>(d.dead));
+    gauge("pgrelay_oldest_due_wait_seconds", "How long the longest-waiting due event (unpaused) has waited; 0 if none.",
+          d.oldest_due_wait_s.value_or(0));
+    gauge("pgrelay_oldest_pending_age_seconds", "Age since creation of the oldest unfinished event; 0 if none.",
+          d.oldest_pending_age_s.value_or(0));
+    gauge("pgrelay_paused_types", "Event types paused by an operator.", static_cast<double>(d.paused.size()));
+    prom::header(out, "pgrelay_events_by_type", "gauge", "Unfinished and dead events by type and status.");
+    for (const auto& t : d.by_type) {
+      const std::string l = "event_type=\"" + prom::label_value(t.event_type) + "\",status=";
+      prom::sample(out, "pgrelay_events_by_type", l + "\"pending\"", static_cast<double>(t.pending));
+      prom::sample(out, "pgrelay_events_by_type", l + "\"processing\"", static_cast<double>(t.processing));
+      prom::sample(out, "pgrelay_events_by_type", l + "\"dead\"", static_cast<double>(t.dead));
+    }
+  }
+  if (probe_.listener_alive) {
+    prom::header(out, "pgrelay_listener_connected", "gauge", "1 while the LISTEN connection is up and proven.");
+    prom::sample(out, "pgrelay_listener_connected", "", probe_.listener_alive() ? 1 : 0);
+  }
+  if (probe_.last_notification_age_s) {
+    const double age = probe_.last_notification_age_s();
+    if (age >= 0) {
+      prom::header(out, "pgrelay_last_notification_age_seconds", "gauge",
+                   "Seconds since the listener received any notification (self-probes included).");
+      prom::sample(out, "pgrelay_last_notification_age_seconds", "", age);
+    }
+  }
+  const auto breakers = BreakerBoard::global().all();
+  prom::header(out, "pgrelay_circuit_breaker_state", "gauge", "Circuit breaker per handler and destination: 0 closed, 1 half-open, 2 open.");
+  for (const auto& b : breakers) {
+    prom::sample(out, "pgrelay_circuit_breaker_state",
+                 "handler=\"" + prom::label_value(b.handler) + "\",destination=\"" + prom::label_value(b.destination) + "\"",
+                 breaker_state_value(b.state));
+  }
+  prom::header(out, "pgrelay_circuit_breaker_consecutive_failures", "gauge", "Consecutive failures seen by the breaker.");
+  for (const auto& b : breakers) {
+    prom::sample(out, "pgrelay_circuit_breaker_consecutive_failures",
+                 "handler=\"" + prom::label_value(b.handler) + "\",destination=\"" + prom::label_value(b.destination) + "\"",
+                 b.consecutive_failures);
+  }
+  const Readiness ready = readiness();
+  prom::header(out, "pgrelay_ready", "gauge", "1 when /readyz answers 200.");
+  prom::sample(out, "pgrelay_ready", "", ready.ready ? 1 : 0);
+  return r;
+}
+
+HttpResponse AdminApi::status_json() const {
+  const Sample s = sample();
+  const Readiness ready = readiness();
+  std::string o = "{\"relay\":{\"id\":" + log::json_quoted(probe_.relay_id) + ",\"wake\":" + log::json_quoted(probe_.wake);
+  o += ",\"listener_connected\":";
+  o += probe_.listener_alive ? (probe_.listener_alive() ? "true" : "false") : "null";
+  o += ",\"last_notification_age_s\":";
+  const double age = probe_.last_notification_age_s ? probe_.last_notification_age_s() : -1;
+  o += age >= 0 ? fixed3(age) : "null";
+  o += "},\"ready\":{\"ok\":" + std::string(ready.ready ? "true" : "false") + ",\"reason\":" + log::json_quoted(ready.reason) + "}";
+  o += ",\"database\":{\"ok\":" + std::string(s.ok ? "true" : "false") + ",\"error\":" + log::json_quoted(s.error) +
+       ",\"sample_age_s\":" +
+       (s.at == Clock::time_point{} ? "null" : fixed3(std::chrono::duration<double>(Clock::now() - s.at).count())) + "}";
+  const DbSample& d = s.data;
+  if (s.ok) {
+    o += ",\"backlog\":" + std::to_string(d.backlog) + ",\"paused_backlog\":" + std::to_string(d.paused_backlog) +
+         ",\"processing\":" + std::to_string(d.processing) + ",\"scheduled\":" + std::to_string(d.scheduled) +
+         ",\"dead\":" + std::to_string(d.dead) + ",\"oldest_due_wait_s\":" + opt_number(d.oldest_due_wait_s) +
+         ",\"oldest_pending_age_s\":" + opt_number(d.oldest_pending_age_s);
+  } else {
+    o += ",\"backlog\":null,\"paused_backlog\":null,\"processing\":null,\"scheduled\":null,\"dead\":null,"
+         "\"oldest_due_wait_s\":null,\"oldest_pending_age_s\":null";
+  }
+  o += ",\"by_type\":[";
+  for (size_t i = 0; i < d.by_type.size(); ++i) {
+    const auto& t = d.by_type[i];
+    o += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(t.event_type) + ",\"pending\":" +
+         std::to_string(t.pending) + ",\"processing\":" + std::to_string(t.processing) + ",\"dead\":" +
+         std::to_string(t.dead) + ",\"paused\":" + (t.paused ? "true" : "false") + "}";
+  }
+  o += "],\"paused\":[";
+  for (size_t i = 0; i < d.paused.size(); ++i) {
+    o += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(d.paused[i].event_type) + ",\"paused_at\":" +
+         log::json_quoted(d.paused[i].paused_at) + ",\"reason\":" + log::json_quoted(d.paused[i].reason) + "}";
+  }
+  o += "],\"relays\":[";
+  for (size_t i = 0; i < d.relays.size(); ++i) {
+    const auto& r = d.relays[i];
+    o += std::string(i ? "," : "") + "{\"id\":" + log::json_quoted(r.id) + ",\"wake\":" + log::json_quoted(r.wake) +
+         ",\"listen_alive\":" + (r.listen_alive ? "true" : "false") + ",\"seen_age_s\":" + fixed3(r.seen_age_s) +
+         ",\"in_flight\":" + std::to_string(r.in_flight) + ",\"delivered\":" + std::to_string(r.delivered) + "}";
+  }
+  o += "]";
+  std::array<int64_t, 4> ev{};
+  std::vector<Metrics::HandlerTotals> totals;
+  if (probe_.event_totals) ev = probe_.event_totals();
+  if (metrics_) totals = metrics_->handler_totals();
+  o += ",\"events\":{\"delivered\":" + std::to_string(ev[0]) + ",\"retried\":" + std::to_string(ev[1]) +
+       ",\"dead\":" + std::to_string(ev[2]) + ",\"released\":" + std::to_string(ev[3]) + "}";
+  std::map<std::string, Metrics::HandlerTotals> by;
+  for (const auto& h : options_.handlers) by[h].handler = h;
+  for (auto& t : totals) by[t.handler] = t;
+  const auto breakers = BreakerBoard::global().all();
+  o += ",\"handlers\":[";
+  bool first = true;
+  for (const auto& [name, t] : by) {
+    o += std::string(first ? "" : ",") + "{\"name\":" + log::json_quoted(name) + ",\"delivered\":" +
+         std::to_string(t.delivered) + ",\"retried\":" + std::to_string(t.retried) + ",\"dead\":" +
+         std::to_string(t.dead) + ",\"deferred\":" + std::to_string(t.deferred) + ",\"mean_latency_ms\":" +
+         (t.latency_count ? fixed3(t.latency_sum_s * 1000 / static_cast<double>(t.latency_count)) : "null") +
+         ",\"breakers\":[";
+    bool bfirst = true;
+    for (const auto& b : breakers) {
+      if (b.handler != name) continue;
+      o += std::string(bfirst ? "" : ",") + "{\"destination\":" + log::json_quoted(b.destination) + ",\"state\":" +
+           log::json_quoted(b.state) + ",\"consecutive_failures\":" + std::to_string(b.consecutive_failures) + "}";
+      bfirst = false;
+    }
+    o += "]}";
+    first = false;
+  }
+  o += "]}";
+  HttpResponse r = json(200, std::move(o));
+  r.content_type = "application/json";
+  return r;
+}
+
+}  // namespace pgrelay

@@ -1,0 +1,80 @@
+// What the admin server answers, independent of the socket layer: routing,
+// readiness, metrics text, status JSON and the admin actions. GET requests are
+// answered from memory (the database gauges are sampled in the background);
+// admin actions run on a worker thread with their own connection and reply
+// through the callback. Thread-safe.
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <pqxx/connection>
+
+#include "http/admin_server.hpp"
+#include "store/ops_queries.hpp"
+
+namespace pgrelay {
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path and query
+  std::string authorization;
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  std::string allow;  // for 405
+};
+
+class AdminApi {
+ public:
+  AdminApi(const AdminServerOptions& options, const Metrics* metrics, RelayProbe probe);
+  ~AdminApi();  // stops the sampler and the worker
+
+  // Answers `req`: at once for reads, from the worker thread for actions.
+  void handle(HttpRequest req, std::function<void(HttpResponse)> reply);
+
+  struct Readiness {
+    bool ready = false;
+    std::string reason;  // why not (or "ready")
+  };
+  Readiness readiness() const;
+
+ private:
+  struct Sample {
+    bool ok = false;
+    std::string error;
+    std::chrono::steady_clock::time_point at{};
+    DbSample data;
+  };
+  void sample_loop();
+  void action_loop();
+  HttpResponse metrics_text() const;
+  HttpResponse status_json() const;
+  HttpResponse run_action(const HttpRequest& req);
+  Sample sample() const;
+
+  const AdminServerOptions options_;
+  const Metrics* metrics_;
+  const RelayProbe probe_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  Sample sample_;
+  std::vector<std::pair<HttpRequest, std::function<void(HttpResponse)>>> actions_;
+  std::unique_ptr<pqxx::connection> action_conn_;  // worker thread only
+  std::thread sampler_;
+  std::thread worker_;
+};
+
+}  // namespace pgrelay

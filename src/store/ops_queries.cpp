@@ -1,0 +1,179 @@
+// Pause/resume, replay, retention and sampling queries.
+#include "store/ops_queries.hpp"
+
+#include <map>
+#include <pqxx/pqxx>
+#include <pqxx/transaction>
+
+namespace pgrelay {
+namespace {
+
+// One advisory lock key for retention sweeps: 'pgrl' 'rtnt' as two int32s.
+constexpr int64_t kRetentionLockKey = 0x7067726c72746e74;
+
+// Shared by the dry run and the real replay, so both take exactly the same rows.
+// $1 type, $2 key, $3 since, $4 until, $5 from_id, $6 to_id.
+constexpr const char* kReplayWhere = R"sql(
+  status = 'done'
+  AND ($1::text IS NULL OR event_type = $1 OR (right($1, 2) = '.*' AND starts_with(event_type, left($1, -1))))
+  AND ($2::text IS NULL OR key = $2)
+  AND ($3::timestamptz IS NULL OR created_at >= $3::timestamptz)
+  AND ($4::timestamptz IS NULL OR created_at < $4::timestamptz)
+  AND ($5::bigint IS NULL OR id >= $5)
+  AND ($6::bigint IS NULL OR id <= $6)
+  AND (($5::bigint IS NULL AND $6::bigint IS NULL) OR xid < pg_snapshot_xmin(pg_current_snapshot()))
+)sql";
+
+template <typename Tx>
+pqxx::result exec_replay(Tx& tx, const std::string& sql, const ReplayFilter& f) {
+  return tx.exec_params(sql, f.type, f.key, f.since, f.until, f.from_id, f.to_id, f.rate_per_s);
+}
+
+}  // namespace
+
+bool pause_type(pqxx::connection& conn, const std::string& type, const std::string& reason) {
+  pqxx::work tx(conn);
+  const bool inserted =
+      tx.exec_params1(
+            "INSERT INTO pgrelay.paused_types (event_type, reason) VALUES ($1, nullif($2, '')) "
+            "ON CONFLICT (event_type) DO UPDATE SET reason = coalesce(EXCLUDED.reason, pgrelay.paused_types.reason) "
+            "RETURNING xmax = 0",
+            type, reason)[0]
+          .as<bool>();
+  tx.commit();
+  return inserted;
+}
+
+bool resume_type(pqxx::connection& conn, const std::string& type) {
+  pqxx::work tx(conn);
+  const auto r = tx.exec_params("DELETE FROM pgrelay.paused_types WHERE event_type = $1", type);
+  tx.exec("SELECT pgrelay.wake()");
+  tx.commit();
+  return r.affected_rows() > 0;
+}
+
+std::vector<PausedType> list_paused(pqxx::connection& conn) {
+  pqxx::read_transaction tx(conn);
+  std::vector<PausedType> out;
+  for (const auto& row :
+       tx.exec("SELECT event_type, paused_at::text, coalesce(reason, '') FROM pgrelay.paused_types ORDER BY 1")) {
+    out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()});
+  }
+  return out;
+}
+
+std::vector<ReplayEvent> replay_candidates(pqxx::connection& conn, const ReplayFilter& f) {
+  pqxx::read_transaction tx(conn);
+  std::vector<ReplayEvent> out;
+  const std::string sql =
+      "SELECT id, event_type, key, created_at::text, coalesce(finished_at::text, ''), $7::float8 "
+      "  FROM pgrelay.db_events WHERE " + std::string(kReplayWhere) + " ORDER BY id";
+  for (const auto& row : exec_replay(tx, sql, f)) {
+    ReplayEvent e;
+    e.id = row[0].as<int64_t>();
+    e.type = row[1].as<std::string>();
+    if (!row[2].is_null()) e.key = row[2].as<std::string>();
+    e.created_at = row[3].as<std::string>();
+    e.finished_at = row[4].as<std::string>();
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+int64_t replay(pqxx::connection& conn, const ReplayFilter& f) {
+  pqxx::work tx(conn);
+  // With a rate, the n-th event (in id order) becomes due n/rate seconds from
+  // now: the relays pace themselves by next_attempt_at, no client loop needed.
+  const std::string sql =
+      "WITH pick AS (SELECT id FROM pgrelay.db_events WHERE " + std::string(kReplayWhere) +
+      "               ORDER BY id FOR UPDATE), "
+      "     numbered AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM pick) "
+      "UPDATE pgrelay.db_events e "
+      "   SET status = 'pending', attempts = 0, handlers_done = '{}', last_error = NULL, finished_at = NULL, "
+      "       lease_owner = NULL, claim_token = NULL, "
+      "       next_attempt_at = now() + CASE WHEN $7::float8 > 0 THEN numbered.n / $7::float8 ELSE 0 END "
+      "                                 * interval '1 second' "
+      "  FROM numbered WHERE e.id = numbered.id";
+  const auto r = exec_replay(tx, sql, f);
+  tx.exec("SELECT pgrelay.wake()");
+  tx.commit();
+  return static_cast<int64_t>(r.affected_rows());
+}
+
+int64_t delete_finished(pqxx::connection& conn, int64_t retention_s, int batch) {
+  pqxx::work tx(conn);
+  // A transaction-level lock works through a transaction-mode pooler too.
+  if (!tx.exec_params1("SELECT pg_try_advisory_xact_lock($1)", kRetentionLockKey)[0].as<bool>()) return -1;
+  // The CTE pins the victims (a subquery in WHERE id IN (...) may be re-planned);
+  // SKIP LOCKED keeps the sweep from waiting on a replay in progress.
+  const auto r = tx.exec_params(
+      "WITH victims AS ("
+      "  SELECT id FROM pgrelay.db_events "
+      "   WHERE status = 'done' AND finished_at < now() - $1 * interval '1 second' "
+      "   ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+      "DELETE FROM pgrelay.db_events e USING victims WHERE e.id = victims.id",
+      retention_s, batch);
+  tx.commit();
+  return static_cast<int64_t>(r.affected_rows());
+}
+
+DbSample read_sample(pqxx::connection& conn) {
+  DbSample s;
+  pqxx::read_transaction tx(conn);
+  // Unfinished rows through the partial due index, dead ones through their own.
+  const auto g = tx.exec1(
+      "SELECT count(*) FILTER (WHERE due AND NOT paused), count(*) FILTER (WHERE due AND paused), "
+      "       count(*) FILTER (WHERE status = 'processing' AND NOT due), "
+      "       count(*) FILTER (WHERE status = 'pending' AND NOT due), "
+      "       extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE due AND NOT paused))::float8, "
+      "       extract(epoch FROM now() - min(created_at))::float8 "
+      "  FROM (SELECT e.status, e.created_at, e.next_attempt_at, e.next_attempt_at <= now() AS due, "
+      "               p.event_type IS NOT NULL AS paused "
+      "          FROM pgrelay.db_events e LEFT JOIN pgrelay.paused_types p USING (event_type) "
+      "         WHERE e.status IN ('pending', 'processing')) u");
+  s.backlog = g[0].as<int64_t>();
+  s.paused_backlog = g[1].as<int64_t>();
+  s.processing = g[2].as<int64_t>();
+  s.scheduled = g[3].as<int64_t>();
+  if (!g[4].is_null()) s.oldest_due_wait_s = std::max(0.0, g[4].as<double>());
+  if (!g[5].is_null()) s.oldest_pending_age_s = std::max(0.0, g[5].as<double>());
+
+  std::map<std::string, TypeCounts> types;
+  for (const auto& row : tx.exec(
+           "SELECT event_type, status, count(*) FROM pgrelay.db_events "
+           " WHERE status IN ('pending', 'processing') GROUP BY 1, 2 "
+           "UNION ALL "
+           "SELECT event_type, status, count(*) FROM pgrelay.db_events WHERE status = 'dead' GROUP BY 1, 2")) {
+    TypeCounts& t = types[row[0].as<std::string>()];
+    t.event_type = row[0].as<std::string>();
+    const std::string st = row[1].as<std::string>();
+    const int64_t n = row[2].as<int64_t>();
+    if (st == "pending") t.pending = n;
+    else if (st == "processing") t.processing = n;
+    else t.dead = n;
+    if (st == "dead") s.dead += n;
+  }
+  for (const auto& row :
+       tx.exec("SELECT event_type, paused_at::text, coalesce(reason, '') FROM pgrelay.paused_types ORDER BY 1")) {
+    s.paused.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()});
+    TypeCounts& t = types[s.paused.back().event_type];
+    t.event_type = s.paused.back().event_type;
+    t.paused = true;
+  }
+  for (auto& [name, t] : types) s.by_type.push_back(std::move(t));
+  for (const auto& row : tx.exec(
+           "SELECT id, wake, listen_alive, extract(epoch FROM now() - seen_at)::float8, in_flight, delivered "
+           "  FROM pgrelay.relays WHERE seen_at > now() - interval '1 minute' ORDER BY id")) {
+    RelayRow r;
+    r.id = row[0].as<std::string>();
+    r.wake = row[1].as<std::string>();
+    r.listen_alive = row[2].as<bool>();
+    r.seen_age_s = row[3].as<double>();
+    r.in_flight = row[4].as<int>();
+    r.delivered = row[5].as<int64_t>();
+    s.relays.push_back(std::move(r));
+  }
+  return s;
+}
+
+}  // namespace pgrelay

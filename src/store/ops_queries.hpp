@@ -1,0 +1,89 @@
+// Queries behind operations: pausing event types, replaying finished events,
+// retention of finished events, and the gauges the admin server samples.
+// Every value travels as a parameter. Each function runs its own transaction.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <pqxx/connection>
+
+namespace pgrelay {
+
+struct PausedType {
+  std::string event_type;
+  std::string paused_at;
+  std::string reason;
+};
+
+// Pauses `type` (exact name); returns false when it was already paused (the
+// reason is then updated).
+bool pause_type(pqxx::connection& conn, const std::string& type, const std::string& reason);
+// Resumes `type` and wakes the relays; returns false when it was not paused.
+bool resume_type(pqxx::connection& conn, const std::string& type);
+std::vector<PausedType> list_paused(pqxx::connection& conn);
+
+// Which finished events a replay takes.
+struct ReplayFilter {
+  std::optional<std::string> type;   // exact, or "prefix.*"
+  std::optional<std::string> key;
+  std::optional<std::string> since;  // created_at >= (timestamptz text)
+  std::optional<std::string> until;  // created_at <
+  std::optional<int64_t> from_id;    // id >=
+  std::optional<int64_t> to_id;      // id <=
+  double rate_per_s = 0;             // > 0: spread the replayed events' due times at this rate
+  bool narrowed() const { return type || key || since || until || from_id || to_id; }
+};
+
+struct ReplayEvent {
+  int64_t id = 0;
+  std::string type;
+  std::optional<std::string> key;
+  std::string created_at;
+  std::string finished_at;
+};
+
+// Exactly the events replay() would take with the same filter, in id order.
+// With from_id/to_id, only events whose producing transaction is older than
+// every transaction still running (xid < pg_snapshot_xmin) qualify, so an id
+// range never depends on which lower ids happened to commit late.
+std::vector<ReplayEvent> replay_candidates(pqxx::connection& conn, const ReplayFilter& f);
+// Makes those events pending again: same id, attempts 0, handlers_done cleared;
+// wakes the relays. Returns how many.
+int64_t replay(pqxx::connection& conn, const ReplayFilter& f);
+
+// Retention: deletes up to `batch` finished events older than `retention_s`, in
+// one short transaction that holds pg_try_advisory_xact_lock so that only one
+// relay sweeps at a time. Returns the rows deleted, or -1 when another relay
+// holds the lock. Dead events are never touched.
+int64_t delete_finished(pqxx::connection& conn, int64_t retention_s, int batch);
+
+// What the admin server samples from the database every few seconds.
+struct TypeCounts {
+  std::string event_type;
+  int64_t pending = 0, processing = 0, dead = 0;
+  bool paused = false;
+};
+struct RelayRow {
+  std::string id, wake;
+  bool listen_alive = false;
+  double seen_age_s = 0;
+  int in_flight = 0;
+  int64_t delivered = 0;
+};
+struct DbSample {
+  int64_t backlog = 0;          // due events (pending, or processing with an expired lease) of unpaused types
+  int64_t paused_backlog = 0;   // due events of paused types
+  int64_t processing = 0;       // events under a live lease
+  int64_t dead = 0;
+  int64_t scheduled = 0;        // pending but not yet due (retries waiting)
+  std::optional<double> oldest_due_wait_s;    // longest time a due event (unpaused) has waited
+  std::optional<double> oldest_pending_age_s; // age (since created_at) of the oldest unfinished event
+  std::vector<TypeCounts> by_type;
+  std::vector<PausedType> paused;
+  std::vector<RelayRow> relays;  // seen in the last minute
+};
+DbSample read_sample(pqxx::connection& conn);
+
+}  // namespace pgrelay

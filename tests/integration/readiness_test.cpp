@@ -1,0 +1,127 @@
+// /readyz against a database that goes away and comes back. Uses a throwaway
+// cluster of its own (scripts/pg with its own PGRELAY_PG_DIR), never the shared
+// test server, because it stops and starts PostgreSQL.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include <pqxx/pqxx>
+
+#include "store/connection.hpp"
+#include "store/migrate.hpp"
+#include "support/child_process.hpp"
+#include "support/http_get.hpp"
+#include "support/recording_handler.hpp"
+
+using namespace pgrelay;
+using namespace pgrelay::test;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+namespace {
+
+// A private cluster: started in the constructor, stopped and removed in the destructor.
+class OwnCluster {
+ public:
+  OwnCluster() : dir_("/tmp/pgrelay-ready-" + std::to_string(::getpid())) {
+    url_ = pg("start");
+    while (!url_.empty() && url_.back() == '\n') url_.pop_back();
+  }
+  ~OwnCluster() { pg("stop"); }
+  const std::string& url() const { return url_; }
+  void stop_server() { pg("pg-stop"); }
+  void start_server() { pg("pg-start"); }
+
+ private:
+  std::string pg(const std::string& verb) {
+    const std::string cmd = "PGRELAY_PG_DIR='" + dir_ + "' '" PGRELAY_SOURCE_DIR "/scripts/pg' " + verb + " 2>&1";
+    std::string out;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+      char buf[512];
+      while (std::fgets(buf, sizeof buf, p)) out += buf;
+      const int rc = ::pclose(p);
+      INFO("scripts/pg " << verb << ": " << out);
+      REQUIRE(rc == 0);
+    }
+    return out;
+  }
+  std::string dir_;
+  std::string url_;
+};
+
+}  // namespace
+
+TEST_CASE("readiness flips to 503 when the database is stopped and back to 200 within 2 s when it returns") {
+  OwnCluster cluster;
+  REQUIRE(!cluster.url().empty());
+  {
+    auto conn = connect(cluster.url(), "test");
+    migrate(*conn);
+  }
+  Config c = test_config(cluster.url());
+  c.relay.wake = "poll";  // readiness here is about the database; the listener's own backoff is tested elsewhere
+  c.admin.listen = "127.0.0.1:0";
+  c.log.level = "error";
+  Relay relay(c);
+  relay.add_handler("rec", std::make_unique<RecordingHandler>());
+  relay.add_route("*", {"rec"});
+  RelayThread t(relay);
+  REQUIRE(eventually([&] { return relay.admin_port() != 0; }, seconds(10)));
+  const uint16_t port = relay.admin_port();
+  REQUIRE(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(10)));
+
+  cluster.stop_server();
+  HttpReply down;
+  REQUIRE(eventually(
+      [&] {
+        down = http_get(port, "/readyz");
+        return down.status == 503;
+      },
+      seconds(10)));
+  CHECK(down.body.find("database") != std::string::npos);
+  CHECK(http_get(port, "/healthz").status == 200);  // alive while not ready
+  CHECK(http_get(port, "/metrics").body.find("pgrelay_database_up 0") != std::string::npos);
+
+  cluster.start_server();
+  const auto back = std::chrono::steady_clock::now();
+  REQUIRE(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(10)));
+  const auto took = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - back);
+  INFO("ready again after " << took.count() << " ms");
+  CHECK(took <= milliseconds(2000));
+  t.stop();
+}
+
+TEST_CASE("readiness reports a backlog above the threshold with the reason in the body") {
+  OwnCluster cluster;
+  {
+    auto conn = connect(cluster.url(), "test");
+    migrate(*conn);
+  }
+  Config c = test_config(cluster.url());
+  c.admin.listen = "127.0.0.1:0";
+  c.admin.ready_max_backlog = 5;
+  Relay relay(c);
+  relay.add_handler("rec", std::make_unique<RecordingHandler>());
+  relay.add_route("handled.*", {"rec"});
+  RelayThread t(relay);
+  REQUIRE(eventually([&] { return relay.admin_port() != 0; }, seconds(10)));
+  const uint16_t port = relay.admin_port();
+  REQUIRE(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(10)));
+  {
+    auto conn = connect(cluster.url(), "test");
+    pqxx::work tx(*conn);
+    tx.exec("SELECT pgrelay.emit('unhandled.x', '{}') FROM generate_series(1, 6)");
+    tx.commit();
+  }
+  HttpReply r;
+  REQUIRE(eventually(
+      [&] {
+        r = http_get(port, "/readyz");
+        return r.status == 503;
+      },
+      seconds(10)));
+  CHECK(r.body.find("backlog 6") != std::string::npos);
+  CHECK(r.body.find("ready_max_backlog 5") != std::string::npos);
+}
