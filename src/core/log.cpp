@@ -3,7 +3,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
@@ -38,6 +40,9 @@ std::string timestamp() {
 }
 
 }  // namespace
+
+Field::Field(std::string_view n, double v)
+    : name(n), value(std::isfinite(v) ? std::to_string(v) : "null"), quoted(false) {}
 
 void configure(Level level, Format format) {
   g_level = level;
@@ -113,12 +118,23 @@ void write(Level level, std::string_view message, std::initializer_list<Field> f
     }
     line += "}\n";
   } else {
-    line += timestamp() + " " + level_name(level) + " " + std::string(message);
+    // logfmt-like: a value with spaces, quotes, '=' or control characters is
+    // quoted and escaped, so every entry stays on one line.
+    line += timestamp() + " " + level_name(level) + " ";
+    append_json_escaped(line, message);
     for (const Field& f : fields) {
       line += ' ';
       line += f.name;
       line += '=';
-      line += f.value;
+      const bool plain = !f.value.empty() && f.value.find_first_of(" \"=\\") == std::string::npos &&
+                         std::none_of(f.value.begin(), f.value.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+      if (plain) {
+        line += f.value;
+      } else {
+        line += '"';
+        append_json_escaped(line, f.value);
+        line += '"';
+      }
     }
     line += '\n';
   }

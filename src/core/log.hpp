@@ -28,7 +28,8 @@ struct Field {
   Field(std::string_view n, const std::string& v) : name(n), value(v) {}
   Field(std::string_view n, int64_t v) : name(n), value(std::to_string(v)), quoted(false) {}
   Field(std::string_view n, int v) : name(n), value(std::to_string(v)), quoted(false) {}
-  Field(std::string_view n, double v) : name(n), value(std::to_string(v)), quoted(false) {}
+  // A NaN or infinity is written as null: JSON has no such numbers.
+  Field(std::string_view n, double v);
 };
 
 void write(Level level, std::string_view message, std::initializer_list<Field> fields = {});
