@@ -74,6 +74,7 @@ void Listener::probe() {
       drop(std::string("probe failed: ") + e.what());
       return;
     }
+    if (probe_waiting_ == 0) return;  // the answer came back with the query's reply: proven
     probe_timer_.expires_after(kProbeTimeout);
     probe_timer_.async_wait([this, seq = probe_waiting_](const boost::system::error_code& ec) {
       if (!ec && probe_waiting_ == seq) drop("self-notification did not arrive within 3 s");
