@@ -109,7 +109,11 @@ std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string
   tm.tm_sec = second;
   const time_t t = ::timegm(&tm);
   if (t == static_cast<time_t>(-1)) return std::nullopt;
-  return std::chrono::system_clock::from_time_t(t);
+  // system_clock counts nanoseconds in 64 bits (years ~1678-2262): converting a
+  // date outside that overflows. Before 1970 is simply "in the past"; after 2200
+  // is clamped to a year by the caller anyway.
+  constexpr time_t kFarFuture = 7258118400;  // 2200-01-01T00:00:00Z
+  return std::chrono::system_clock::from_time_t(std::clamp<time_t>(t, 0, kFarFuture));
 }
 
 }  // namespace
