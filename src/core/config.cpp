@@ -265,6 +265,7 @@ void apply_env(rapidjson::Document& doc, const EnvLookup& env, std::vector<std::
       {"PGRELAY_MAX_IN_FLIGHT", "relay", "max_in_flight", true},
       {"PGRELAY_LEASE_MS", "relay", "lease_ms", true},
       {"PGRELAY_POLL_INTERVAL_MS", "relay", "poll_interval_ms", true},
+      {"PGRELAY_POLL_MAX_MS", "relay", "poll_max_ms", true},
       {"PGRELAY_WAKE", "relay", "wake", false},
       {"PGRELAY_DONE_RETENTION_S", "relay", "done_retention_s", true},
       {"PGRELAY_LOG_LEVEL", "log", "level", false},
@@ -334,7 +335,7 @@ Config parse_config(const std::string& json_text, const EnvLookup& env) {
       else c.database.listen_url = need_string(v, p);
     });
     each(doc, "relay", "relay",
-         {"id", "batch_size", "max_in_flight", "lease_ms", "poll_interval_ms", "wake", "done_retention_s",
+         {"id", "batch_size", "max_in_flight", "lease_ms", "poll_interval_ms", "poll_max_ms", "wake", "done_retention_s",
           "shutdown_timeout_ms", "ack_delay_ms"},
          [&](const std::string& k, const Value& v, const std::string& p) {
            RelayOptions& r = c.relay;
@@ -343,6 +344,7 @@ Config parse_config(const std::string& json_text, const EnvLookup& env) {
            else if (k == "max_in_flight") r.max_in_flight = static_cast<int>(need_int(v, p, 1, 100000));
            else if (k == "lease_ms") r.lease_ms = need_int(v, p, 1000, 86400000);
            else if (k == "poll_interval_ms") r.poll_interval_ms = need_int(v, p, 10, 3600000);
+           else if (k == "poll_max_ms") r.poll_max_ms = need_int(v, p, 1, 60000);
            else if (k == "wake") r.wake = need_choice(v, p, {"notify", "poll", "wal"});
            else if (k == "done_retention_s") r.done_retention_s = need_int(v, p, 0, 366LL * 86400);
            else if (k == "shutdown_timeout_ms") r.shutdown_timeout_ms = need_int(v, p, 0, 3600000);

@@ -32,6 +32,7 @@ struct RelayOptions {
   int max_in_flight = 1024;           // events being delivered at once
   int64_t lease_ms = 30000;           // how long a claim lasts without a heartbeat
   int64_t poll_interval_ms = 5000;    // safety poll when no notification arrives
+  int64_t poll_max_ms = 50;           // wake "poll": longest gap between checks when idle
   std::string wake = "notify";        // notify | poll | wal
   int64_t done_retention_s = 0;       // keep finished events this long (0: delete at once)
   int64_t shutdown_timeout_ms = 10000;  // on SIGTERM, wait this long for in-flight deliveries
@@ -109,7 +110,7 @@ EnvLookup process_env();
 
 // Parses and validates a config document, then applies environment overrides:
 // DATABASE_URL / PGRELAY_DATABASE_URL, PGRELAY_LISTEN_DATABASE_URL, PGRELAY_RELAY_ID,
-// PGRELAY_BATCH_SIZE, PGRELAY_MAX_IN_FLIGHT, PGRELAY_LEASE_MS, PGRELAY_POLL_INTERVAL_MS,
+// PGRELAY_BATCH_SIZE, PGRELAY_MAX_IN_FLIGHT, PGRELAY_LEASE_MS, PGRELAY_POLL_INTERVAL_MS, PGRELAY_POLL_MAX_MS,
 // PGRELAY_WAKE, PGRELAY_DONE_RETENTION_S, PGRELAY_LOG_LEVEL, PGRELAY_LOG_FORMAT,
 // PGRELAY_ADMIN_LISTEN.
 // Throws ConfigError naming the key path (and the variable, for overrides).

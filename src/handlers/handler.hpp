@@ -3,6 +3,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "core/event.hpp"
 #include "core/outcome.hpp"
@@ -21,6 +22,10 @@ class Handler {
 
   // Called once at shutdown: abandon work in progress (kill children, close sockets).
   virtual void shutdown() {}
+
+  // For `sql` handlers only: the function the relay calls inside the transaction
+  // that records the outcome, instead of calling deliver().
+  virtual const std::string* sql_function() const { return nullptr; }
 };
 
 }  // namespace pgrelay

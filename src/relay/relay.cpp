@@ -8,6 +8,7 @@
 #include <pqxx/except>
 
 #include "core/backoff.hpp"
+#include "core/payload_check.hpp"
 #include "core/log.hpp"
 #include "handlers/registry.hpp"
 #include "http/admin_server.hpp"
@@ -49,6 +50,7 @@ Relay::Relay(Config config)
   for (const auto& h : config_.handlers) {
     slots_[h.name] = Slot{h.name, h.retry, h.timeout_ms, make_handler(h)};
   }
+  for (const auto& d : config_.event_types) declared_[d.type] = &d;
 }
 
 Relay::~Relay() {
@@ -93,6 +95,11 @@ void Relay::open_queue() {
 
 void Relay::run() {
   open_queue();
+  // Producers' triggers follow the database's wake mode; bring it in line with ours.
+  const std::string before = set_wake_mode(queue_->connection(), config_.relay.wake);
+  if (before != config_.relay.wake) {
+    log::info("producers' wake mode changed", {{"from", before}, {"to", config_.relay.wake}});
+  }
   if (config_.relay.wake == "notify") {
     const std::string& url = config_.database.listen_url.empty() ? config_.database.url : config_.database.listen_url;
     listener_ = std::make_unique<Listener>(url, Listener::Callbacks{[this] { wake(); }, [this] { wake(); }});
@@ -161,8 +168,9 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
       if (claim_wanted_ && static_cast<int>(in_flight_.size()) < opt.max_in_flight) claim_more();
       drain_completions();
       now = Clock::now();
-      if (!acks_.empty() && (static_cast<int>(acks_.size()) >= opt.batch_size || in_flight_.empty() ||
-                             now - first_ack_at_ >= ack_delay)) {
+      const size_t waiting = acks_.size() + tx_ready_.size();
+      if (waiting > 0 && (static_cast<int>(waiting) >= opt.batch_size || in_flight_.size() == tx_ready_.size() ||
+                          now - first_ack_at_ >= ack_delay)) {
         flush_acks();
       }
       if (now >= next_heartbeat_at_) heartbeat();
@@ -183,7 +191,7 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
 
     auto deadline = std::min({next_claim_at_, next_heartbeat_at_, mode == Mode::serve ? next_report_at_ : until});
     for (const auto& [id, f] : in_flight_) deadline = std::min(deadline, f.deadline);
-    if (!acks_.empty()) deadline = std::min(deadline, first_ack_at_ + ack_delay);
+    if (!acks_.empty() || !tx_ready_.empty()) deadline = std::min(deadline, first_ack_at_ + ack_delay);
     if (claim_wanted_ && static_cast<int>(in_flight_.size()) < opt.max_in_flight) continue;
     std::unique_lock<std::mutex> lock(mutex_);
     cv_.wait_until(lock, deadline, [&] { return stop_ || woken_ || !completions_.empty(); });
@@ -193,13 +201,22 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
   // Shutdown: no more claims; give deliveries in flight their chance, then give
   // back what is left without spending an attempt.
   const auto grace = Clock::now() + milliseconds(opt.shutdown_timeout_ms);
-  while (!in_flight_.empty() && Clock::now() < grace) {
+  while (in_flight_.size() > tx_ready_.size() && Clock::now() < grace) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait_until(lock, std::min(grace, Clock::now() + milliseconds(50)), [&] { return !completions_.empty(); });
     }
     drain_completions();
     expire_timeouts(Clock::now());
+  }
+  if (!tx_ready_.empty()) {
+    try {
+      if (!queue_) open_queue();
+      flush_acks();  // runs the sql handlers of events whose other handlers finished
+    } catch (const std::exception& e) {
+      log::error("relay: could not run sql handlers at shutdown; their events are released", {{"error", e.what()}});
+      queue_.reset();
+    }
   }
   release_all();
   for (int attempt = 0; attempt < 3 && !acks_.empty(); ++attempt) {
@@ -225,6 +242,12 @@ void Relay::claim_more() {
   claim_wanted_ = static_cast<int>(r.events.size()) == limit;
   backlog_empty_ = r.events.empty();
   auto next = milliseconds(opt.poll_interval_ms);
+  if (opt.wake == "poll") {
+    // No notifications: check again at once while busy, backing off to
+    // poll_max_ms while idle. An empty claim is one cheap index probe.
+    poll_gap_ = r.events.empty() ? std::min(poll_gap_ * 2, milliseconds(opt.poll_max_ms)) : milliseconds(1);
+    next = poll_gap_;
+  }
   if (r.events.empty()) {
     // Nothing claimable now: sleep until the next retry or lease expiry is due.
     if (auto due = queue_->next_due()) next = std::min(next, *due + milliseconds(1));
@@ -236,6 +259,16 @@ void Relay::claim_more() {
 void Relay::dispatch(Event event) {
   auto ev = std::make_shared<const Event>(std::move(event));
   const auto now = Clock::now();
+  if (auto decl = declared_.find(ev->type); decl != declared_.end()) {
+    if (auto why = check_payload(*decl->second, ev->json)) {
+      // It would fail the same way on every attempt: dead at once, no handler runs.
+      const std::string reason = "payload does not match event_types." + ev->type + ": " + *why;
+      stats_.dead++;
+      log::error("event dead-lettered", {{"event_id", ev->id}, {"type", ev->type}, {"error", reason}});
+      record(Ack{ev->id, ev->claim_token, Ack::Kind::dead, 0, reason, {}});
+      return;
+    }
+  }
   InFlight f;
   f.event = ev;
   f.claimed_at = now;
@@ -243,19 +276,22 @@ void Relay::dispatch(Event event) {
   for (const auto& name : router_.handlers_for(ev->type)) {
     if (std::find(ev->handlers_done.begin(), ev->handlers_done.end(), name) != ev->handlers_done.end()) continue;
     const Slot& slot = slots_.at(name);
-    f.pending.push_back(Pending{&slot, false, Outcome::ok()});
-    f.deadline = std::min(f.deadline, now + milliseconds(slot.timeout_ms));
+    const bool in_tx = slot.impl->sql_function() != nullptr;
+    f.pending.push_back(Pending{&slot, false, Outcome::ok(), in_tx});
+    if (!in_tx) {
+      f.deadline = std::min(f.deadline, now + milliseconds(slot.timeout_ms));
+      ++f.unsettled;
+    }
   }
-  f.unsettled = static_cast<int>(f.pending.size());
   const int64_t id = ev->id, token = ev->claim_token;
   auto [it, inserted] = in_flight_.insert_or_assign(id, std::move(f));
   (void)inserted;
-  if (it->second.pending.empty()) {  // every handler succeeded earlier
-    finish(it->second);
-    in_flight_.erase(it);
+  if (it->second.unsettled == 0) {  // nothing to deliver now: done earlier, or only sql handlers
+    if (complete(it->second)) in_flight_.erase(it);
     return;
   }
   for (size_t i = 0; i < it->second.pending.size(); ++i) {
+    if (it->second.pending[i].in_tx) continue;
     Handler* h = it->second.pending[i].slot->impl.get();
     h->deliver(ev, [this, id, token, i](Outcome o) {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -276,10 +312,7 @@ void Relay::drain_completions() {
     if (it == in_flight_.end() || it->second.event->claim_token != c.token) continue;  // stale: timed out or re-claimed
     if (c.index >= it->second.pending.size() || it->second.pending[c.index].settled) continue;
     settle(it->second, c.index, std::move(c.outcome));
-    if (it->second.unsettled == 0) {
-      finish(it->second);
-      in_flight_.erase(it);
-    }
+    if (it->second.unsettled == 0 && complete(it->second)) in_flight_.erase(it);
   }
 }
 
@@ -296,7 +329,23 @@ void Relay::settle(InFlight& f, size_t index, Outcome outcome) {
   }
 }
 
-void Relay::finish(InFlight& f) {
+bool Relay::complete(InFlight& f) {
+  for (const Pending& p : f.pending) {
+    if (p.in_tx && !p.settled) {
+      if (!f.awaiting_tx) {
+        f.awaiting_tx = true;
+        f.deadline = Clock::time_point::max();
+        if (acks_.empty() && tx_ready_.empty()) first_ack_at_ = Clock::now();
+        tx_ready_.push_back(f.event->id);
+      }
+      return false;
+    }
+  }
+  record(outcome_of(f));
+  return true;
+}
+
+Ack Relay::outcome_of(const InFlight& f) {
   const Event& e = *f.event;
   Ack a;
   a.id = e.id;
@@ -355,10 +404,14 @@ void Relay::finish(InFlight& f) {
   } else {
     stats_.delivered++;
   }
+  return a;
+}
+
+void Relay::record(Ack a) {
   if (a.kind == Ack::Kind::retry || a.kind == Ack::Kind::release) {
     next_claim_at_ = std::min(next_claim_at_, Clock::now() + milliseconds(a.delay_ms + 1));
   }
-  if (acks_.empty()) first_ack_at_ = Clock::now();
+  if (acks_.empty() && tx_ready_.empty()) first_ack_at_ = Clock::now();
   acks_.push_back(std::move(a));
 }
 
@@ -372,7 +425,7 @@ void Relay::expire_timeouts(Clock::time_point now) {
     f.deadline = Clock::time_point::max();
     for (size_t i = 0; i < f.pending.size(); ++i) {
       Pending& p = f.pending[i];
-      if (p.settled) continue;
+      if (p.settled || p.in_tx) continue;
       const auto due = f.claimed_at + milliseconds(p.slot->timeout_ms);
       if (due <= now) {
         stats_.timeouts++;
@@ -381,8 +434,7 @@ void Relay::expire_timeouts(Clock::time_point now) {
         f.deadline = std::min(f.deadline, due);
       }
     }
-    if (f.unsettled == 0) {
-      finish(f);
+    if (f.unsettled == 0 && !f.awaiting_tx && complete(f)) {
       it = in_flight_.erase(it);
     } else {
       ++it;
@@ -391,8 +443,67 @@ void Relay::expire_timeouts(Clock::time_point now) {
 }
 
 void Relay::flush_acks() {
-  const int applied = queue_->ack(acks_, config_.relay.done_retention_s > 0);
-  const int64_t refused = static_cast<int64_t>(acks_.size()) - applied;
+  const bool keep_done = config_.relay.done_retention_s > 0;
+  int applied;
+  size_t recorded;
+  if (tx_ready_.empty()) {
+    applied = queue_->ack(acks_, keep_done);
+    recorded = acks_.size();
+  } else {
+    // Group the waiting events by sql handler; their outcomes are decided from
+    // the function results and recorded in the same transaction.
+    std::map<const Slot*, SqlCall> calls;
+    for (int64_t id : tx_ready_) {
+      const InFlight& f = in_flight_.at(id);
+      for (const Pending& p : f.pending) {
+        if (!p.in_tx || p.settled) continue;
+        SqlCall& call = calls[p.slot];
+        call.handler = p.slot->name;
+        call.function = *p.slot->impl->sql_function();
+        call.events.push_back(f.event.get());
+      }
+    }
+    std::vector<SqlCall> call_list;
+    for (auto& [slot, call] : calls) call_list.push_back(std::move(call));
+    recorded = 0;
+    auto rewind = [&] {  // the transaction did not commit: the functions' effects are gone
+      for (int64_t id : tx_ready_) {
+        for (Pending& p : in_flight_.at(id).pending) {
+          if (p.in_tx) p.settled = false;
+        }
+      }
+    };
+    try {
+      applied = queue_->ack_with_sql(
+        call_list,
+        [&](const SqlResults& results) {
+          for (const auto& [handler, id, error] : results) {
+            InFlight& f = in_flight_.at(id);
+            for (Pending& p : f.pending) {
+              if (p.in_tx && !p.settled && p.slot->name == handler) {
+                p.settled = true;
+                p.outcome = error.empty() ? Outcome::ok() : Outcome::retry(error);
+                if (!error.empty()) {
+                  log::warn("delivery failed", {{"event_id", id}, {"type", f.event->type}, {"handler", handler},
+                                                {"attempt", f.event->attempt}, {"error", error}});
+                }
+              }
+            }
+          }
+          std::vector<Ack> all = acks_;
+          for (int64_t id : tx_ready_) all.push_back(outcome_of(in_flight_.at(id)));
+          recorded = all.size();
+          return all;
+        },
+        keep_done);
+    } catch (...) {
+      rewind();
+      throw;
+    }
+    for (int64_t id : tx_ready_) in_flight_.erase(id);
+    tx_ready_.clear();
+  }
+  const int64_t refused = static_cast<int64_t>(recorded) - applied;
   if (refused > 0) {
     stats_.fenced += refused;
     log::warn("outcomes refused: lease lost to another claim", {{"count", refused}});
@@ -430,6 +541,7 @@ void Relay::release_all() {
     acks_.push_back(std::move(a));
   }
   in_flight_.clear();
+  tx_ready_.clear();
 }
 
 void Relay::report() {

@@ -94,11 +94,13 @@ class Relay {
     const Slot* slot;
     bool settled = false;
     Outcome outcome;
+    bool in_tx = false;  // a sql handler: runs in the ack transaction, not through deliver()
   };
   struct InFlight {
     std::shared_ptr<const Event> event;
     std::vector<Pending> pending;
-    int unsettled = 0;
+    int unsettled = 0;  // deliveries still running (sql handlers not counted)
+    bool awaiting_tx = false;  // only sql handlers left: queued in tx_ready_
     std::chrono::steady_clock::time_point claimed_at;
     std::chrono::steady_clock::time_point deadline;  // earliest handler timeout
   };
@@ -115,7 +117,11 @@ class Relay {
   void claim_more();
   void dispatch(Event event);
   void settle(InFlight& f, size_t index, Outcome outcome);
-  void finish(InFlight& f);
+  // Queues the event's outcome for the next ack, or for the ack transaction when
+  // sql handlers still have to run. Returns true when the event left in_flight_'s care.
+  bool complete(InFlight& f);
+  Ack outcome_of(const InFlight& f);
+  void record(Ack a);
   void drain_completions();
   void expire_timeouts(std::chrono::steady_clock::time_point now);
   void flush_acks();
@@ -133,6 +139,7 @@ class Relay {
   std::string id_;
   Router router_;
   std::map<std::string, Slot> slots_;
+  std::unordered_map<std::string, const EventTypeDecl*> declared_;  // into config_.event_types
   std::unique_ptr<Queue> queue_;
   std::unique_ptr<Listener> listener_;
   RelayStats stats_;
@@ -144,10 +151,12 @@ class Relay {
 
   std::unordered_map<int64_t, InFlight> in_flight_;  // by event id; relay thread only
   std::vector<Ack> acks_;                            // outcomes waiting for the next ack round trip
+  std::vector<int64_t> tx_ready_;                    // events whose sql handlers run in the next ack
   std::chrono::steady_clock::time_point first_ack_at_;
   bool claim_wanted_ = true;
   bool backlog_empty_ = false;
   std::chrono::steady_clock::time_point next_claim_at_;
+  std::chrono::milliseconds poll_gap_{1};  // wake "poll": current idle gap
   std::chrono::steady_clock::time_point next_heartbeat_at_;
   std::chrono::steady_clock::time_point next_report_at_;
 

@@ -134,6 +134,17 @@ int64_t purge_dead(pqxx::connection& conn, const DeadFilter& f) {
   return static_cast<int64_t>(r.affected_rows());
 }
 
+std::string set_wake_mode(pqxx::connection& conn, const std::string& mode) {
+  pqxx::work tx(conn);
+  auto r = tx.exec("SELECT value FROM pgrelay.settings WHERE name = 'wake'");
+  const std::string before = r.empty() ? "notify" : r[0][0].as<std::string>();
+  if (before != mode) {
+    tx.exec_params("SELECT pgrelay.set_wake($1)", mode);
+    tx.commit();
+  }
+  return before;
+}
+
 void report_relay(pqxx::connection& conn, const RelayInfo& r) {
   pqxx::nontransaction tx(conn);
   tx.exec_params(

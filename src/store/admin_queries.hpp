@@ -75,6 +75,10 @@ int64_t retry_dead(pqxx::connection& conn, const DeadFilter& f);
 // Deletes matching dead events; returns how many.
 int64_t purge_dead(pqxx::connection& conn, const DeadFilter& f);
 
+// Makes producers' triggers follow `mode` (notify sends NOTIFY; poll and wal do not)
+// when the database is not already in it; returns the mode it was in.
+std::string set_wake_mode(pqxx::connection& conn, const std::string& mode);
+
 // Records this relay's liveness in pgrelay.relays.
 void report_relay(pqxx::connection& conn, const RelayInfo& r);
 void forget_relay(pqxx::connection& conn, const std::string& id);

@@ -193,8 +193,7 @@ ClaimResult Queue::claim(int limit, std::chrono::milliseconds lease) {
   return out;
 }
 
-int Queue::ack(const std::vector<Ack>& acks, bool keep_done) {
-  if (acks.empty()) return 0;
+std::string Queue::ack_document(const std::vector<Ack>& acks) const {
   std::string doc;
   doc.reserve(acks.size() * 64);
   doc += '[';
@@ -220,8 +219,47 @@ int Queue::ack(const std::vector<Ack>& acks, bool keep_done) {
     doc += '}';
   }
   doc += ']';
+  return doc;
+}
+
+int Queue::ack(const std::vector<Ack>& acks, bool keep_done) {
+  if (acks.empty()) return 0;
   pqxx::nontransaction tx(*conn_);
-  return tx.exec_prepared1("pgrelay_ack", doc, keep_done)[0].as<int>();
+  return tx.exec_prepared1("pgrelay_ack", ack_document(acks), keep_done)[0].as<int>();
+}
+
+int Queue::ack_with_sql(const std::vector<SqlCall>& calls,
+                        const std::function<std::vector<Ack>(const SqlResults&)>& decide, bool keep_done) {
+  SqlResults results;
+  pqxx::work tx(*conn_, "pgrelay-sql-ack");
+  for (const SqlCall& call : calls) {
+    std::string doc = "[";
+    for (const Event* e : call.events) {
+      if (doc.size() > 1) doc += ',';
+      doc += "{\"id\":" + std::to_string(e->id) + ",\"token\":" + std::to_string(e->claim_token) +
+             ",\"event\":" + e->json + "}";
+    }
+    doc += ']';
+    // A savepoint, so that a call failing as a whole leaves the transaction usable.
+    tx.exec("SAVEPOINT pgrelay_sql_call");
+    try {
+      for (const auto& row : tx.exec_params("SELECT id, error FROM pgrelay.call_handler($1::text::regproc, $2::jsonb)",
+                                            call.function, doc)) {
+        results.emplace_back(call.handler, row[0].as<int64_t>(), row[1].is_null() ? "" : row[1].c_str());
+      }
+      tx.exec("RELEASE SAVEPOINT pgrelay_sql_call");
+    } catch (const pqxx::sql_error& e) {
+      tx.exec("ROLLBACK TO SAVEPOINT pgrelay_sql_call");
+      std::string why = e.what();
+      while (!why.empty() && why.back() == '\n') why.pop_back();
+      for (const Event* ev : call.events) results.emplace_back(call.handler, ev->id, call.function + ": " + why);
+    }
+  }
+  const std::vector<Ack> acks = decide(results);
+  int applied = 0;
+  if (!acks.empty()) applied = tx.exec_prepared1("pgrelay_ack", ack_document(acks), keep_done)[0].as<int>();
+  tx.commit();
+  return applied;
 }
 
 int Queue::extend(const std::vector<std::pair<int64_t, int64_t>>& id_tokens, std::chrono::milliseconds lease) {

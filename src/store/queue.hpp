@@ -4,6 +4,8 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <tuple>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +35,16 @@ struct Ack {
   std::vector<std::string> handlers_done;  // handlers that succeeded in this attempt
 };
 
+// One sql handler's function called for some events, in the ack transaction.
+struct SqlCall {
+  std::string handler;
+  std::string function;
+  std::vector<const Event*> events;
+};
+
+// Per (handler, event id): empty on success, else the reason it failed.
+using SqlResults = std::vector<std::tuple<std::string, int64_t, std::string>>;
+
 struct ClaimResult {
   std::vector<Event> events;
   int lease_expiries = 0;  // events reclaimed because another claim's lease ran out
@@ -53,6 +65,14 @@ class Queue {
   // Finished events are deleted, or kept as 'done' when `keep_done` is set.
   int ack(const std::vector<Ack>& acks, bool keep_done);
 
+  // Calls each sql handler's function for its events, then records the outcomes
+  // that `decide` derives from the results, all in one transaction: a function's
+  // effect commits exactly when its success is recorded. A call that fails as a
+  // whole (say, the function does not exist) yields that error for all its events.
+  // Returns how many outcomes were applied.
+  int ack_with_sql(const std::vector<SqlCall>& calls,
+                   const std::function<std::vector<Ack>(const SqlResults&)>& decide, bool keep_done);
+
   // Extends the lease of events still held with these tokens; returns how many.
   int extend(const std::vector<std::pair<int64_t, int64_t>>& id_tokens, std::chrono::milliseconds lease);
 
@@ -63,6 +83,8 @@ class Queue {
   pqxx::connection& connection() { return *conn_; }
 
  private:
+  std::string ack_document(const std::vector<Ack>& acks) const;
+
   std::unique_ptr<pqxx::connection> conn_;
   std::string owner_;
   std::string exact_literal_;    // text[] literal or empty for "no filter"

@@ -1,0 +1,108 @@
+// Wake modes: notify, poll and wal each deliver a burst in full, and neither a
+// relay restart nor a database crash-restart loses an event.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <set>
+
+#include "support/child_process.hpp"
+#include "support/own_cluster.hpp"
+#include "support/recording_handler.hpp"
+#include "support/temp_config.hpp"
+#include "support/test_db.hpp"
+
+using namespace pgrelay;
+using namespace pgrelay::test;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+namespace {
+
+int64_t scalar(const std::string& url, const std::string& sql) {
+  pqxx::connection c(url);
+  pqxx::work tx(c);
+  const int64_t v = tx.exec(sql)[0][0].as<int64_t>();
+  tx.commit();
+  return v;
+}
+
+const char* kModes[] = {"notify", "poll", "wal"};
+
+}  // namespace
+
+TEST_CASE("each wake mode delivers a burst in full, and poll and wal send no NOTIFY") {
+  for (const char* mode : kModes) {
+    CAPTURE(mode);
+    TestDb db;
+    Config c = test_config(db.url());
+    c.relay.wake = mode;
+    c.relay.poll_interval_ms = 60000;  // the safety poll must not be what delivers
+    Relay relay(c);
+    auto h = std::make_unique<RecordingHandler>();
+    RecordingHandler* rec = h.get();
+    relay.add_handler("rec", std::move(h));
+    relay.add_route("*", {"rec"});
+    RelayThread t(relay);
+    REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.settings WHERE name = 'wake' AND value = '" +
+                                               std::string(mode) + "'") == 1; }, seconds(5)));
+    if (std::string(mode) != "poll") REQUIRE(eventually([&] { return relay.listening(); }, seconds(10)));
+    // The trigger function follows the mode: NOTIFY only in notify mode.
+    const int64_t notifies = db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'wake' AND prosrc LIKE '%pg_notify%'");
+    CHECK(notifies == (std::string(mode) == "notify" ? 1 : 0));
+    for (int i = 0; i < 10; ++i) db.exec("SELECT pgrelay.emit('burst', jsonb_build_object('n', g)) FROM generate_series(1, 100) g");
+    REQUIRE(eventually([&] { return rec->count() >= 1000; }, seconds(20)));
+    t.stop();
+    std::set<int64_t> ids;
+    for (const auto& d : rec->deliveries()) ids.insert(d.id);
+    CHECK(ids.size() == 1000);
+    CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);
+  }
+}
+
+TEST_CASE("in each wake mode, a relay restart and a database crash-restart lose nothing") {
+  for (const char* mode : kModes) {
+    CAPTURE(mode);
+    OwnCluster pg(std::string("wake-") + mode);
+    TempConfig cfg(std::string(R"({"relay": {"wake": ")") + mode + R"(", "lease_ms": 3000, "poll_interval_ms": 1000},
+      "handlers": {"ledger": {"type": "sql", "function": "app.record", "timeout_ms": 5000}},
+      "routes": [{"match": "*", "handlers": ["ledger"]}]})");
+    {
+      pqxx::connection c(pg.url());
+      pqxx::work tx(c);
+      tx.exec("CREATE SCHEMA app; CREATE TABLE app.ledger (seq int NOT NULL);"
+              "CREATE FUNCTION app.record(ev jsonb) RETURNS void LANGUAGE sql AS "
+              "$$ INSERT INTO app.ledger VALUES ((ev->'payload'->>'seq')::int) $$");
+      tx.commit();
+    }
+    auto emit = [&](int from, int to) {
+      for (int i = from; i <= to; i += 50) {
+        scalar(pg.url(), "SELECT count(pgrelay.emit('e', jsonb_build_object('seq', g))) FROM generate_series(" +
+                             std::to_string(i) + ", " + std::to_string(std::min(to, i + 49)) + ") g");
+      }
+    };
+    auto relay = std::make_unique<ChildProcess>(std::vector<std::string>{PGRELAY_BIN, "-d", pg.url(), "-c", cfg.path, "run"});
+    emit(1, 300);
+    REQUIRE(eventually([&] { return scalar(pg.url(), "SELECT count(*) FROM app.ledger") >= 100; }, seconds(20)));
+    relay->signal(SIGKILL);
+    relay->wait(seconds(5));
+    emit(301, 400);  // while no relay runs
+    relay = std::make_unique<ChildProcess>(std::vector<std::string>{PGRELAY_BIN, "-d", pg.url(), "-c", cfg.path, "run"});
+    REQUIRE(eventually([&] { return scalar(pg.url(), "SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(30)));
+    pg.restart_immediate();
+    emit(401, 500);  // after the crash: the relay must reconnect (and re-LISTEN / re-create its slot)
+    const bool drained = eventually([&] {
+      try {
+        return scalar(pg.url(), "SELECT count(*) FROM pgrelay.db_events") == 0 &&
+               scalar(pg.url(), "SELECT count(DISTINCT seq) FROM app.ledger") == 500;
+      } catch (const std::exception&) {
+        return false;
+      }
+    }, seconds(30));
+    CHECK_MESSAGE(drained, relay->err());
+    relay->signal(SIGTERM);
+    CHECK(relay->wait(seconds(15)) == std::optional<int>(0));
+    CHECK(scalar(pg.url(), "SELECT count(DISTINCT seq) FROM app.ledger") == 500);
+    CHECK(scalar(pg.url(), "SELECT min(seq) FROM app.ledger") == 1);
+    CHECK(scalar(pg.url(), "SELECT max(seq) FROM app.ledger") == 500);
+  }
+}
