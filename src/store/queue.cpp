@@ -1,6 +1,8 @@
 // Claim, ack, extend: the SQL on the relay's hot path, one statement per round trip.
 #include "store/queue.hpp"
 
+#include <algorithm>
+
 #include <pqxx/pqxx>
 #include <pqxx/transaction>
 
@@ -75,6 +77,13 @@ WITH a AS (
   RETURNING e.id
 )
 SELECT (SELECT count(*) FROM removed) + (SELECT count(*) FROM updated)
+)sql";
+
+// The common case, every outcome a success and nothing kept: no JSON to build or parse.
+constexpr const char* kAckDoneSql = R"sql(
+DELETE FROM pgrelay.db_events e
+ USING unnest($1::bigint[], $2::bigint[]) AS a(id, token)
+ WHERE e.id = a.id AND e.claim_token = a.token AND e.status = 'processing'
 )sql";
 
 constexpr const char* kExtendSql = R"sql(
@@ -169,6 +178,7 @@ Queue::Queue(std::unique_ptr<pqxx::connection> conn, std::string owner, TypeFilt
   conn_->prepare("pgrelay_claim", kClaimSql);
   conn_->prepare("pgrelay_ack", kAckSql);
   conn_->prepare("pgrelay_extend", kExtendSql);
+  conn_->prepare("pgrelay_ack_done", kAckDoneSql);
   conn_->prepare("pgrelay_next_due", kNextDueSql);
 }
 
@@ -225,6 +235,16 @@ std::string Queue::ack_document(const std::vector<Ack>& acks) const {
 int Queue::ack(const std::vector<Ack>& acks, bool keep_done) {
   if (acks.empty()) return 0;
   pqxx::nontransaction tx(*conn_);
+  const bool all_done =
+      !keep_done && std::all_of(acks.begin(), acks.end(), [](const Ack& a) { return a.kind == Ack::Kind::done; });
+  if (all_done) {
+    std::vector<std::pair<int64_t, int64_t>> id_tokens;
+    id_tokens.reserve(acks.size());
+    for (const Ack& a : acks) id_tokens.emplace_back(a.id, a.token);
+    return static_cast<int>(tx.exec_prepared("pgrelay_ack_done", int_array_literal(id_tokens, true),
+                                             int_array_literal(id_tokens, false))
+                                .affected_rows());
+  }
   return tx.exec_prepared1("pgrelay_ack", ack_document(acks), keep_done)[0].as<int>();
 }
 
