@@ -267,6 +267,7 @@ void apply_env(rapidjson::Document& doc, const EnvLookup& env, std::vector<std::
       {"PGRELAY_POLL_INTERVAL_MS", "relay", "poll_interval_ms", true},
       {"PGRELAY_POLL_MAX_MS", "relay", "poll_max_ms", true},
       {"PGRELAY_WAKE", "relay", "wake", false},
+      {"PGRELAY_CLAIM", "relay", "claim", false},
       {"PGRELAY_DONE_RETENTION_S", "relay", "done_retention_s", true},
       {"PGRELAY_LOG_LEVEL", "log", "level", false},
       {"PGRELAY_LOG_FORMAT", "log", "format", false},
@@ -335,7 +336,8 @@ Config parse_config(const std::string& json_text, const EnvLookup& env) {
       else c.database.listen_url = need_string(v, p);
     });
     each(doc, "relay", "relay",
-         {"id", "batch_size", "max_in_flight", "lease_ms", "poll_interval_ms", "poll_max_ms", "wake", "done_retention_s",
+         {"id", "batch_size", "max_in_flight", "lease_ms", "poll_interval_ms", "poll_max_ms", "wake", "claim",
+          "done_retention_s",
           "shutdown_timeout_ms", "ack_delay_ms"},
          [&](const std::string& k, const Value& v, const std::string& p) {
            RelayOptions& r = c.relay;
@@ -346,6 +348,7 @@ Config parse_config(const std::string& json_text, const EnvLookup& env) {
            else if (k == "poll_interval_ms") r.poll_interval_ms = need_int(v, p, 10, 3600000);
            else if (k == "poll_max_ms") r.poll_max_ms = need_int(v, p, 1, 60000);
            else if (k == "wake") r.wake = need_choice(v, p, {"notify", "poll", "wal"});
+           else if (k == "claim") r.claim = need_choice(v, p, {"lease", "transaction"});
            else if (k == "done_retention_s") r.done_retention_s = need_int(v, p, 0, 366LL * 86400);
            else if (k == "shutdown_timeout_ms") r.shutdown_timeout_ms = need_int(v, p, 0, 3600000);
            else if (k == "ack_delay_ms") r.ack_delay_ms = need_int(v, p, 0, 1000);
@@ -417,6 +420,15 @@ Config parse_config(const std::string& json_text, const EnvLookup& env) {
       }
     }
     for (const auto& h : c.handlers) {
+      if (c.relay.claim == "transaction") {
+        // The claim's transaction stays open while handlers run; long ones would hold back vacuum.
+        if (h.timeout_ms > 10000) {
+          fail("handlers." + h.name + ".timeout_ms", "must be at most 10000 with relay.claim \"transaction\"");
+        }
+        if (h.type == "sql") {
+          fail("handlers." + h.name + ".type", "\"sql\" needs relay.claim \"lease\" (it records its own transaction)");
+        }
+      }
       if (h.timeout_ms >= c.relay.lease_ms * 4) {
         // Heartbeats extend the lease, but a timeout far beyond it is almost always a mistake.
         fail("handlers." + h.name + ".timeout_ms", "must be below 4 x relay.lease_ms (" +

@@ -34,6 +34,10 @@ struct RelayOptions {
   int64_t poll_interval_ms = 5000;    // safety poll when no notification arrives
   int64_t poll_max_ms = 50;           // wake "poll": longest gap between checks when idle
   std::string wake = "notify";        // notify | poll | wal
+  // lease: claims write a lease (survives long handlers, costs a write per claim);
+  // transaction: claims lock rows in a transaction held open while the batch is
+  // delivered (one write per event; for fast handlers only, timeout_ms <= 10000).
+  std::string claim = "lease";
   int64_t done_retention_s = 0;       // keep finished events this long (0: delete at once)
   int64_t shutdown_timeout_ms = 10000;  // on SIGTERM, wait this long for in-flight deliveries
   int64_t ack_delay_ms = 2;           // gather outcomes this long into one ack round trip

@@ -135,6 +135,7 @@ ReconcileReport Relay::reconcile(milliseconds max_duration, const std::function<
 
 void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(int64_t)>& progress) {
   const auto& opt = config_.relay;
+  const bool in_tx = opt.claim == "transaction";
   const milliseconds poll(opt.poll_interval_ms);
   const milliseconds ack_delay(opt.ack_delay_ms);
   auto reconnect_wait = milliseconds(100);
@@ -165,15 +166,18 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
         claim_wanted_ = true;
         if (listener_ && mode == Mode::serve) listener_->probe();
       }
-      if (claim_wanted_ && static_cast<int>(in_flight_.size()) < opt.max_in_flight) claim_more();
+      if (claim_wanted_ && can_claim()) claim_more();
       drain_completions();
       now = Clock::now();
       const size_t waiting = acks_.size() + tx_ready_.size();
-      if (waiting > 0 && (static_cast<int>(waiting) >= opt.batch_size || in_flight_.size() == tx_ready_.size() ||
-                          now - first_ack_at_ >= ack_delay)) {
+      if (in_tx) {
+        // A transactional batch is recorded and committed once all of it is settled.
+        if (queue_->in_transaction() && in_flight_.empty()) flush_acks();
+      } else if (waiting > 0 && (static_cast<int>(waiting) >= opt.batch_size || in_flight_.size() == tx_ready_.size() ||
+                                 now - first_ack_at_ >= ack_delay)) {
         flush_acks();
       }
-      if (now >= next_heartbeat_at_) heartbeat();
+      if (!in_tx && now >= next_heartbeat_at_) heartbeat();
       if (mode == Mode::serve && now >= next_report_at_) report();
       if (mode == Mode::serve && now >= next_retention_at_) sweep_retention();
     } catch (const std::exception& e) {
@@ -181,6 +185,12 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
       // in acks_, and leases cover the events until we are back.
       log::error("relay: database error, reconnecting", {{"error", e.what()},
                                                           {"retry_ms", static_cast<int64_t>(reconnect_wait.count())}});
+      if (in_tx) {
+        // The claim's transaction is gone and its rows are free again: forget the
+        // batch (deliveries still running may be repeated: at least once).
+        in_flight_.clear();
+        acks_.clear();
+      }
       queue_.reset();
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait_for(lock, reconnect_wait, [&] { return stop_; });
@@ -192,7 +202,7 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
     auto deadline = std::min({next_claim_at_, next_heartbeat_at_, mode == Mode::serve ? next_report_at_ : until});
     for (const auto& [id, f] : in_flight_) deadline = std::min(deadline, f.deadline);
     if (!acks_.empty() || !tx_ready_.empty()) deadline = std::min(deadline, first_ack_at_ + ack_delay);
-    if (claim_wanted_ && static_cast<int>(in_flight_.size()) < opt.max_in_flight) continue;
+    if (claim_wanted_ && can_claim()) continue;
     std::unique_lock<std::mutex> lock(mutex_);
     cv_.wait_until(lock, deadline, [&] { return stop_ || woken_ || !completions_.empty(); });
   }
@@ -233,7 +243,9 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
 void Relay::claim_more() {
   const auto& opt = config_.relay;
   const int limit = std::min(opt.batch_size, opt.max_in_flight - static_cast<int>(in_flight_.size()));
-  ClaimResult r = queue_->claim(limit, milliseconds(opt.lease_ms));
+  ClaimResult r;
+  if (opt.claim == "transaction") r.events = queue_->claim_in_transaction(limit);
+  else r = queue_->claim(limit, milliseconds(opt.lease_ms));
   const auto now = Clock::now();
   stats_.claim_batches++;
   stats_.claimed += static_cast<int64_t>(r.events.size());
@@ -442,11 +454,19 @@ void Relay::expire_timeouts(Clock::time_point now) {
   }
 }
 
+bool Relay::can_claim() const {
+  if (config_.relay.claim == "transaction") return !queue_ || !queue_->in_transaction();
+  return static_cast<int>(in_flight_.size()) < config_.relay.max_in_flight;
+}
+
 void Relay::flush_acks() {
   const bool keep_done = config_.relay.done_retention_s > 0;
   int applied;
   size_t recorded;
-  if (tx_ready_.empty()) {
+  if (queue_->in_transaction()) {
+    applied = queue_->finish_transaction(acks_, keep_done);
+    recorded = acks_.size();
+  } else if (tx_ready_.empty()) {
     applied = queue_->ack(acks_, keep_done);
     recorded = acks_.size();
   } else {

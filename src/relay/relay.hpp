@@ -124,6 +124,7 @@ class Relay {
   void record(Ack a);
   void drain_completions();
   void expire_timeouts(std::chrono::steady_clock::time_point now);
+  bool can_claim() const;  // room for another claim (lease) / no batch open (transaction)
   void flush_acks();
   void heartbeat();
   void release_all();

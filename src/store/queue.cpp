@@ -49,6 +49,27 @@ WITH cand AS (
 SELECT * FROM claimed ORDER BY id
 )sql";
 
+// The transactional claim: the same candidates, locked and not written; the
+// transaction stays open while the batch is delivered. Rows another relay holds
+// this way are pending and locked, so SKIP LOCKED passes them and the key check
+// still sees them as unfinished.
+constexpr const char* kClaimInTxSql = R"sql(
+SELECT e.id, e.event_type, e.key, e.attempts + 1, e.handlers_done,
+       '{"id":' || e.id || ',"type":' || to_json(e.event_type) || ',"key":' || coalesce(to_json(e.key)::text, 'null')
+         || ',"payload":' || e.payload || ',"headers":' || e.headers || ',"created_at":' || to_json(e.created_at)
+         || ',"attempt":' || (e.attempts + 1) || '}' AS doc
+  FROM pgrelay.db_events e
+ WHERE e.status = 'pending'
+   AND e.next_attempt_at <= now()
+   AND ($2 OR e.event_type = ANY ($3::text[]) OR e.event_type LIKE ANY ($4::text[]))
+   AND (e.key IS NULL OR NOT EXISTS (
+         SELECT 1 FROM pgrelay.db_events o
+          WHERE o.key = e.key AND o.id < e.id AND o.status IN ('pending', 'processing')))
+ ORDER BY e.next_attempt_at, e.id
+ LIMIT $1
+ FOR UPDATE OF e SKIP LOCKED
+)sql";
+
 // Outcomes arrive as one JSON array; finished events are deleted unless kept.
 constexpr const char* kAckSql = R"sql(
 WITH a AS (
@@ -85,6 +106,25 @@ DELETE FROM pgrelay.db_events e
  USING unnest($1::bigint[], $2::bigint[]) AS a(id, token)
  WHERE e.id = a.id AND e.claim_token = a.token AND e.status = 'processing'
 )sql";
+
+// The fence of a lease claim is its token; a transactional claim's is the row
+// lock its own transaction holds. A lease claim counted the attempt when it
+// claimed; a transactional one counts it here (a release gives it back).
+constexpr const char* kLeaseFence = "e.claim_token = a.token AND e.status = 'processing'";
+constexpr const char* kTxFence = "e.status = 'pending'";
+
+std::string with_fence(std::string sql, bool in_tx) {
+  const std::string from = kLeaseFence;
+  for (size_t at; (at = sql.find(from)) != std::string::npos;) sql.replace(at, from.size(), in_tx ? kTxFence : kLeaseFence);
+  if (in_tx) {
+    const std::string lease_attempts = "CASE WHEN a.kind = 'release' THEN greatest(e.attempts - 1, 0) ELSE e.attempts END";
+    const size_t at = sql.find(lease_attempts);
+    if (at != std::string::npos) {
+      sql.replace(at, lease_attempts.size(), "CASE WHEN a.kind = 'release' THEN e.attempts ELSE e.attempts + 1 END");
+    }
+  }
+  return sql;
+}
 
 constexpr const char* kExtendSql = R"sql(
 UPDATE pgrelay.db_events e
@@ -179,6 +219,9 @@ Queue::Queue(std::unique_ptr<pqxx::connection> conn, std::string owner, TypeFilt
   conn_->prepare("pgrelay_ack", kAckSql);
   conn_->prepare("pgrelay_extend", kExtendSql);
   conn_->prepare("pgrelay_ack_done", kAckDoneSql);
+  conn_->prepare("pgrelay_claim_tx", kClaimInTxSql);
+  conn_->prepare("pgrelay_ack_tx", with_fence(kAckSql, true));
+  conn_->prepare("pgrelay_ack_done_tx", with_fence(kAckDoneSql, true));
   conn_->prepare("pgrelay_next_due", kNextDueSql);
 }
 
@@ -235,17 +278,51 @@ std::string Queue::ack_document(const std::vector<Ack>& acks) const {
 int Queue::ack(const std::vector<Ack>& acks, bool keep_done) {
   if (acks.empty()) return 0;
   pqxx::nontransaction tx(*conn_);
+  return ack_in(tx, acks, keep_done, false);
+}
+
+int Queue::ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks, bool keep_done, bool in_tx) {
   const bool all_done =
       !keep_done && std::all_of(acks.begin(), acks.end(), [](const Ack& a) { return a.kind == Ack::Kind::done; });
   if (all_done) {
     std::vector<std::pair<int64_t, int64_t>> id_tokens;
     id_tokens.reserve(acks.size());
     for (const Ack& a : acks) id_tokens.emplace_back(a.id, a.token);
-    return static_cast<int>(tx.exec_prepared("pgrelay_ack_done", int_array_literal(id_tokens, true),
-                                             int_array_literal(id_tokens, false))
+    return static_cast<int>(tx.exec_prepared(in_tx ? "pgrelay_ack_done_tx" : "pgrelay_ack_done",
+                                             int_array_literal(id_tokens, true), int_array_literal(id_tokens, false))
                                 .affected_rows());
   }
-  return tx.exec_prepared1("pgrelay_ack", ack_document(acks), keep_done)[0].as<int>();
+  return tx.exec_prepared1(in_tx ? "pgrelay_ack_tx" : "pgrelay_ack", ack_document(acks), keep_done)[0].as<int>();
+}
+
+std::vector<Event> Queue::claim_in_transaction(int limit) {
+  tx_ = std::make_unique<pqxx::work>(*conn_, "pgrelay-claim");
+  const pqxx::result r =
+      tx_->exec_prepared("pgrelay_claim_tx", limit, everything_, exact_literal_, prefix_literal_);
+  std::vector<Event> out;
+  out.reserve(r.size());
+  for (const auto& row : r) {
+    Event e;
+    e.id = row[0].as<int64_t>();
+    e.type = row[1].c_str();
+    if (!row[2].is_null()) e.key = row[2].c_str();
+    e.attempt = row[3].as<int>();
+    e.handlers_done = parse_text_array(row[4].c_str());
+    e.json.assign(row[5].c_str(), row[5].size());
+    out.push_back(std::move(e));
+  }
+  if (out.empty()) {
+    tx_->commit();  // nothing held: do not keep a transaction open while idle
+    tx_.reset();
+  }
+  return out;
+}
+
+int Queue::finish_transaction(const std::vector<Ack>& acks, bool keep_done) {
+  const int applied = acks.empty() ? 0 : ack_in(*tx_, acks, keep_done, true);
+  tx_->commit();
+  tx_.reset();
+  return applied;
 }
 
 int Queue::ack_with_sql(const std::vector<SqlCall>& calls,

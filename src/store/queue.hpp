@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <pqxx/connection>
+#include <pqxx/transaction>
 
 #include "core/event.hpp"
 
@@ -73,6 +74,15 @@ class Queue {
   int ack_with_sql(const std::vector<SqlCall>& calls,
                    const std::function<std::vector<Ack>(const SqlResults&)>& decide, bool keep_done);
 
+  // Transactional claim (relay.claim = "transaction"): locks up to `limit` due
+  // events with FOR UPDATE SKIP LOCKED in a transaction left open, without
+  // writing them; claim_token stays 0. finish_transaction() records their
+  // outcomes and commits. If the relay dies, the rows are free at once.
+  // Returns no events (and no open transaction) when nothing is due.
+  std::vector<Event> claim_in_transaction(int limit);
+  int finish_transaction(const std::vector<Ack>& acks, bool keep_done);
+  bool in_transaction() const { return tx_ != nullptr; }
+
   // Extends the lease of events still held with these tokens; returns how many.
   int extend(const std::vector<std::pair<int64_t, int64_t>>& id_tokens, std::chrono::milliseconds lease);
 
@@ -84,8 +94,10 @@ class Queue {
 
  private:
   std::string ack_document(const std::vector<Ack>& acks) const;
+  int ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks, bool keep_done, bool in_tx);
 
   std::unique_ptr<pqxx::connection> conn_;
+  std::unique_ptr<pqxx::work> tx_;  // open while a transactional claim is delivered
   std::string owner_;
   std::string exact_literal_;    // text[] literal or empty for "no filter"
   std::string prefix_literal_;

@@ -109,3 +109,11 @@ TEST_CASE("secrets can come from the environment by name") {
                           env_of({{"HOOK_SECRET", "whsec_abc"}}));
   CHECK(c.handler("h")->secret == "whsec_abc");
 }
+
+TEST_CASE("transactional claims refuse long handler timeouts and sql handlers") {
+  CHECK(error_of(R"({"relay": {"claim": "transaction"}, "handlers": {"h": {"type": "stdout", "timeout_ms": 20000}}})")
+            .find("handlers.h.timeout_ms must be at most 10000 with relay.claim \"transaction\"") != std::string::npos);
+  CHECK(error_of(R"({"relay": {"claim": "transaction"}, "handlers": {"s": {"type": "sql", "function": "f", "timeout_ms": 100}}})")
+            .find("handlers.s.type \"sql\" needs relay.claim \"lease\"") != std::string::npos);
+  CHECK(error_of(R"({"relay": {"claim": "optimistic"}})").find("relay.claim must be one of lease, transaction") != std::string::npos);
+}
