@@ -1,0 +1,66 @@
+// The fault runs' checker (Jepsen's total-queue idea): compares what the
+// producer committed with what the receiver recorded and what the database
+// holds, and says whether pgrelay kept its contract.
+#pragma once
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "faults/producer.hpp"
+
+namespace pgrelay::faults {
+
+// One HTTP request the receiver answered (or left hanging).
+struct Delivery {
+  int64_t seq = 0;
+  int64_t event_id = 0;
+  int attempt = 0;
+  std::string relay;  // the x-relay header each relay's config sets
+  std::string key;
+  int64_t ms = 0;     // since the run started
+  int status = 0;     // the status the receiver answered; 0 = left hanging
+};
+
+// One injected fault: its window runs from start_ms to the next phase's start.
+struct Phase {
+  std::string name;
+  int64_t start_ms = 0;
+  int64_t end_ms = 0;           // when the fault was lifted
+  int64_t in_flight_bound = 0;  // events claimed (processing) by the victims just before the fault
+  int64_t recovery_ms = -1;     // fault lifted -> first delivery of an event committed afterwards
+};
+
+struct PhaseResult {
+  Phase phase;
+  int64_t produced = 0, lost = 0, duplicates = 0;
+};
+
+struct Summary {
+  int64_t committed = 0, rolled_back = 0, savepoint_rolled_back = 0, failed = 0, in_doubt = 0;
+  int64_t in_doubt_delivered = 0;
+  int64_t delivered = 0;          // distinct committed events answered 2xx
+  int64_t deliveries = 0;         // 2xx answers, duplicates included
+  int64_t attempts = 0;           // every request, failed ones included
+  int64_t lost = 0;               // committed, never answered 2xx
+  int64_t unexpected = 0;         // delivered but never committed (rolled back, failed, unknown)
+  int64_t duplicates = 0;         // 2xx answers beyond the first per event
+  int64_t max_copies = 0;         // most 2xx answers for one event
+  int64_t order_violations = 0;   // a key's first deliveries out of commit order
+  int64_t late_redeliveries = 0;  // a copy of an event arriving after a later event of its key
+  int64_t rows_pending = 0, rows_processing = 0, rows_done = 0, rows_dead = 0, expired_leases = 0;
+  int64_t committed_missing_in_db = 0, uncommitted_in_db = 0;
+  double notify_queue_usage = 0;
+  std::vector<PhaseResult> phases;
+  std::vector<std::string> problems;  // first few examples of each failure
+  bool ok() const;
+};
+
+Summary check(const std::unordered_map<int64_t, Fate>& fates, const std::unordered_map<int64_t, int64_t>& commit_ms,
+              const std::vector<Delivery>& deliveries, const std::vector<Phase>& phases,
+              const std::string& db_url);
+
+void print_summary(const Summary& s, std::ostream& out);
+
+}  // namespace pgrelay::faults

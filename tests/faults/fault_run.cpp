@@ -1,0 +1,386 @@
+// fault_run: the fault suite. Starts a dedicated PostgreSQL cluster, two real
+// `pgrelay run` processes behind a TCP proxy, a webhook receiver behind another
+// proxy and a producer; injects every fault of the matrix in turn while events
+// flow; then drains and checks (tests/faults/checker.hpp).
+//   fault_run [--profile bounded|full] [--out DIR] [--root SRC] [--pgrelay BIN]
+// Exits 0 if nothing was lost, nothing unexpected delivered, per-key order
+// held and every row is done or dead; 1 otherwise; 2 on bad usage.
+#include <rapidjson/document.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "faults/checker.hpp"
+#include "faults/producer.hpp"
+#include "faults/tcp_proxy.hpp"
+#include "support/child_process.hpp"
+#include "support/http_receiver.hpp"
+
+using namespace pgrelay::faults;
+using pgrelay::test::ChildProcess;
+using pgrelay::test::HttpReceiver;
+using pgrelay::test::Reply;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+struct Profile {
+  std::string name;
+  int rate = 200, per_tx = 5, keys = 40;
+  int kills = 3, pg_restarts = 1, terminations = 2, proxy_rounds = 1;
+  milliseconds stall{5000}, webhook_fault{5000}, webhook_gone{5000};
+  milliseconds between{1000};
+  milliseconds drain{240000};
+};
+
+Profile profile_named(const std::string& name) {
+  Profile p;
+  p.name = name;
+  if (name == "full") {
+    p.rate = 1000;
+    p.per_tx = 10;
+    p.keys = 400;  // each key is delivered one event at a time: 2.5 events/s per key
+    p.kills = 20;
+    p.pg_restarts = 5;
+    p.terminations = 5;
+    p.proxy_rounds = 3;
+    p.stall = milliseconds(15000);
+    p.webhook_fault = milliseconds(20000);
+    p.webhook_gone = milliseconds(60000);
+    p.between = milliseconds(2000);
+    p.drain = milliseconds(600000);
+  } else if (name != "bounded") {
+    throw std::invalid_argument("profile \"" + name + "\" is not bounded or full");
+  }
+  return p;
+}
+
+std::string shell(const std::string& cmd) {
+  std::string out;
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (!f) throw std::runtime_error("cannot run " + cmd);
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  const int rc = ::pclose(f);
+  if (rc != 0) throw std::runtime_error(cmd + " failed (" + std::to_string(rc) + "): " + out);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+std::string field(const std::string& conninfo, const std::string& name) {
+  std::smatch m;
+  if (!std::regex_search(conninfo, m, std::regex(name + "=(\\S+)"))) throw std::runtime_error("no " + name + " in " + conninfo);
+  return m[1];
+}
+
+// The webhook receiver's behaviour, switched by the fault script.
+enum class HookMode { ok, error500, hang };
+
+class Recorder {
+ public:
+  explicit Recorder(Clock::time_point t0) : t0_(t0) {}
+  void set_mode(HookMode m) { mode_ = m; }
+  Reply answer(const pgrelay::test::ReceivedRequest& req) {
+    Delivery d;
+    rapidjson::Document doc;
+    doc.Parse(req.body.data(), req.body.size());
+    if (!doc.HasParseError() && doc.IsObject()) {
+      if (doc.HasMember("id") && doc["id"].IsInt64()) d.event_id = doc["id"].GetInt64();
+      if (doc.HasMember("attempt") && doc["attempt"].IsInt()) d.attempt = doc["attempt"].GetInt();
+      if (doc.HasMember("key") && doc["key"].IsString()) d.key = doc["key"].GetString();
+      if (doc.HasMember("payload") && doc["payload"].IsObject()) {
+        const auto& p = doc["payload"];
+        if (p.HasMember("seq") && p["seq"].IsInt64()) d.seq = p["seq"].GetInt64();
+        if (p.HasMember("new") && p["new"].IsObject() && p["new"].HasMember("seq") && p["new"]["seq"].IsInt64())
+          d.seq = p["new"]["seq"].GetInt64();
+      }
+    }
+    d.relay = req.header("x-relay");
+    d.ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0_).count();
+    const HookMode m = mode_.load();
+    Reply r = Reply::with_status(m == HookMode::error500 ? 500 : 200, "ok");
+    if (m == HookMode::hang) r.never_answer = true;
+    // A receiver that takes a little time keeps events in flight, so a crash
+    // always catches some mid-delivery.
+    if (m == HookMode::ok) r.delay = milliseconds(20);
+    d.status = m == HookMode::hang ? 0 : r.status;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (d.status == 200) max_seq_ok_ = std::max(max_seq_ok_, d.seq);
+    all_.push_back(std::move(d));
+    return r;
+  }
+  int64_t max_delivered_seq() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_seq_ok_;
+  }
+  std::vector<Delivery> deliveries() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return all_;
+  }
+
+ private:
+  Clock::time_point t0_;
+  std::atomic<HookMode> mode_{HookMode::ok};
+  mutable std::mutex mu_;
+  int64_t max_seq_ok_ = 0;
+  std::vector<Delivery> all_;
+};
+
+// The dedicated cluster of this run, stopped (and removed) on destruction.
+struct Cluster {
+  std::string root, dir, url;
+  Cluster(std::string root_dir, std::string pg_dir) : root(std::move(root_dir)), dir(std::move(pg_dir)) {
+    url = shell(env() + root + "/scripts/pg start");
+  }
+  ~Cluster() {
+    try {
+      shell(env() + root + "/scripts/pg stop");
+    } catch (const std::exception& e) {
+      std::cerr << "fault_run: " << e.what() << "\n";
+    }
+  }
+  std::string env() const { return "PGRELAY_PG_DIR='" + dir + "' "; }
+  void restart_immediate() const { shell(env() + root + "/scripts/pg restart-immediate"); }
+};
+
+class Relay {
+ public:
+  Relay(std::string bin, std::string name, std::string db, std::string config, std::string log_path)
+      : bin_(std::move(bin)),
+        name_(std::move(name)),
+        db_(std::move(db)),
+        config_(std::move(config)),
+        log_path_(std::move(log_path)) {
+    start();
+  }
+  ~Relay() { stop(SIGTERM); }
+  const std::string& name() const { return name_; }
+  void start() { child_ = std::make_unique<ChildProcess>(std::vector<std::string>{bin_, "-d", db_, "-c", config_, "run"}); }
+  void stop(int sig) {
+    if (!child_) return;
+    child_->signal(sig);
+    auto code = child_->wait(milliseconds(20000));
+    std::ofstream(log_path_, std::ios::app) << child_->err() << "--- exit " << (code ? *code : -1) << " after signal "
+                                            << sig << "\n";
+    child_.reset();
+  }
+
+ private:
+  std::string bin_, name_, db_, config_, log_path_;
+  std::unique_ptr<ChildProcess> child_;
+};
+
+std::string relay_config(const std::string& name, const std::string& db, uint16_t hook_port) {
+  return R"({
+  "database": { "url": ")" + db + R"(" },
+  "relay": { "id": ")" + name + R"(", "batch_size": 64, "max_in_flight": 256, "lease_ms": 3000,
+             "poll_interval_ms": 1000, "done_retention_s": 86400, "shutdown_timeout_ms": 3000 },
+  "log": { "level": "info", "format": "json" },
+  "handlers": {
+    "hook": { "type": "webhook", "url": "http://127.0.0.1:)" + std::to_string(hook_port) + R"(/hook",
+              "headers": { "x-relay": ")" + name + R"(" },
+              "timeout_ms": 2000, "connect_timeout_ms": 1000, "concurrency": 64,
+              "circuit_breaker": { "failures": 20, "cooldown_ms": 500 },
+              "retry": { "max_attempts": 1000, "base_ms": 100, "cap_ms": 2000, "jitter": 0.2 } }
+  },
+  "routes": [ { "match": "fault.*", "handlers": ["hook"] }, { "match": "fault_items.*", "handlers": ["hook"] } ]
+})";
+}
+
+int64_t scalar(const std::string& url, const std::string& sql) {
+  pqxx::connection c{url};
+  pqxx::nontransaction tx{c};
+  return tx.exec1(sql)[0].as<int64_t>();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  std::string profile_name = "bounded", out_dir, root = PGRELAY_SOURCE_DIR, bin = PGRELAY_BIN;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << "fault_run: " << a << " needs a value\n";
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--profile") profile_name = next();
+    else if (a == "--out") out_dir = next();
+    else if (a == "--root") root = next();
+    else if (a == "--pgrelay") bin = next();
+    else {
+      std::cerr << "usage: fault_run [--profile bounded|full] [--out DIR] [--root SRC] [--pgrelay BIN]\n";
+      return 2;
+    }
+  }
+  Profile prof;
+  try {
+    prof = profile_named(profile_name);
+  } catch (const std::exception& e) {
+    std::cerr << "fault_run: " << e.what() << "\n";
+    return 2;
+  }
+  if (out_dir.empty()) out_dir = "/tmp/pgrelay-faults-" + std::to_string(::getpid());
+  ::mkdir(out_dir.c_str(), 0755);
+  auto say = [](const std::string& s) { std::cerr << "[fault_run] " << s << std::endl; };
+
+  try {
+    say("profile " + prof.name + ": " + std::to_string(prof.rate) + " events/s; output in " + out_dir);
+    Cluster cluster(root, root + "/.pg-faults-" + std::to_string(::getpid()));
+    const std::string direct = cluster.url;
+    const auto pg_port = static_cast<uint16_t>(std::stoi(field(direct, "port")));
+    shell("'" + bin + "' -d '" + direct + "' migrate >/dev/null");
+    Producer::prepare(direct);
+
+    const auto t0 = Clock::now();
+    auto now_ms = [&] { return std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count(); };
+    Recorder recorder(t0);
+    HttpReceiver receiver;
+    receiver.respond_with([&](const pgrelay::test::ReceivedRequest& r) { return recorder.answer(r); });
+    TcpProxy hook_proxy(receiver.port());
+    TcpProxy db_proxy(pg_port);
+    const std::string via_proxy = "host=127.0.0.1 port=" + std::to_string(db_proxy.port()) +
+                                  " user=" + field(direct, "user") + " dbname=" + field(direct, "dbname");
+
+    std::vector<std::unique_ptr<Relay>> relays;
+    for (const std::string name : {"r1", "r2"}) {
+      const std::string cfg = out_dir + "/" + name + ".json";
+      std::ofstream(cfg) << relay_config(name, via_proxy, hook_proxy.port());
+      relays.push_back(std::make_unique<Relay>(bin, name, via_proxy, cfg, out_dir + "/" + name + ".log"));
+    }
+
+    ProducerOptions po;
+    po.url = direct;
+    po.events_per_s = prof.rate;
+    po.events_per_tx = prof.per_tx;
+    po.keys = prof.keys;
+    po.log_path = out_dir + "/producer.log";
+    Producer producer(po);
+    producer.start();
+
+    // Waits until an event committed after now is delivered; returns the ms it took.
+    auto recovery = [&](milliseconds limit) -> int64_t {
+      const auto from = Clock::now();
+      const int64_t after = producer.last_committed();
+      const bool ok = pgrelay::test::eventually([&] { return recorder.max_delivered_seq() > after; }, limit);
+      return ok ? std::chrono::duration_cast<milliseconds>(Clock::now() - from).count() : -1;
+    };
+    auto in_flight = [&](const std::string& where) {
+      try {
+        return scalar(direct, "SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'" + where);
+      } catch (const std::exception&) {
+        return int64_t{-1};
+      }
+    };
+
+    say("warming up");
+    if (recovery(milliseconds(60000)) < 0) throw std::runtime_error("no event delivered within 60 s of start");
+
+    std::vector<Phase> phases;
+    auto phase = [&](const std::string& name, const std::string& where, const std::function<void()>& inject,
+                     const std::function<void()>& lift, milliseconds hold) {
+      Phase p;
+      p.name = name;
+      p.start_ms = now_ms();
+      p.in_flight_bound = in_flight(where);
+      inject();
+      std::this_thread::sleep_for(hold);
+      lift();
+      p.end_ms = now_ms();
+      p.recovery_ms = recovery(milliseconds(120000));
+      say(name + ": in flight " + std::to_string(p.in_flight_bound) + ", recovered in " +
+          std::to_string(p.recovery_ms) + " ms");
+      phases.push_back(p);
+      std::this_thread::sleep_for(prof.between);
+    };
+    auto nothing = [] {};
+    auto terminate = [&](const std::string& app) {
+      return [&, app] {
+        scalar(direct, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '" +
+                           app + "'");
+      };
+    };
+
+    phases.push_back(Phase{"baseline", now_ms(), now_ms(), 0, 0});
+    std::this_thread::sleep_for(prof.between * 2);
+    for (int i = 0; i < prof.kills; ++i) {
+      Relay& victim = *relays[static_cast<size_t>(i) % relays.size()];
+      phase("kill -9 " + victim.name(), " AND lease_owner = '" + victim.name() + "'",
+            [&] { victim.stop(SIGKILL); }, [&] { victim.start(); }, milliseconds(500));
+    }
+    for (int i = 0; i < prof.pg_restarts; ++i)
+      phase("pg restart immediate", "", [&] { cluster.restart_immediate(); }, nothing, milliseconds(0));
+    for (int i = 0; i < prof.terminations; ++i) {
+      phase("terminate listener", "", terminate("pgrelay-listener"), nothing, milliseconds(0));
+      phase("terminate claimer", "", terminate("pgrelay-claimer"), nothing, milliseconds(0));
+    }
+    for (int i = 0; i < prof.proxy_rounds; ++i) {
+      phase("db proxy stall", "", [&] { db_proxy.set_mode(ProxyMode::stall); },
+            [&] { db_proxy.set_mode(ProxyMode::pass); }, prof.stall);
+      phase("db proxy drop", "", [&] { db_proxy.set_mode(ProxyMode::drop); },
+            [&] { db_proxy.set_mode(ProxyMode::pass); }, milliseconds(1000));
+      phase("db proxy reset", "", [&] { db_proxy.set_mode(ProxyMode::reset); },
+            [&] { db_proxy.set_mode(ProxyMode::pass); }, milliseconds(2000));
+    }
+    phase("webhook 500s", "", [&] { recorder.set_mode(HookMode::error500); },
+          [&] { recorder.set_mode(HookMode::ok); }, prof.webhook_fault);
+    phase("webhook hangs", "", [&] { recorder.set_mode(HookMode::hang); },
+          [&] { recorder.set_mode(HookMode::ok); }, prof.webhook_fault);
+    phase("webhook gone", "", [&] { hook_proxy.set_mode(ProxyMode::reset); },
+          [&] { hook_proxy.set_mode(ProxyMode::pass); }, prof.webhook_gone);
+
+    say("stopping the producer and draining");
+    producer.stop();
+    const auto drain_from = Clock::now();
+    const bool drained = pgrelay::test::eventually(
+        [&] {
+          try {
+            return scalar(direct, "SELECT count(*) FROM pgrelay.db_events WHERE status IN ('pending', 'processing')") == 0;
+          } catch (const std::exception&) {
+            return false;
+          }
+        },
+        prof.drain);
+    say(std::string(drained ? "drained" : "NOT drained") + " in " +
+        std::to_string(std::chrono::duration_cast<milliseconds>(Clock::now() - drain_from).count()) + " ms");
+    std::this_thread::sleep_for(milliseconds(1000));
+    for (auto& r : relays) r->stop(SIGTERM);
+
+    const auto deliveries = recorder.deliveries();
+    {
+      std::ofstream f(out_dir + "/deliveries.log");
+      for (const auto& d : deliveries)
+        f << d.ms << ' ' << d.relay << ' ' << d.seq << ' ' << d.event_id << ' ' << d.attempt << ' ' << d.key << ' '
+          << d.status << '\n';
+    }
+    const Summary s = check(producer.fates(), producer.commit_ms(), deliveries, phases, direct);
+    std::ostringstream report;
+    report << "pgrelay fault run, profile " << prof.name << " (" << prof.rate << " events/s target, 2 relays)\n";
+    print_summary(s, report);
+    std::ofstream(out_dir + "/summary.txt") << report.str();
+    std::cout << report.str() << std::flush;
+    return s.ok() ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::cerr << "fault_run: " << e.what() << "\n";
+    return 1;
+  }
+}
