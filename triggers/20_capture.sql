@@ -82,6 +82,12 @@ BEGIN
   IF rel_name IS NULL THEN
     RAISE EXCEPTION 'pgrelay.track: % is not a table', table_name USING ERRCODE = 'wrong_object_type';
   END IF;
+  -- A capture trigger on pgrelay's own tables would write an event for every
+  -- event it writes: every emit would then fail with "stack depth limit exceeded".
+  IF (SELECT c.relnamespace FROM pg_class c WHERE c.oid = table_name) = 'pgrelay'::regnamespace THEN
+    RAISE EXCEPTION 'pgrelay.track: % belongs to pgrelay itself and cannot be tracked', table_name
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
   IF key_columns IS NULL THEN
     SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}') INTO key_columns
       FROM pg_index i

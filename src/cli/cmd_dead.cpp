@@ -1,4 +1,6 @@
 // `pgrelay dead list|retry|purge`: inspect and act on dead letters.
+#include <cerrno>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/common.hpp"
@@ -29,7 +31,18 @@ struct FilterArgs {
 };
 
 void add_filters(CLI::App* cmd, FilterArgs& a) {
-  cmd->add_option("--id", a.ids, "Event id (repeatable)");
+  // Checked as text: CLI11 would turn 99999999999999999999 into INT64_MAX silently.
+  const CLI::Validator event_id(
+      [](std::string& s) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const long long v = std::strtoll(s.c_str(), &end, 10);
+        if (s.empty() || *end != '\0' || errno == ERANGE || v < 1)
+          return "must be an event id (1 to 9223372036854775807), not " + s;
+        return {};
+      },
+      "ID");
+  cmd->add_option("--id", a.ids, "Event id (repeatable)")->check(event_id);
   cmd->add_option("--type", a.type, "Event type, exact or \"prefix.*\"");
   cmd->add_option("--key", a.key, "Ordering key");
   cmd->add_option("--older-than-s", a.older_than_s, "Dead for at least this many seconds")->check(CLI::NonNegativeNumber);

@@ -302,9 +302,17 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
   void on_write(const ExchangePtr& x, const ConnectionPtr& c, error_code ec) {
     if (x->answered) return discard(c);
     if (ec) return fail_exchange(x, c, ec);
+    // The header first, then the body: Beast 1.74's eager parser (async_read)
+    // moves on to the body after a Content-Length over body_limit and reserves
+    // that many bytes (a response announcing 100 TB threw bad_alloc). Reading the
+    // header alone stops there with error::body_limit, which on_read treats as a
+    // truncated body.
     c->with_stream([&](auto& stream) {
-      http::async_read(stream, c->buffer, *x->parser, [self = shared_from_this(), x, c](error_code ec, size_t) {
-        self->on_read(x, c, ec);
+      http::async_read_header(stream, c->buffer, *x->parser, [self = shared_from_this(), x, c](error_code ec, size_t) {
+        if (ec || x->answered || x->parser->is_done()) return self->on_read(x, c, ec);
+        c->with_stream([&](auto& s) {
+          http::async_read(s, c->buffer, *x->parser, [self, x, c](error_code ec2, size_t) { self->on_read(x, c, ec2); });
+        });
       });
     });
   }

@@ -42,3 +42,12 @@ TEST_CASE("an absurdly large Retry-After is clamped instead of overflowing") {
   REQUIRE(d.has_value());
   CHECK(*d == milliseconds(365LL * 24 * 3600 * 1000));
 }
+
+// Found by tests/fuzz/fuzz_retry_after: from_time_t overflowed for years outside 1678-2262.
+TEST_CASE("Retry-After dates far in the past or future give 0 or the clamp, without overflow") {
+  CHECK(parse_retry_after("Sun, 06 Nov 0997 08:49:37 GMT", kDate) == milliseconds(0));
+  CHECK(parse_retry_after("Sun, 06 Nov 1001 08:49:37 GMT", kDate) == milliseconds(0));
+  const auto far = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", kDate);
+  REQUIRE(far.has_value());
+  CHECK(*far == milliseconds(365LL * 24 * 3600 * 1000));
+}
