@@ -178,8 +178,10 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
         flush_acks();
       }
       if (!in_tx && now >= next_heartbeat_at_) heartbeat();
-      if (mode == Mode::serve && now >= next_report_at_) report();
-      if (mode == Mode::serve && now >= next_retention_at_) sweep_retention();
+      // Housekeeping shares the claim connection: never while a transactional claim is open.
+      const bool connection_free = !queue_->in_transaction();
+      if (mode == Mode::serve && connection_free && now >= next_report_at_) report();
+      if (mode == Mode::serve && connection_free && now >= next_retention_at_) sweep_retention();
     } catch (const std::exception& e) {
       // Connection trouble (or a failed statement): outcomes not yet recorded stay
       // in acks_, and leases cover the events until we are back.

@@ -11,6 +11,7 @@
 
 #include "support/child_process.hpp"
 #include "support/recording_handler.hpp"
+#include "support/temp_config.hpp"
 #include "support/test_db.hpp"
 
 using namespace pgrelay;
@@ -20,37 +21,24 @@ using std::chrono::seconds;
 
 namespace {
 
-// Writes `json` to a temporary config file, removed on destruction.
-struct ConfigFile {
-  std::string path;
-  explicit ConfigFile(const std::string& json) {
-    char buf[] = "/tmp/pgrelay-config-XXXXXX";
-    const int fd = ::mkstemp(buf);
-    ::close(fd);
-    path = buf;
-    std::ofstream(path) << json;
-  }
-  ~ConfigFile() { ::unlink(path.c_str()); }
-};
-
 bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
 
 }  // namespace
 
 TEST_CASE("a bad config gives exit code 2 and a message naming the key and the file") {
-  ConfigFile bad(R"({"relay": {"lease_ms": "long"}})");
+  TempConfig bad(R"({"relay": {"lease_ms": "long"}})");
   auto r = run_pgrelay({"-c", bad.path, "check-config"});
   CHECK(r.code == 2);
   CHECK(contains(r.err, "relay.lease_ms must be an integer, not a string"));
   CHECK(contains(r.err, bad.path));
-  ConfigFile unknown(R"({"handlers": {"h": {"type": "stdout", "retries": 3}}, "routes": []})");
+  TempConfig unknown(R"({"handlers": {"h": {"type": "stdout", "retries": 3}}, "routes": []})");
   auto u = run_pgrelay({"-c", unknown.path, "run"});
   CHECK(u.code == 2);
   CHECK(contains(u.err, "handlers.h.retries is not a known key"));
   auto missing = run_pgrelay({"-c", "/nonexistent/pgrelay.json", "check-config"});
   CHECK(missing.code == 2);
   CHECK(contains(missing.err, "cannot read /nonexistent/pgrelay.json"));
-  ConfigFile good(R"({"handlers": {"p": {"type": "stdout"}}, "routes": [{"match": "a.*", "handlers": ["p"]}]})");
+  TempConfig good(R"({"handlers": {"p": {"type": "stdout"}}, "routes": [{"match": "a.*", "handlers": ["p"]}]})");
   auto ok = run_pgrelay({"-c", good.path, "check-config"});
   CHECK(ok.code == 0);
   CHECK(contains(ok.out, "config ok: 1 handlers, 1 routes"));
@@ -114,7 +102,7 @@ TEST_CASE("emit, track and untrack from the command line write what they say") {
 
 TEST_CASE("SIGTERM mid-burst loses nothing: every event is finished or pending, none left processing") {
   TestDb db;
-  ConfigFile cfg(R"({"relay": {"lease_ms": 30000, "shutdown_timeout_ms": 3000},
+  TempConfig cfg(R"({"relay": {"lease_ms": 30000, "shutdown_timeout_ms": 3000},
     "handlers": {"slow": {"type": "command", "command": ["sh", "-c", "cat > /dev/null; sleep 0.05"], "concurrency": 4}},
     "routes": [{"match": "*", "handlers": ["slow"]}]})");
   db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g)) FROM generate_series(1, 400) g");
@@ -133,7 +121,7 @@ TEST_CASE("SIGTERM mid-burst loses nothing: every event is finished or pending, 
 
 TEST_CASE("a relay killed with SIGKILL mid-batch: another relay delivers its events within lease + 1 s") {
   TestDb db;
-  ConfigFile cfg(R"({"relay": {"id": "doomed", "lease_ms": 2000},
+  TempConfig cfg(R"({"relay": {"id": "doomed", "lease_ms": 2000},
     "handlers": {"slow": {"type": "command", "command": ["sh", "-c", "cat > /dev/null; sleep 5"], "concurrency": 8,
                           "timeout_ms": 7000}},
     "routes": [{"match": "*", "handlers": ["slow"]}]})");
@@ -145,10 +133,7 @@ TEST_CASE("a relay killed with SIGKILL mid-batch: another relay delivers its eve
   c.relay.id = "survivor";
   c.relay.lease_ms = 2000;
   Relay survivor(c);
-  auto h = std::make_unique<RecordingHandler>();
-  RecordingHandler* rec = h.get();
-  survivor.add_handler("fast", std::move(h));
-  survivor.add_route("*", {"fast"});
+  RecordingHandler* rec = add_recorder(survivor, "*", "fast");
   RelayThread t(survivor);
   std::this_thread::sleep_for(milliseconds(300));
   CHECK(rec->count() == 0);  // the keys' heads are leased by the doomed relay
@@ -165,7 +150,7 @@ TEST_CASE("a relay killed with SIGKILL mid-batch: another relay delivers its eve
 
 TEST_CASE("reconcile delivers the backlog and exits 0, or 3 when something is dead") {
   TestDb db;
-  ConfigFile cfg(R"({"handlers": {"ok": {"type": "command", "command": ["sh", "-c", "cat > /dev/null"]},
+  TempConfig cfg(R"({"handlers": {"ok": {"type": "command", "command": ["sh", "-c", "cat > /dev/null"]},
                                   "no": {"type": "command", "command": ["false"], "retry": {"max_attempts": 1}}},
     "routes": [{"match": "good.*", "handlers": ["ok"]}, {"match": "bad", "handlers": ["no"]}]})");
   db.exec("SELECT pgrelay.emit('good.e', '{}') FROM generate_series(1, 30)");
@@ -183,7 +168,7 @@ TEST_CASE("reconcile delivers the backlog and exits 0, or 3 when something is de
 
 TEST_CASE("reconcile reports pending events older than the threshold as stuck") {
   TestDb db;
-  ConfigFile cfg(R"({"handlers": {"ok": {"type": "stdout"}}, "routes": [{"match": "x", "handlers": ["ok"]}]})");
+  TempConfig cfg(R"({"handlers": {"ok": {"type": "stdout"}}, "routes": [{"match": "x", "handlers": ["ok"]}]})");
   db.exec("SELECT pgrelay.emit('unrouted', '{}')");
   db.exec("UPDATE pgrelay.db_events SET created_at = now() - interval '2 hours'");
   auto r = run_pgrelay({"-d", db.url(), "-c", cfg.path, "reconcile", "--stuck-after-s", "3600"});

@@ -88,10 +88,7 @@ TEST_CASE("metrics values match the database after a known workload") {
 TEST_CASE("a paused type accumulates and drains after resume") {
   TestDb db;
   Relay relay(test_config(db.url()));
-  auto h = std::make_unique<RecordingHandler>();
-  RecordingHandler* rec = h.get();
-  relay.add_handler("rec", std::move(h));
-  relay.add_route("*", {"rec"});
+  RecordingHandler* rec = add_recorder(relay);
   RelayThread t(relay);
 
   auto p = run_pgrelay({"-d", db.url(), "pause", "p.held", "--reason", "receiver maintenance"});
@@ -125,10 +122,7 @@ TEST_CASE("replay with --dry-run lists exactly what a real replay then delivers"
   Config c = test_config(db.url());
   c.relay.done_retention_s = 3600;
   Relay relay(c);
-  auto h = std::make_unique<RecordingHandler>();
-  RecordingHandler* rec = h.get();
-  relay.add_handler("rec", std::move(h));
-  relay.add_route("*", {"rec"});
+  RecordingHandler* rec = add_recorder(relay);
   RelayThread t(relay);
 
   auto nothing = run_pgrelay({"-d", db.url(), "replay", "--type", "r.a", "--dry-run"});

@@ -14,6 +14,7 @@
 
 #include "support/child_process.hpp"
 #include "support/recording_handler.hpp"
+#include "support/temp_config.hpp"
 #include "support/test_db.hpp"
 
 using namespace pgrelay;
@@ -217,10 +218,7 @@ TEST_CASE("three relays over 20,000 events and 200 keys: every event once, each 
 TEST_CASE("an event whose transaction commits after a later id is still delivered") {
   TestDb db;
   Relay relay(test_config(db.url()));
-  auto h = std::make_unique<RecordingHandler>();
-  RecordingHandler* rec = h.get();
-  relay.add_handler("rec", std::move(h));
-  relay.add_route("*", {"rec"});
+  RecordingHandler* rec = add_recorder(relay);
   RelayThread t(relay);
   auto slow = db.connect();
   pqxx::work slow_tx(*slow);
@@ -238,10 +236,7 @@ TEST_CASE("an event whose transaction commits after a later id is still delivere
 TEST_CASE("per-key delivery order follows commit order of the producing transactions") {
   TestDb db;
   Relay relay(test_config(db.url()));
-  auto h = std::make_unique<RecordingHandler>();
-  RecordingHandler* rec = h.get();
-  relay.add_handler("rec", std::move(h));
-  relay.add_route("*", {"rec"});
+  RecordingHandler* rec = add_recorder(relay);
   RelayThread t(relay);
   // t1 starts first and writes first, but commits after t2 began waiting on the key:
   // t2's event gets its id only after t1 commits, so id order is commit order.
@@ -269,10 +264,7 @@ TEST_CASE("with the listener's backend killed, events are delivered after reconn
   Config c = test_config(db.url());
   c.relay.poll_interval_ms = 60000;  // the safety poll must not be what saves us
   Relay relay(c);
-  auto h = std::make_unique<RecordingHandler>();
-  RecordingHandler* rec = h.get();
-  relay.add_handler("rec", std::move(h));
-  relay.add_route("*", {"rec"});
+  RecordingHandler* rec = add_recorder(relay);
   RelayThread t(relay);
   REQUIRE(eventually([&] { return relay.listening(); }, seconds(5)));
   db.exec("SELECT pgrelay.emit('warm', '{}')");
@@ -384,13 +376,11 @@ TEST_CASE("transactional claims: two relays deliver a keyed burst once each, in 
 
 TEST_CASE("transactional claims: a killed relay's events are free at once, with no lease to wait for") {
   TestDb db;
-  char path[] = "/tmp/pgrelay-txclaim-XXXXXX";
-  ::close(::mkstemp(path));
-  std::ofstream(path) << R"({"relay": {"id": "doomed", "claim": "transaction", "lease_ms": 60000},
+  TempConfig cfg(R"({"relay": {"id": "doomed", "claim": "transaction", "lease_ms": 60000},
     "handlers": {"slow": {"type": "command", "command": ["sh", "-c", "cat > /dev/null; sleep 5"], "timeout_ms": 8000}},
-    "routes": [{"match": "*", "handlers": ["slow"]}]})";
+    "routes": [{"match": "*", "handlers": ["slow"]}]})");
   db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g)) FROM generate_series(1, 20) g");
-  ChildProcess doomed({PGRELAY_BIN, "-d", db.url(), "-c", path, "run"});
+  ChildProcess doomed({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
   // Wait until its batch is locked: a plain SKIP LOCKED probe sees no free row.
   REQUIRE(eventually([&] {
     return db.scalar("SELECT count(*) FROM (SELECT id FROM pgrelay.db_events FOR UPDATE SKIP LOCKED) t") == 0;
@@ -398,17 +388,13 @@ TEST_CASE("transactional claims: a killed relay's events are free at once, with 
   Config c = test_config(db.url());
   c.relay.claim = "transaction";
   Relay survivor(c);
-  auto h = std::make_unique<RecordingHandler>();
-  RecordingHandler* rec = h.get();
-  survivor.add_handler("fast", std::move(h), RetryPolicy{}, 5000);
-  survivor.add_route("*", {"fast"});
+  RecordingHandler* rec = add_recorder(survivor, "*", "fast", RetryPolicy{}, 5000);
   RelayThread t(survivor);
   doomed.signal(SIGKILL);
   const auto killed_at = std::chrono::steady_clock::now();
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10)));
   const auto took = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - killed_at).count();
   t.stop();
-  ::unlink(path);
   MESSAGE("recovered in " << took << " ms");
   CHECK(took < 2000);  // far below any lease: the rows were free when the connection dropped
   CHECK(rec->count() == 20);

@@ -8,6 +8,7 @@
 
 #include "support/child_process.hpp"
 #include "support/recording_handler.hpp"
+#include "support/temp_config.hpp"
 #include "support/test_db.hpp"
 
 using namespace pgrelay;
@@ -97,14 +98,12 @@ TEST_CASE("a sql handler's effect happens exactly once even when the relay is ki
   TestDb db;
   db.exec(kLedger);
   db.exec("UPDATE app.ctl SET slow = true");
-  char path[] = "/tmp/pgrelay-sql-XXXXXX";
-  ::close(::mkstemp(path));
-  std::ofstream(path) << R"({"relay": {"lease_ms": 2000},
+  TempConfig cfg(R"({"relay": {"lease_ms": 2000},
     "handlers": {"ledger": {"type": "sql", "function": "app.record", "timeout_ms": 5000}},
-    "routes": [{"match": "*", "handlers": ["ledger"]}]})";
+    "routes": [{"match": "*", "handlers": ["ledger"]}]})");
   db.exec("SELECT pgrelay.emit('order.paid', jsonb_build_object('n', g)) FROM generate_series(1, 3) g");
   {
-    ChildProcess doomed({PGRELAY_BIN, "-d", db.url(), "-c", path, "run"});
+    ChildProcess doomed({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
     // Wait until the function has inserted (uncommitted) and sleeps inside the ack transaction.
     REQUIRE(eventually([&] {
       return db.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db.name() +
@@ -113,7 +112,6 @@ TEST_CASE("a sql handler's effect happens exactly once even when the relay is ki
     doomed.signal(SIGKILL);
     doomed.wait(seconds(5));
   }
-  ::unlink(path);
   db.exec("UPDATE app.ctl SET slow = false");
   Relay survivor(sql_config(db, 5));
   RelayThread t(survivor);

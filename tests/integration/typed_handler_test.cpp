@@ -60,10 +60,7 @@ TEST_CASE("an event that fails its declared type is dead at once and no handler 
   Config c = test_config(db.url());
   c.event_types.push_back(EventTypeDecl{"user.signed_up", {{"email", "string"}, {"user_id", "integer"}}});
   Relay relay(c);
-  auto h = std::make_unique<RecordingHandler>();
-  RecordingHandler* rec = h.get();
-  relay.add_handler("rec", std::move(h));
-  relay.add_route("*", {"rec"});
+  RecordingHandler* rec = add_recorder(relay);
   RelayThread t(relay);
   db.exec(R"(SELECT pgrelay.emit('user.signed_up', '{"email": "a@b.c", "user_id": 1}'))");
   db.exec(R"(SELECT pgrelay.emit('user.signed_up', '{"email": "a@b.c"}'))");

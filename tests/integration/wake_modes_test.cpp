@@ -38,10 +38,7 @@ TEST_CASE("each wake mode delivers a burst in full, and poll and wal send no NOT
     c.relay.wake = mode;
     c.relay.poll_interval_ms = 60000;  // the safety poll must not be what delivers
     Relay relay(c);
-    auto h = std::make_unique<RecordingHandler>();
-    RecordingHandler* rec = h.get();
-    relay.add_handler("rec", std::move(h));
-    relay.add_route("*", {"rec"});
+    RecordingHandler* rec = add_recorder(relay);
     RelayThread t(relay);
     REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.settings WHERE name = 'wake' AND value = '" +
                                                std::string(mode) + "'") == 1; }, seconds(5)));

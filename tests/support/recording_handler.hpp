@@ -109,6 +109,17 @@ class RecordingHandler : public Handler {
   std::vector<std::thread> threads_;
 };
 
+// Adds a RecordingHandler named `name` to `relay`, routed from `match`; returns
+// it (owned by the relay). REQUIRES: before the relay runs.
+inline RecordingHandler* add_recorder(Relay& relay, const std::string& match = "*", const std::string& name = "rec",
+                                      RetryPolicy retry = {}, int64_t timeout_ms = 30000) {
+  auto h = std::make_unique<RecordingHandler>();
+  RecordingHandler* rec = h.get();
+  relay.add_handler(name, std::move(h), retry, timeout_ms);
+  relay.add_route(match, {name});
+  return rec;
+}
+
 // Runs a Relay on its own thread; stops and joins it on destruction.
 class RelayThread {
  public:
