@@ -23,11 +23,12 @@ std::string shown_url(const std::string& url) {
   return url.substr(0, scheme + 3) + "***@" + url.substr(at + 1);
 }
 
-// The text of the last nats.c error on this thread, or of `s` if there is none.
+// The text of the last nats.c error on this thread if it is about `s` (the
+// thread-local text may be left over from an earlier call), else the status's.
 std::string error_text(natsStatus s) {
   natsStatus last = NATS_OK;
   const char* text = nats_GetLastError(&last);
-  if (text != nullptr && *text != '\0') return text;
+  if (last == s && text != nullptr && *text != '\0') return text;
   return natsStatus_GetText(s);
 }
 
