@@ -247,6 +247,9 @@ TEST_CASE("shutdown answers a publish waiting for its ack and every queued deliv
   std::this_thread::sleep_for(milliseconds(300));
   {
     std::lock_guard<std::mutex> l(m);
+    std::string early;
+    for (const auto& o : outcomes) early += o.reason + "; ";
+    INFO("answered before shutdown: ", early);
     REQUIRE(outcomes.empty());
   }
   const auto started = std::chrono::steady_clock::now();

@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <thread>
 
@@ -131,9 +132,25 @@ void NatsServer::stop() {
 }
 
 void NatsServer::pause() {
-  if (child_ && !paused_) {
-    child_->signal(SIGSTOP);
-    paused_ = true;
+  if (!child_ || paused_) return;
+  child_->signal(SIGSTOP);
+  paused_ = true;
+  // kill() returns before every thread has stopped; a busy server could still
+  // answer a request or two. Wait until each thread shows state T.
+  const std::string tasks = "/proc/" + std::to_string(child_->pid()) + "/task";
+  const auto until = steady_clock::now() + std::chrono::seconds(5);
+  for (;;) {
+    bool all_stopped = true;
+    std::error_code ec;
+    for (const auto& t : std::filesystem::directory_iterator(tasks, ec)) {
+      std::ifstream stat(t.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      const auto paren = line.rfind(')');
+      if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'T') all_stopped = false;
+    }
+    if (all_stopped || steady_clock::now() >= until) return;
+    std::this_thread::sleep_for(milliseconds(5));
   }
 }
 

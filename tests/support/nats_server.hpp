@@ -30,7 +30,8 @@ class NatsServer {
   void stop();
   // Starts again on the same port and store directory. REQUIRES: stopped.
   void start();
-  // SIGSTOP / SIGCONT: the server keeps its connections but answers nothing.
+  // SIGSTOP (waiting until every thread has stopped) / SIGCONT: the server
+  // keeps its connections but answers nothing.
   void pause();
   void resume();
 
