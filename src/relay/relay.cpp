@@ -13,6 +13,7 @@
 #include "handlers/registry.hpp"
 #include "http/admin_server.hpp"
 #include "listen/listener.hpp"
+#include "listen/wal_waker.hpp"
 #include "store/admin_queries.hpp"
 #include "store/connection.hpp"
 
@@ -60,6 +61,7 @@ Relay::~Relay() {
   for (auto& [name, slot] : slots_) slot.impl->shutdown();
   slots_.clear();
   listener_.reset();
+  waker_.reset();
 }
 
 void Relay::add_handler(const std::string& name, std::unique_ptr<Handler> handler, RetryPolicy retry,
@@ -75,7 +77,13 @@ void Relay::add_route(const std::string& match, std::vector<std::string> handler
   router_ = Router(config_.routes);
 }
 
-bool Relay::listening() const { return listener_ && listener_->alive(); }
+bool Relay::listening() const { return (listener_ && listener_->alive()) || (waker_ && waker_->alive()); }
+
+double Relay::last_wake_age_s() const {
+  if (listener_) return listener_->last_notification_age_s();
+  if (waker_) return waker_->last_notification_age_s();
+  return -1;
+}
 
 void Relay::request_stop() {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -104,6 +112,12 @@ void Relay::run() {
     const std::string& url = config_.database.listen_url.empty() ? config_.database.url : config_.database.listen_url;
     listener_ = std::make_unique<Listener>(url, Listener::Callbacks{[this] { wake(); }, [this] { wake(); }});
     listener_->start();
+  } else if (config_.relay.wake == "wal") {
+    // Throws on a definite misconfiguration (wal_level, REPLICATION role): fail at start, loudly.
+    waker_ = std::make_unique<WalWaker>(config_.database.listen_url.empty() ? config_.database.url
+                                                                             : config_.database.listen_url,
+                                        Listener::Callbacks{[this] { wake(); }, [this] { wake(); }});
+    waker_->start();
   }
   start_admin();
   log::info("relay started", {{"relay", id_}, {"wake", config_.relay.wake},
@@ -111,6 +125,7 @@ void Relay::run() {
   loop(Mode::serve, Clock::time_point::max(), {});
   stop_admin();
   if (listener_) listener_->stop();
+  if (waker_) waker_->stop();
   try {
     if (queue_) forget_relay(queue_->connection(), id_);
   } catch (const std::exception&) {
@@ -165,6 +180,7 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
       if (now >= next_claim_at_) {
         claim_wanted_ = true;
         if (listener_ && mode == Mode::serve) listener_->probe();
+        if (waker_ && mode == Mode::serve) waker_->probe();
       }
       if (claim_wanted_ && can_claim()) claim_more();
       drain_completions();
@@ -572,8 +588,8 @@ void Relay::report() {
   info.id = id_;
   info.wake = config_.relay.wake;
   info.listen_alive = listening();
-  if (listener_ && listener_->last_notification_age_s() >= 0) {
-    info.last_notification_age_s = listener_->last_notification_age_s();
+  if (last_wake_age_s() >= 0) {
+    info.last_notification_age_s = last_wake_age_s();
   }
   info.in_flight = static_cast<int>(in_flight_.size());
   info.delivered = stats_.delivered;

@@ -27,6 +27,7 @@ namespace pgrelay {
 
 class AdminServer;
 class Listener;
+class WalWaker;
 
 // Counters since start; read from any thread.
 struct RelayStats {
@@ -77,7 +78,10 @@ class Relay {
 
   const RelayStats& stats() const { return stats_; }
   const std::string& id() const { return id_; }
+  // Whether the wake source (LISTEN connection or replication slot) is up.
   bool listening() const;
+  // Seconds since the wake source last heard from the server, -1 if never or none.
+  double last_wake_age_s() const;
   // Delivery counters and histograms (served at /metrics); thread-safe.
   const Metrics& metrics() const { return metrics_; }
   // The admin server's port once run() started it (admin.listen set), else 0.
@@ -142,7 +146,8 @@ class Relay {
   std::map<std::string, Slot> slots_;
   std::unordered_map<std::string, const EventTypeDecl*> declared_;  // into config_.event_types
   std::unique_ptr<Queue> queue_;
-  std::unique_ptr<Listener> listener_;
+  std::unique_ptr<Listener> listener_;  // wake "notify"
+  std::unique_ptr<WalWaker> waker_;     // wake "wal"
   RelayStats stats_;
   Metrics metrics_;
   std::unique_ptr<AdminServer> admin_;

@@ -30,14 +30,14 @@ void Relay::start_admin() {
   o.database_url = config_.database.url;
   o.ready_max_backlog = config_.admin.ready_max_backlog;
   o.ready_max_oldest_pending_s = config_.admin.ready_max_oldest_pending_s;
-  o.expect_listener = config_.relay.wake == "notify";
+  o.expect_listener = config_.relay.wake != "poll";
   for (const auto& [name, slot] : slots_) o.handlers.push_back(name);
   RelayProbe probe;
   probe.relay_id = id_;
   probe.wake = config_.relay.wake;
-  if (config_.relay.wake == "notify") {
+  if (config_.relay.wake != "poll") {  // notify: the LISTEN connection; wal: the replication slot
     probe.listener_alive = [this] { return listening(); };
-    probe.last_notification_age_s = [this] { return listener_ ? listener_->last_notification_age_s() : -1.0; };
+    probe.last_notification_age_s = [this] { return last_wake_age_s(); };
   }
   probe.event_totals = [this] {
     return std::array<int64_t, 4>{stats_.delivered.load(), stats_.retried.load(), stats_.dead.load(),
