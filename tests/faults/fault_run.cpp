@@ -2,7 +2,7 @@
 // `pgrelay run` processes behind a TCP proxy, a webhook receiver behind another
 // proxy and a producer; injects every fault of the matrix in turn while events
 // flow; then drains and checks (tests/faults/checker.hpp).
-//   fault_run [--profile bounded|full] [--out DIR] [--root SRC] [--pgrelay BIN]
+//   fault_run [--profile bounded|full] [--rate EVENTS_PER_S] [--out DIR] [--root SRC] [--pgrelay BIN]
 // Exits 0 if nothing was lost, nothing unexpected delivered, per-key order
 // held and every row is done or dead; 1 otherwise; 2 on bad usage.
 #include <rapidjson/document.h>
@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -121,13 +122,22 @@ class Recorder {
     if (m == HookMode::ok) r.delay = milliseconds(20);
     d.status = m == HookMode::hang ? 0 : r.status;
     std::lock_guard<std::mutex> lock(mu_);
-    if (d.status == 200) max_seq_ok_ = std::max(max_seq_ok_, d.seq);
+    if (d.status == 200) {
+      max_seq_ok_ = std::max(max_seq_ok_, d.seq);
+      last_ok_ms_[d.relay] = d.ms;
+    }
     all_.push_back(std::move(d));
     return r;
   }
   int64_t max_delivered_seq() const {
     std::lock_guard<std::mutex> lock(mu_);
     return max_seq_ok_;
+  }
+  // When `relay` last had a delivery answered 200 (ms since start; -1 never).
+  int64_t last_ok_ms(const std::string& relay) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = last_ok_ms_.find(relay);
+    return it == last_ok_ms_.end() ? -1 : it->second;
   }
   std::vector<Delivery> deliveries() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -139,6 +149,7 @@ class Recorder {
   std::atomic<HookMode> mode_{HookMode::ok};
   mutable std::mutex mu_;
   int64_t max_seq_ok_ = 0;
+  std::map<std::string, int64_t> last_ok_ms_;
   std::vector<Delivery> all_;
 };
 
@@ -214,6 +225,7 @@ int64_t scalar(const std::string& url, const std::string& sql) {
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   std::string profile_name = "bounded", out_dir, root = PGRELAY_SOURCE_DIR, bin = PGRELAY_BIN;
+  int rate = 0;  // 0: the profile's
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -225,16 +237,18 @@ int main(int argc, char** argv) {
     };
     if (a == "--profile") profile_name = next();
     else if (a == "--out") out_dir = next();
+    else if (a == "--rate") rate = std::stoi(next());
     else if (a == "--root") root = next();
     else if (a == "--pgrelay") bin = next();
     else {
-      std::cerr << "usage: fault_run [--profile bounded|full] [--out DIR] [--root SRC] [--pgrelay BIN]\n";
+      std::cerr << "usage: fault_run [--profile bounded|full] [--rate EVENTS_PER_S] [--out DIR] [--root SRC] [--pgrelay BIN]\n";
       return 2;
     }
   }
   Profile prof;
   try {
     prof = profile_named(profile_name);
+    if (rate > 0) prof.rate = rate;
   } catch (const std::exception& e) {
     std::cerr << "fault_run: " << e.what() << "\n";
     return 2;
@@ -278,11 +292,26 @@ int main(int argc, char** argv) {
     producer.start();
 
     // Waits until an event committed after now is delivered; returns the ms it took.
-    auto recovery = [&](milliseconds limit) -> int64_t {
+    auto fresh_delivery = [&](milliseconds limit) -> int64_t {
       const auto from = Clock::now();
       const int64_t after = producer.last_committed();
       const bool ok = pgrelay::test::eventually([&] { return recorder.max_delivered_seq() > after; }, limit);
       return ok ? std::chrono::duration_cast<milliseconds>(Clock::now() - from).count() : -1;
+    };
+    // Recovery: from the fault being lifted until every relay in `who` delivers
+    // again (a backlog does not count against it, unlike end-to-end latency).
+    auto recovery = [&](const std::vector<std::string>& who, milliseconds limit) -> int64_t {
+      const int64_t lifted = now_ms();
+      const bool ok = pgrelay::test::eventually(
+          [&] {
+            for (const auto& r : who) {
+              const int64_t t = recorder.last_ok_ms(r);
+              if (t < lifted) return false;
+            }
+            return true;
+          },
+          limit);
+      return ok ? now_ms() - lifted : -1;
     };
     auto in_flight = [&](const std::string& where) {
       try {
@@ -293,11 +322,12 @@ int main(int argc, char** argv) {
     };
 
     say("warming up");
-    if (recovery(milliseconds(60000)) < 0) throw std::runtime_error("no event delivered within 60 s of start");
+    if (fresh_delivery(milliseconds(60000)) < 0) throw std::runtime_error("no event delivered within 60 s of start");
 
     std::vector<Phase> phases;
     auto phase = [&](const std::string& name, const std::string& where, const std::function<void()>& inject,
-                     const std::function<void()>& lift, milliseconds hold) {
+                     const std::function<void()>& lift, milliseconds hold,
+                     const std::vector<std::string>& who = {"r1", "r2"}) {
       Phase p;
       p.name = name;
       p.start_ms = now_ms();
@@ -306,7 +336,7 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(hold);
       lift();
       p.end_ms = now_ms();
-      p.recovery_ms = recovery(milliseconds(120000));
+      p.recovery_ms = recovery(who, milliseconds(120000));
       say(name + ": in flight " + std::to_string(p.in_flight_bound) + ", recovered in " +
           std::to_string(p.recovery_ms) + " ms");
       phases.push_back(p);
@@ -325,7 +355,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < prof.kills; ++i) {
       Relay& victim = *relays[static_cast<size_t>(i) % relays.size()];
       phase("kill -9 " + victim.name(), " AND lease_owner = '" + victim.name() + "'",
-            [&] { victim.stop(SIGKILL); }, [&] { victim.start(); }, milliseconds(500));
+            [&] { victim.stop(SIGKILL); }, [&] { victim.start(); }, milliseconds(500), {victim.name()});
     }
     for (int i = 0; i < prof.pg_restarts; ++i)
       phase("pg restart immediate", "", [&] { cluster.restart_immediate(); }, nothing, milliseconds(0));
