@@ -326,6 +326,12 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
     r.status = static_cast<int>(res.result_int());
     if (auto it = res.find(http::field::retry_after); it != res.end()) r.retry_after = std::string(it->value());
     r.body = std::move(res.body());
+    if (truncated && r.body.empty()) {
+      // The body was refused at its header (Content-Length over the limit): keep
+      // what already arrived behind the header, for the error's excerpt.
+      const auto data = c->buffer.data();
+      r.body.assign(static_cast<const char*>(data.data()), std::min(data.size(), options.max_response_body_bytes));
+    }
     if (r.body.size() > options.max_response_body_bytes) r.body.resize(options.max_response_body_bytes);
     c->served++;
     x->conn.reset();
