@@ -10,6 +10,9 @@
 #include <fstream>
 #include <sstream>
 
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -241,4 +244,77 @@ TEST_CASE("a webhook response announcing a huge body is truncated, not allocated
   CHECK(result->failure == pgrelay::HttpResult::Failure::none);
   CHECK(result->status == 200);
   CHECK(result->body.size() <= 64 * 1024);
+}
+
+namespace {
+
+// One raw HTTP exchange with the admin server: sends `request`, returns what came
+// back before the server closed or 5 s passed ("" if it closed at once).
+std::string raw_http(uint16_t port, const std::string& request) {
+  namespace net = boost::asio;
+  net::io_context io;
+  net::ip::tcp::socket s(io);
+  boost::system::error_code ec;
+  s.connect({net::ip::make_address("127.0.0.1"), port}, ec);
+  if (ec) return "";
+  net::write(s, net::buffer(request), ec);
+  struct timeval tv {5, 0};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[256];
+  const ssize_t n = ::recv(s.native_handle(), buf, sizeof buf, 0);  // plain recv: honours SO_RCVTIMEO
+  return std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
+}
+
+uint16_t free_port() {
+  namespace net = boost::asio;
+  net::io_context io;
+  net::ip::tcp::acceptor a(io, {net::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+}  // namespace
+
+TEST_CASE("the admin server answers an oversized header with 431 and keeps serving /healthz") {
+  TestDb db;
+  const uint16_t port = free_port();
+  TempConfig cfg(R"({"admin": {"listen": "127.0.0.1:)" + std::to_string(port) +
+                 R"("}, "handlers": {"p": {"type": "stdout"}}, "routes": [{"match": "zz.*", "handlers": ["p"]}]})");
+  ChildProcess relay({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
+  const std::string healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  REQUIRE(eventually([&] { return raw_http(port, healthz).rfind("HTTP/1.1 200", 0) == 0; }, std::chrono::seconds(30)));
+  const std::string big = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(200000, 'a') + "\r\n\r\n";
+  CHECK(raw_http(port, big).rfind("HTTP/1.1 431", 0) == 0);
+  std::string many = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 20000; ++i) many += "X-" + std::to_string(i) + ": v\r\n";
+  CHECK(raw_http(port, many + "\r\n").rfind("HTTP/1.1 431", 0) == 0);
+  CHECK(raw_http(port, healthz).rfind("HTTP/1.1 200", 0) == 0);
+}
+
+// Known weakness (reported): max_connections (64) idle, half-sent requests make
+// the admin server close every new connection until read_timeout_ms (10 s)
+// passes, so a liveness probe fails for as long as a client keeps this up.
+// Proposal: when the cap is reached, drop the oldest connection that has not
+// completed a request instead of the new one. Remove may_fail once fixed.
+TEST_CASE("a slowloris of half-sent requests does not take /healthz down" * doctest::may_fail()) {
+  namespace net = boost::asio;
+  TestDb db;
+  const uint16_t port = free_port();
+  TempConfig cfg(R"({"admin": {"listen": "127.0.0.1:)" + std::to_string(port) +
+                 R"("}, "handlers": {"p": {"type": "stdout"}}, "routes": [{"match": "zz.*", "handlers": ["p"]}]})");
+  ChildProcess relay({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
+  const std::string healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  REQUIRE(eventually([&] { return raw_http(port, healthz).rfind("HTTP/1.1 200", 0) == 0; }, std::chrono::seconds(30)));
+  net::io_context io;
+  std::vector<std::unique_ptr<net::ip::tcp::socket>> slow;
+  for (int i = 0; i < 200; ++i) {
+    auto s = std::make_unique<net::ip::tcp::socket>(io);
+    boost::system::error_code ec;
+    s->connect({net::ip::make_address("127.0.0.1"), port}, ec);
+    if (ec) break;
+    net::write(*s, net::buffer(std::string("GET /healthz HTTP/1.1\r\nHost: x\r\n")), ec);
+    slow.push_back(std::move(s));
+  }
+  CHECK(raw_http(port, healthz).rfind("HTTP/1.1 200", 0) == 0);
+  // Whatever the answer, the process survives and serves again once they time out.
+  CHECK(eventually([&] { return raw_http(port, healthz).rfind("HTTP/1.1 200", 0) == 0; }, std::chrono::seconds(30)));
 }
