@@ -3,7 +3,10 @@
 // it, starts bench/paced_producer as a separate process, waits for every event,
 // and joins the producer's commit times with the handler's start times by id.
 // Events of the first --warmup-ms are left out. Clocks agree: same machine.
-// Prints one JSON object: {"rate","events","p50_ms","p90_ms","p99_ms","max_ms","producer":{...}}.
+// Prints one JSON object: {"rate","wake","events","p50_ms","p90_ms","p99_ms","max_ms","producer":{...}};
+// with --wake wal also "wal_slot": whether the relay was seen streaming from a
+// pgrelay_wake_* replication slot (false: the wal waker is not wired, and the
+// relay only found events by its periodic claim every poll_interval_ms).
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +21,8 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include <pqxx/pqxx>
 
 #include "bench_util.hpp"
 #include "core/log.hpp"
@@ -64,7 +69,9 @@ int main(int argc, char** argv) {
     c.database.url = db;
     c.relay.id = "bench-latency";
     c.relay.wake = bench::flag(f, "wake", "notify");
-    if (c.relay.wake == "poll") c.relay.poll_interval_ms = bench::flag_int(f, "poll-ms", 100);
+    // Defaults are pgrelay's own (relay.poll_interval_ms, relay.poll_max_ms) unless given.
+    c.relay.poll_interval_ms = bench::flag_int(f, "poll-ms", c.relay.poll_interval_ms);
+    c.relay.poll_max_ms = bench::flag_int(f, "poll-max-ms", c.relay.poll_max_ms);
     pgrelay::Relay relay(c);
     auto handler = std::make_unique<RecordingHandler>(static_cast<size_t>(rate * seconds));
     RecordingHandler* rec = handler.get();
@@ -75,6 +82,18 @@ int main(int argc, char** argv) {
     const auto ready_by = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (c.relay.wake == "notify" && !relay.listening() && std::chrono::steady_clock::now() < ready_by) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    // wal: wait (up to 5 s) until the relay streams from its temporary slot.
+    bool wal_slot = false;
+    if (c.relay.wake == "wal") {
+      pqxx::connection probe(db);
+      const auto slot_by = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (!wal_slot && std::chrono::steady_clock::now() < slot_by) {
+        pqxx::nontransaction tx(probe);
+        wal_slot = tx.exec1("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgrelay\\_wake\\_%' "
+                            "AND active")[0].as<int64_t>() > 0;
+        if (!wal_slot) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
 
@@ -132,7 +151,10 @@ int main(int argc, char** argv) {
       lat_ms.push_back(static_cast<double>(start - it->second) / 1000.0);
     }
     std::sort(lat_ms.begin(), lat_ms.end());
-    std::cout << "{\"rate\":" << rate << ",\"wake\":\"" << c.relay.wake << "\",\"events\":" << lat_ms.size()
+    std::cout << "{\"rate\":" << rate << ",\"wake\":\"" << c.relay.wake << "\",\"poll_interval_ms\":"
+              << c.relay.poll_interval_ms << ",\"poll_max_ms\":" << c.relay.poll_max_ms;
+    if (c.relay.wake == "wal") std::cout << ",\"wal_slot\":" << (wal_slot ? "true" : "false");
+    std::cout << ",\"events\":" << lat_ms.size()
               << ",\"missing\":" << missing << ",\"p50_ms\":" << bench::percentile(lat_ms, 50)
               << ",\"p90_ms\":" << bench::percentile(lat_ms, 90) << ",\"p99_ms\":" << bench::percentile(lat_ms, 99)
               << ",\"max_ms\":" << (lat_ms.empty() ? 0 : lat_ms.back()) << ",\"producer\":" << producer_json << "}\n";

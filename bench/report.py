@@ -55,12 +55,16 @@ def main():
     rows = []  # (section, figure, value, unit, ratio, baseline name, target)
     summary = {"figures": []}
 
+    meta = (r.get("meta") or [{}])[0]
+    ran = set(meta.get("sections", "raw drain latency producer webhook memory peer").split())
+
     def add(section, name, value, unit, rat=None, base="", target="", key=None):
+        if SECTION_OF.get(section) not in ran:
+            return  # not run (bench/run --only)
         rows.append((section, name, value, unit, rat, base, target))
         summary["figures"].append({"section": section, "figure": name, "key": key or name, "value": value,
                                    "unit": unit, "ratio": rat, "baseline": base, "target": target})
 
-    meta = (r.get("meta") or [{}])[0]
     summary["meta"] = meta
     summary["meta_end"] = (r.get("meta_end") or [{}])[0]
 
@@ -179,6 +183,11 @@ def main():
     else:
         add("7 peer", "Graphile Worker", None, "", key="peer")
 
+    # 8. wake modes
+    wake_table = wake_modes(r, add) if "wake" in ran else None
+    if wake_table:
+        summary["wake_modes"] = wake_table
+
     errors = [(k[:-6], v[0]["error"]) for k, v in r.items() if k.endswith("_error")]
     summary["errors"] = [{"section": s, "error": e} for s, e in errors]
 
@@ -199,6 +208,8 @@ def main():
             last = sec
         val = fmt(v, unit) if not isinstance(v, str) else v
         print(f"{sec:10} {name:{w}} {val:>18}  {fmt(rat) if rat is not None else '':>7}  {base:22} {tgt}")
+    if wake_table:
+        print_wake_table(wake_table)
     for sec, e in errors:
         print(f"\nerror in section {sec}: {e}")
     print()
@@ -206,6 +217,111 @@ def main():
         with open(json_out, "w") as fp:
             json.dump(summary, fp, indent=2)
         print(f"wrote {json_out}")
+
+
+ALL_SECTIONS = "raw drain latency producer webhook memory peer wake"
+SECTION_OF = {"1 limit": "raw", "2 drain": "drain", "3 latency": "latency", "4 producer": "producer",
+              "5 webhook": "webhook", "6 memory": "memory", "7 peer": "peer", "8 wake": "wake"}
+WAKE_MODES = ("notify", "poll", "wal")
+WAL_NOT_WIRED = "wal: not wired yet"
+
+
+def wal_wired(x):
+    """A wal latency record is real only if the relay was seen streaming from its slot."""
+    return x.get("wal_slot") is True
+
+
+def wake_modes(r, add):
+    """Section 8: producer throughput per wake mode as a ratio to plain INSERT (per
+    repetition, then the median), and commit->handler latency at 1,000/s per mode."""
+    prod = r.get("wake_producer", [])
+    lat = r.get("wake_latency", [])
+    idle = r.get("wake_idle", [])
+    table = {}
+
+    def paired(mode, clients, relay=False):
+        """Median tps and median of per-repetition ratios to that repetition's plain INSERT."""
+        tps, ratios = [], []
+        for x in prod:
+            if x["script"] != "tracked" or x["wake"] != mode or x["clients"] != clients or x.get("relay", False) != relay:
+                continue
+            tps.append(x["tps"])
+            plain = next((p["tps"] for p in prod if p["script"] == "plain" and p["clients"] == clients
+                          and p.get("rep") == x.get("rep")), None)
+            if plain:
+                ratios.append(x["tps"] / plain)
+        return (statistics.median(tps) if tps else None, statistics.median(ratios) if ratios else None)
+
+    for clients in (1, 4):
+        plain = med([p for p in prod if p["script"] == "plain" and p["clients"] == clients], "tps")
+        add("8 wake", f"plain INSERT, {clients} client(s)", plain, "tx/s", 1.0 if plain else None, "itself",
+            key=f"wake_plain_{clients}")
+        for mode in WAKE_MODES:
+            v, rat = paired(mode, clients)
+            tgt = ">= 0.85 (poll or wal)" if clients == 4 and mode != "notify" else ""
+            add("8 wake", f"INSERT into a tracked table, trigger wake={mode}, {clients} client(s)", v, "tx/s", rat,
+                "plain INSERT", tgt, key=f"wake_producer_{mode}_{clients}")
+            table.setdefault(mode, {})[f"producer_ratio_{clients}"] = rat
+            table[mode][f"producer_tps_{clients}"] = v
+        table.setdefault("plain", {})[f"producer_tps_{clients}"] = plain
+    for mode in WAKE_MODES:
+        v, rat = paired(mode, 4, relay=True)
+        if v is None:
+            continue
+        unwired = mode == "wal" and not any(x.get("wal_slot") for x in prod if x.get("relay") and x["wake"] == "wal")
+        add("8 wake", f"  (diagnostic) same, 4 clients, a wake={mode} relay draining alongside",
+            WAL_NOT_WIRED if unwired else v, "tx/s", None if unwired else rat, "plain INSERT",
+            key=f"wake_producer_{mode}_4_relay")
+        table[mode]["producer_ratio_4_with_relay"] = None if unwired else rat
+    emit_like = None
+    for mode in WAKE_MODES:
+        x = next((l for l in lat if l.get("wake") == mode), None)
+        got = f" (got {fmt(x['producer']['rate'])}/s)" if x and x.get("producer") else ""
+        for k in ("p50_ms", "p99_ms"):
+            if x and mode == "wal" and not wal_wired(x):
+                add("8 wake", f"commit->handler {k[:-3]} at 1000/s, wake={mode}", WAL_NOT_WIRED, "",
+                    key=f"wake_latency_{mode}_{k}")
+                table.setdefault(mode, {})[f"latency_{k}"] = None
+                table[mode]["latency_note"] = (f"{WAL_NOT_WIRED} (no pgrelay_wake_* slot streamed; measured "
+                                               f"p50 {fmt(x['p50_ms'])} ms, p99 {fmt(x['p99_ms'])} ms, "
+                                               f"poll_interval_ms {x.get('poll_interval_ms')})")
+                continue
+            add("8 wake", f"commit->handler {k[:-3]} at 1000/s, wake={mode}{got}", x[k] if x else None, "ms", None, "",
+                "<= 10 ms" if k == "p99_ms" else "", key=f"wake_latency_{mode}_{k}")
+            table.setdefault(mode, {})[f"latency_{k}"] = x[k] if x else None
+    for x in idle:
+        add("8 wake", f"idle claims per second, wake={x['wake']} (nothing to do)", x["claims_per_s"], "claims/s",
+            key=f"wake_idle_{x['wake']}")
+        table.setdefault(x["wake"], {})["idle_claims_per_s"] = x["claims_per_s"]
+    # Targets, as booleans (None: not measured).
+    best4 = [table.get(m, {}).get("producer_ratio_4") for m in ("poll", "wal")]
+    best4 = [v for v in best4 if v is not None]
+    table["targets"] = {
+        "producer_poll_or_wal_4_clients_ge_0.85": (max(best4) >= 0.85) if best4 else None,
+        "latency_p99_le_10ms": {m: (table.get(m, {}).get("latency_p99_ms") <= 10
+                                    if table.get(m, {}).get("latency_p99_ms") is not None else None)
+                                for m in WAKE_MODES},
+    }
+    return table
+
+
+def print_wake_table(t):
+    print("wake modes (issue 8): tracked-table INSERT throughput / plain INSERT (same run), "
+          "commit->handler latency at 1,000 events/s")
+    print(f"  {'mode':8} {'1 client':>9} {'4 clients':>10} {'4 + relay':>10} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'idle claims/s':>14}")
+    for m in WAKE_MODES:
+        x = t.get(m, {})
+        lat = ((f"{fmt(x.get('latency_p50_ms')):>8} {fmt(x.get('latency_p99_ms')):>8}")
+               if x.get("latency_p99_ms") is not None or "latency_note" not in x else f"{WAL_NOT_WIRED:>17}")
+        print(f"  {m:8} {fmt(x.get('producer_ratio_1')):>9} {fmt(x.get('producer_ratio_4')):>10} "
+              f"{fmt(x.get('producer_ratio_4_with_relay')):>10} {lat} {fmt(x.get('idle_claims_per_s')):>14}")
+    tg = t["targets"]
+    v = tg["producer_poll_or_wal_4_clients_ge_0.85"]
+    print(f"  target: poll or wal at 4 clients >= 0.85x plain: {'n/a' if v is None else ('met' if v else 'MISSED')}")
+    for m, ok in tg["latency_p99_le_10ms"].items():
+        print(f"  target: p99 <= 10 ms, {m}: {'n/a' if ok is None else ('met' if ok else 'MISSED')}")
+    print()
 
 
 def summary_n(pd):
