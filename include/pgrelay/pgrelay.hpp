@@ -47,7 +47,7 @@ class TypedHandler : public Handler {
 
   void deliver(std::shared_ptr<const Event> e, Done done) override {
     rapidjson::Document doc;
-    doc.Parse(e->json.c_str(), e->json.size());
+    doc.Parse<rapidjson::kParseIterativeFlag>(e->json.c_str(), e->json.size());
     if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("payload")) {
       done(Outcome::dead("event document is not valid JSON"));
       return;

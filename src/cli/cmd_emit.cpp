@@ -13,7 +13,7 @@ namespace {
 
 void require_object(const std::string& text, const char* what) {
   rapidjson::Document d;
-  d.Parse(text.c_str(), text.size());
+  d.Parse<rapidjson::kParseIterativeFlag>(text.c_str(), text.size());  // iterative: deep nesting cannot overflow the stack
   if (d.HasParseError()) {
     throw UsageError(std::string(what) + " is not valid JSON at offset " + std::to_string(d.GetErrorOffset()) + ": " +
                      rapidjson::GetParseError_En(d.GetParseError()));

@@ -318,7 +318,7 @@ EnvLookup process_env() {
 
 Config parse_config(const std::string& json_text, const EnvLookup& env) {
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseCommentsFlag | rapidjson::kParseTrailingCommasFlag>(json_text.c_str(),
+  doc.Parse<rapidjson::kParseCommentsFlag | rapidjson::kParseTrailingCommasFlag | rapidjson::kParseIterativeFlag>(json_text.c_str(),
                                                                                    json_text.size());
   if (doc.HasParseError()) {
     throw ConfigError(std::string("config: invalid JSON at offset ") + std::to_string(doc.GetErrorOffset()) + ": " +

@@ -30,7 +30,7 @@ bool fits(const rapidjson::Value& v, const std::string& want) {
 
 std::optional<std::string> check_payload(const EventTypeDecl& decl, const std::string& event_json) {
   rapidjson::Document doc;
-  doc.Parse(event_json.c_str(), event_json.size());
+  doc.Parse<rapidjson::kParseIterativeFlag>(event_json.c_str(), event_json.size());
   if (doc.HasParseError() || !doc.IsObject()) return std::string("event document is not valid JSON");
   auto p = doc.FindMember("payload");
   if (p == doc.MemberEnd() || !p->value.IsObject()) return std::string("payload is not a JSON object");

@@ -30,16 +30,16 @@ std::string fixed3(double v) {
 
 std::string opt_number(const std::optional<double>& v) { return v ? fixed3(*v) : "null"; }
 
-HttpResponse text(int status, std::string body) {
-  HttpResponse r;
+AdminResponse text(int status, std::string body) {
+  AdminResponse r;
   r.status = status;
   r.body = std::move(body);
   if (r.body.empty() || r.body.back() != '\n') r.body += '\n';
   return r;
 }
 
-HttpResponse json(int status, std::string body) {
-  HttpResponse r;
+AdminResponse json(int status, std::string body) {
+  AdminResponse r;
   r.status = status;
   r.content_type = "application/json";
   r.body = std::move(body);
@@ -47,7 +47,7 @@ HttpResponse json(int status, std::string body) {
   return r;
 }
 
-HttpResponse json_error(int status, const std::string& message) {
+AdminResponse json_error(int status, const std::string& message) {
   return json(status, "{\"error\":" + log::json_quoted(message) + "}");
 }
 
@@ -85,7 +85,7 @@ rapidjson::Document parse_body(const std::string& body) {
     doc.SetObject();
     return doc;
   }
-  doc.Parse(body.c_str(), body.size());
+  doc.Parse<rapidjson::kParseIterativeFlag>(body.c_str(), body.size());
   if (doc.HasParseError() || !doc.IsObject()) throw BadRequest("the body must be a JSON object");
   return doc;
 }
@@ -181,7 +181,7 @@ void AdminApi::sample_loop() {
 
 void AdminApi::action_loop() {
   for (;;) {
-    std::pair<HttpRequest, std::function<void(HttpResponse)>> job;
+    std::pair<AdminRequest, std::function<void(AdminResponse)>> job;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [this] { return stop_ || !actions_.empty(); });
@@ -192,7 +192,7 @@ void AdminApi::action_loop() {
     job.second(run_action(job.first));
   }
   // Answer what is left so no client hangs on shutdown.
-  std::vector<std::pair<HttpRequest, std::function<void(HttpResponse)>>> left;
+  std::vector<std::pair<AdminRequest, std::function<void(AdminResponse)>>> left;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     left.swap(actions_);
@@ -225,11 +225,11 @@ AdminApi::Readiness AdminApi::readiness() const {
   return {true, "ready"};
 }
 
-void AdminApi::handle(HttpRequest req, std::function<void(HttpResponse)> reply) {
+void AdminApi::handle(AdminRequest req, std::function<void(AdminResponse)> reply) {
   const std::string path = path_of(req.target);
   const bool get = req.method == "GET" || req.method == "HEAD";
   auto only = [&](const char* allowed) {
-    HttpResponse r = text(405, "method not allowed");
+    AdminResponse r = text(405, "method not allowed");
     r.allow = allowed;
     reply(std::move(r));
   };
@@ -243,7 +243,7 @@ void AdminApi::handle(HttpRequest req, std::function<void(HttpResponse)> reply) 
   if (path == "/status.json") return get ? reply(status_json()) : only("GET, HEAD");
   if (path == "/" || path == "/index.html") {
     if (!get) return only("GET, HEAD");
-    HttpResponse r;
+    AdminResponse r;
     r.content_type = "text/html; charset=utf-8";
     r.body = status_page_html();
     return reply(std::move(r));
@@ -254,7 +254,7 @@ void AdminApi::handle(HttpRequest req, std::function<void(HttpResponse)> reply) 
     }
     if (!bearer_matches(req.authorization, options_.token)) {
       log::warn("admin: request without a valid bearer token", {{"path", path}});
-      HttpResponse r = json_error(401, "a valid \"Authorization: Bearer <admin token>\" header is required");
+      AdminResponse r = json_error(401, "a valid \"Authorization: Bearer <admin token>\" header is required");
       return reply(std::move(r));
     }
     if (req.method != "POST") return only("POST");
@@ -267,7 +267,7 @@ void AdminApi::handle(HttpRequest req, std::function<void(HttpResponse)> reply) 
   reply(text(404, "not found"));
 }
 
-HttpResponse AdminApi::run_action(const HttpRequest& req) {
+AdminResponse AdminApi::run_action(const AdminRequest& req) {
   const std::string path = path_of(req.target);
   try {
     const rapidjson::Document doc = parse_body(req.body);
@@ -319,8 +319,8 @@ HttpResponse AdminApi::run_action(const HttpRequest& req) {
   }
 }
 
-HttpResponse AdminApi::metrics_text() const {
-  HttpResponse r;
+AdminResponse AdminApi::metrics_text() const {
+  AdminResponse r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
   std::string& out = r.body;
   out.reserve(8192);
@@ -399,7 +399,7 @@ HttpResponse AdminApi::metrics_text() const {
   return r;
 }
 
-HttpResponse AdminApi::status_json() const {
+AdminResponse AdminApi::status_json() const {
   const Sample s = sample();
   const Readiness ready = readiness();
   std::string o = "{\"relay\":{\"id\":" + log::json_quoted(probe_.relay_id) + ",\"wake\":" + log::json_quoted(probe_.wake);
@@ -471,7 +471,7 @@ HttpResponse AdminApi::status_json() const {
     first = false;
   }
   o += "]}";
-  HttpResponse r = json(200, std::move(o));
+  AdminResponse r = json(200, std::move(o));
   r.content_type = "application/json";
   return r;
 }

@@ -21,14 +21,14 @@
 
 namespace pgrelay {
 
-struct HttpRequest {
+struct AdminRequest {
   std::string method;  // "GET", "POST", ...
   std::string target;  // path and query
   std::string authorization;
   std::string body;
 };
 
-struct HttpResponse {
+struct AdminResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
@@ -41,7 +41,7 @@ class AdminApi {
   ~AdminApi();  // stops the sampler and the worker
 
   // Answers `req`: at once for reads, from the worker thread for actions.
-  void handle(HttpRequest req, std::function<void(HttpResponse)> reply);
+  void handle(AdminRequest req, std::function<void(AdminResponse)> reply);
 
   struct Readiness {
     bool ready = false;
@@ -58,9 +58,9 @@ class AdminApi {
   };
   void sample_loop();
   void action_loop();
-  HttpResponse metrics_text() const;
-  HttpResponse status_json() const;
-  HttpResponse run_action(const HttpRequest& req);
+  AdminResponse metrics_text() const;
+  AdminResponse status_json() const;
+  AdminResponse run_action(const AdminRequest& req);
   Sample sample() const;
 
   const AdminServerOptions options_;
@@ -71,7 +71,7 @@ class AdminApi {
   std::condition_variable cv_;
   bool stop_ = false;
   Sample sample_;
-  std::vector<std::pair<HttpRequest, std::function<void(HttpResponse)>>> actions_;
+  std::vector<std::pair<AdminRequest, std::function<void(AdminResponse)>>> actions_;
   std::unique_ptr<pqxx::connection> action_conn_;  // worker thread only
   std::thread sampler_;
   std::thread worker_;

@@ -105,7 +105,7 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
     }
     if (ec) return close();
     const auto& req = parser_->get();
-    HttpRequest r;
+    AdminRequest r;
     r.method.assign(req.method_string().data(), req.method_string().size());
     r.target.assign(req.target().data(), req.target().size());
     const auto auth = req[http::field::authorization];
@@ -114,7 +114,7 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
     keep_alive_ = req.keep_alive();
     version_ = req.version();
     head_ = req.method() == http::verb::head;
-    server_.api->handle(std::move(r), [self = shared_from_this()](HttpResponse res) {
+    server_.api->handle(std::move(r), [self = shared_from_this()](AdminResponse res) {
       auto executor = self->stream_.get_executor();
       net::post(executor, [self, res = std::move(res)]() mutable { self->send(std::move(res)); });
     });
@@ -122,13 +122,13 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
 
   void reply_and_close(int status, std::string message) {
     keep_alive_ = false;
-    HttpResponse r;
+    AdminResponse r;
     r.status = status;
     r.body = std::move(message) + "\n";
     send(std::move(r));
   }
 
-  void send(HttpResponse r) {
+  void send(AdminResponse r) {
     auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version_);
     res->set(http::field::server, "pgrelay");
     res->set(http::field::content_type, r.content_type);
