@@ -100,8 +100,11 @@ NatsServer::~NatsServer() {
 
 void NatsServer::start() {
   if (child_) throw std::logic_error("NatsServer::start: already running");
-  child_ = std::make_unique<ChildProcess>(std::vector<std::string>{
-      binary_, "-js", "-a", "127.0.0.1", "-p", std::to_string(port_), "-sd", store_dir_});
+  std::vector<std::string> argv = {binary_, "-js", "-a", "127.0.0.1", "-p", std::to_string(port_), "-sd", store_dir_};
+  // If the test process dies without running destructors (an abort under a
+  // sanitizer, SIGKILL), the kernel kills the server too instead of orphaning it.
+  if (::access("/usr/bin/setpriv", X_OK) == 0) argv.insert(argv.begin(), {"/usr/bin/setpriv", "--pdeathsig", "KILL"});
+  child_ = std::make_unique<ChildProcess>(std::move(argv));
   const auto until = steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
     if (auto code = child_->wait(milliseconds(0))) {
