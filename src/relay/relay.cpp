@@ -273,9 +273,11 @@ void Relay::claim_more() {
   backlog_empty_ = r.events.empty();
   auto next = milliseconds(opt.poll_interval_ms);
   if (opt.wake == "poll") {
-    // No notifications: check again at once while busy, backing off to
+    // No notifications: check every millisecond while busy and for the first
+    // few empty checks (a steady trickle keeps its latency), then back off to
     // poll_max_ms while idle. An empty claim is one cheap index probe.
-    poll_gap_ = r.events.empty() ? std::min(poll_gap_ * 2, milliseconds(opt.poll_max_ms)) : milliseconds(1);
+    empty_polls_ = r.events.empty() ? empty_polls_ + 1 : 0;
+    poll_gap_ = empty_polls_ <= 16 ? milliseconds(1) : std::min(poll_gap_ * 2, milliseconds(opt.poll_max_ms));
     next = poll_gap_;
   }
   if (r.events.empty()) {
