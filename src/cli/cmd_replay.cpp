@@ -35,11 +35,9 @@ void add_replay(CLI::App& app, Globals& g, Action& action) {
       "be replayed; dead events are retried with `pgrelay dead retry` instead.\n\n"
       "--dry-run lists exactly the events a real replay takes (the same query).\n\n"
       "Id ranges and commit order: ids are handed out at insert but become visible at\n"
-      "commit, so a lower id can commit after a higher one. With --from-id/--to-id only\n"
-      "events whose producing transaction is older than every transaction still running\n"
-      "(xid < pg_snapshot_xmin(pg_current_snapshot())) are taken, so a range never\n"
-      "depends on which ids happened to commit late, and replaying the next range later\n"
-      "picks up whatever was still in flight.");
+      "commit, so a lower id can commit after a higher one. A range takes the finished\n"
+      "events it can see; an event inside it whose transaction has not committed yet is\n"
+      "not taken, and needs no replay: it gets its first delivery when it commits.");
   cmd->add_option("--type", a->type, "Event type, exact or \"prefix.*\"");
   cmd->add_option("--key", a->key, "Ordering key");
   cmd->add_option("--since", a->since, "Created at or after this time (e.g. 2024-05-01T00:00:00Z)");

@@ -21,7 +21,6 @@ constexpr const char* kReplayWhere = R"sql(
   AND ($4::timestamptz IS NULL OR created_at < $4::timestamptz)
   AND ($5::bigint IS NULL OR id >= $5)
   AND ($6::bigint IS NULL OR id <= $6)
-  AND (($5::bigint IS NULL AND $6::bigint IS NULL) OR xid < pg_snapshot_xmin(pg_current_snapshot()))
 )sql";
 
 template <typename Tx>
