@@ -523,6 +523,7 @@ void Relay::flush_acks() {
               if (p.in_tx && !p.settled && p.slot->name == handler) {
                 p.settled = true;
                 p.outcome = error.empty() ? Outcome::ok() : Outcome::retry(error);
+                note_delivery(f, p);
                 if (!error.empty()) {
                   log::warn("delivery failed", {{"event_id", id}, {"type", f.event->type}, {"handler", handler},
                                                 {"attempt", f.event->attempt}, {"error", error}});
