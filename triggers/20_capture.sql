@@ -3,7 +3,7 @@
 
 -- Row-level AFTER trigger installed by pgrelay.track(). Arguments (TG_ARGV):
 --   0 event prefix, 1 key columns, 2 include columns ('' = all), 3 exclude columns
--- (arrays as text literals). The event is '<prefix>.<insert|update|delete>' with
+-- (arrays as text literals), 4 'pk' when the key columns are the primary key. The event is '<prefix>.<insert|update|delete>' with
 -- payload {op, schema, table, new, old, changed}; an update that changes none of
 -- the captured columns emits nothing.
 CREATE OR REPLACE FUNCTION pgrelay.capture() RETURNS trigger
@@ -22,7 +22,9 @@ BEGIN
   IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
   full_row := coalesce(new_row, old_row);
 
-  IF cardinality(key_cols) > 0 THEN
+  IF cardinality(key_cols) = 1 THEN  -- the common case, without a sub-query
+    ev_key := TG_TABLE_NAME || ':' || coalesce(full_row ->> key_cols[1], '');
+  ELSIF cardinality(key_cols) > 1 THEN
     SELECT TG_TABLE_NAME || ':' || string_agg(coalesce(full_row ->> c, ''), ':' ORDER BY o)
       INTO ev_key FROM unnest(key_cols) WITH ORDINALITY AS k(c, o);
   END IF;
@@ -47,7 +49,11 @@ BEGIN
     END IF;
   END IF;
 
-  PERFORM pgrelay.lock_key(ev_key);
+  -- A key made of the primary key needs no key lock: the row lock (or the
+  -- unique index) already makes one row's producers commit one after another.
+  IF TG_ARGV[4] IS DISTINCT FROM 'pk' THEN
+    PERFORM pgrelay.lock_key(ev_key);
+  END IF;
   INSERT INTO pgrelay.db_events (event_type, key, payload)
   VALUES (TG_ARGV[0] || '.' || lower(TG_OP), ev_key,
           jsonb_build_object('op', lower(TG_OP), 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
@@ -75,6 +81,7 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
   rel_name text;
   ops text[];
+  pk_columns text[];
   bad text;
   when_clause text;
 BEGIN
@@ -88,13 +95,12 @@ BEGIN
     RAISE EXCEPTION 'pgrelay.track: % belongs to pgrelay itself and cannot be tracked', table_name
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  IF key_columns IS NULL THEN
-    SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}') INTO key_columns
-      FROM pg_index i
-      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-     WHERE i.indrelid = table_name AND i.indisprimary;
-  END IF;
+  SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}') INTO pk_columns
+    FROM pg_index i
+    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+   WHERE i.indrelid = table_name AND i.indisprimary;
+  key_columns := coalesce(key_columns, pk_columns);
   SELECT c INTO bad FROM unnest(key_columns || coalesce(include_columns, '{}') || coalesce(exclude_columns, '{}')) c
    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
                       WHERE a.attrelid = table_name AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)
@@ -117,9 +123,10 @@ BEGIN
   END IF;
 
   EXECUTE format('DROP TRIGGER IF EXISTS pgrelay_capture ON %s', table_name);
-  EXECUTE format('CREATE TRIGGER pgrelay_capture AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION pgrelay.capture(%L, %L, %L, %L)',
+  EXECUTE format('CREATE TRIGGER pgrelay_capture AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION pgrelay.capture(%L, %L, %L, %L, %L)',
                  array_to_string(ops, ' OR '), table_name, event_prefix, key_columns::text,
-                 coalesce(include_columns::text, ''), coalesce(exclude_columns, '{}')::text);
+                 coalesce(include_columns::text, ''), coalesce(exclude_columns, '{}')::text,
+                 CASE WHEN cardinality(key_columns) > 0 AND key_columns = pk_columns THEN 'pk' ELSE '' END);
 
   INSERT INTO pgrelay.tracked_tables (table_name, event_prefix, key_columns, include_columns, exclude_columns, operations)
   VALUES (table_name, event_prefix, key_columns, include_columns, coalesce(exclude_columns, '{}'), ops)

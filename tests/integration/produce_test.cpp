@@ -192,3 +192,23 @@ TEST_CASE("producers of one key are serialised so ids follow commit order") {
   CHECK(r[0][0].as<std::string>() == "1");
   CHECK(r[1][0].as<std::string>() == "2");
 }
+
+TEST_CASE("a capture key made of the primary key takes no key lock, other keys do") {
+  TestDb db;
+  db.exec("CREATE TABLE a (id int PRIMARY KEY, tenant text); SELECT pgrelay.track('a');");
+  db.exec("CREATE TABLE b (id int PRIMARY KEY, tenant text); SELECT pgrelay.track('b', key_columns => '{tenant}');");
+  auto advisory_locks_after = [&](const std::string& insert) {
+    auto c = db.connect();
+    pqxx::work tx(*c);
+    tx.exec(insert);
+    const int64_t n = tx.exec("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")[0][0]
+                          .as<int64_t>();
+    tx.commit();
+    return n;
+  };
+  CHECK(advisory_locks_after("INSERT INTO a VALUES (1, 'x')") == 0);  // the row itself orders its producers
+  CHECK(advisory_locks_after("INSERT INTO b VALUES (1, 'x')") == 1);
+  auto keys = db.exec("SELECT key FROM pgrelay.db_events ORDER BY id");
+  CHECK(keys[0][0].as<std::string>() == "a:1");
+  CHECK(keys[1][0].as<std::string>() == "b:x");
+}
