@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <list>
 #include <optional>
 #include <thread>
 
@@ -49,12 +50,17 @@ struct AdminServer::Impl {
       : options(std::move(o)), metrics(m), probe(std::move(p)) {}
 
   void do_accept();
+  // At the connection cap: closes the session that has waited longest for a
+  // request (half-sent or idle keep-alive), so a slow client cannot lock
+  // everyone else out. Returns false if every session is busy answering.
+  bool evict_oldest_waiting();
 
   AdminServerOptions options;
   const Metrics* metrics;
   RelayProbe probe;
   std::atomic<uint16_t> port{0};
   int active = 0;  // open sessions; io thread only
+  std::list<std::weak_ptr<Session>> sessions;  // io thread only
   int64_t rejected = 0;
   std::unique_ptr<AdminApi> api;
   // Declared last: destroyed first, while the fields above are still alive
@@ -74,10 +80,19 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
   }
   ~Session() { --server_.active; }
 
-  void run() { read(); }
+  void run() {
+    server_.sessions.push_back(weak_from_this());
+    read();
+  }
+  // Waiting for (the rest of) a request since `waiting_since()`.
+  bool waiting() const { return waiting_; }
+  std::chrono::steady_clock::time_point waiting_since() const { return waiting_since_; }
+  void evict() { stream_.close(); }  // the pending read ends with operation_aborted
 
  private:
   void read() {
+    waiting_ = true;
+    waiting_since_ = std::chrono::steady_clock::now();
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_.options.header_limit_bytes));
     parser_->body_limit(server_.options.body_limit_bytes);
@@ -89,6 +104,7 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
   }
 
   void on_read(beast::error_code ec) {
+    waiting_ = false;
     if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted) {
       return close();
     }
@@ -168,6 +184,8 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = false;
   bool head_ = false;
+  bool waiting_ = false;
+  std::chrono::steady_clock::time_point waiting_since_;
   unsigned version_ = 11;
 };
 
@@ -183,7 +201,7 @@ void AdminServer::Impl::do_accept() {
       });
       return;
     }
-    if (active >= options.max_connections) {
+    if (active >= options.max_connections && !evict_oldest_waiting()) {
       if (rejected++ % 100 == 0) {
         log::warn("admin: connection cap reached, closing new connections",
                   {{"max_connections", options.max_connections}, {"rejected", rejected}});
@@ -195,6 +213,22 @@ void AdminServer::Impl::do_accept() {
     }
     do_accept();
   });
+}
+
+bool AdminServer::Impl::evict_oldest_waiting() {
+  std::shared_ptr<Session> oldest;
+  for (auto it = sessions.begin(); it != sessions.end();) {
+    auto s = it->lock();
+    if (!s) {
+      it = sessions.erase(it);
+      continue;
+    }
+    if (s->waiting() && (!oldest || s->waiting_since() < oldest->waiting_since())) oldest = s;
+    ++it;
+  }
+  if (!oldest) return false;
+  oldest->evict();
+  return true;
 }
 
 AdminServer::AdminServer(AdminServerOptions options, const Metrics* metrics, RelayProbe probe)
