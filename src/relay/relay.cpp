@@ -52,6 +52,12 @@ Relay::Relay(Config config)
     slots_[h.name] = Slot{h.name, h.retry, h.timeout_ms, make_handler(h)};
   }
   for (const auto& d : config_.event_types) declared_[d.type] = &d;
+  // The wake source is built here, not in run(), so that listening() may be
+  // asked from any thread at any time; run() only starts it.
+  const std::string& wake_url = config_.database.listen_url.empty() ? config_.database.url : config_.database.listen_url;
+  const Listener::Callbacks wake_calls{[this] { wake(); }, [this] { wake(); }};
+  if (config_.relay.wake == "notify") listener_ = std::make_unique<Listener>(wake_url, wake_calls);
+  if (config_.relay.wake == "wal") waker_ = std::make_unique<WalWaker>(wake_url, wake_calls);
 }
 
 Relay::~Relay() {
@@ -108,17 +114,9 @@ void Relay::run() {
   if (before != config_.relay.wake) {
     log::info("producers' wake mode changed", {{"from", before}, {"to", config_.relay.wake}});
   }
-  if (config_.relay.wake == "notify") {
-    const std::string& url = config_.database.listen_url.empty() ? config_.database.url : config_.database.listen_url;
-    listener_ = std::make_unique<Listener>(url, Listener::Callbacks{[this] { wake(); }, [this] { wake(); }});
-    listener_->start();
-  } else if (config_.relay.wake == "wal") {
-    // Throws on a definite misconfiguration (wal_level, REPLICATION role): fail at start, loudly.
-    waker_ = std::make_unique<WalWaker>(config_.database.listen_url.empty() ? config_.database.url
-                                                                             : config_.database.listen_url,
-                                        Listener::Callbacks{[this] { wake(); }, [this] { wake(); }});
-    waker_->start();
-  }
+  if (listener_) listener_->start();
+  // Throws on a definite misconfiguration (wal_level, REPLICATION role): fail at start, loudly.
+  if (waker_) waker_->start();
   start_admin();
   log::info("relay started", {{"relay", id_}, {"wake", config_.relay.wake},
                               {"handlers", static_cast<int64_t>(slots_.size())}});
