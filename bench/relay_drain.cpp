@@ -2,7 +2,8 @@
 // backlog with a no-op handler routed from "*". Runs --relays Relay objects in
 // parallel (each its own connections, as separate replicas would) and stops them
 // once --expect events are delivered; then checks the table is empty.
-// Prints one JSON object: {"relays","events","seconds","events_per_s","claim_batches","left"}.
+// Prints one JSON object: {"relays","events","seconds","claim","events_per_s","claim_batches","left"}.
+// --claim transaction measures relay.claim = "transaction" instead of leases.
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
       c.relay.id = "bench-drain-" + std::to_string(i);
       if (f.count("batch")) c.relay.batch_size = static_cast<int>(bench::flag_int(f, "batch", 256));
       if (f.count("max-in-flight")) c.relay.max_in_flight = static_cast<int>(bench::flag_int(f, "max-in-flight", 1024));
+      c.relay.claim = bench::flag(f, "claim", "lease");  // lease | transaction
       auto r = std::make_unique<pgrelay::Relay>(c);
       r->add_handler("noop", std::make_unique<NoopHandler>());
       r->add_route("*", {"noop"});
@@ -79,7 +81,7 @@ int main(int argc, char** argv) {
     pqxx::nontransaction tx(c);
     const int64_t left = tx.exec1("SELECT count(*) FROM pgrelay.db_events WHERE status <> 'done'")[0].as<int64_t>();
     std::cout << "{\"relays\":" << relays << ",\"events\":" << delivered << ",\"seconds\":" << s
-              << ",\"events_per_s\":" << delivered / s << ",\"claim_batches\":" << batches << ",\"left\":" << left
+              << ",\"claim\":\"" << bench::flag(f, "claim", "lease") << "\",\"events_per_s\":" << delivered / s << ",\"claim_batches\":" << batches << ",\"left\":" << left
               << "}\n";
     return (failed || delivered < expect) ? 1 : 0;
   } catch (const std::exception& e) {

@@ -91,13 +91,21 @@ def main():
 
     # 2. drain
     drain = r.get("drain", [])
-    d1 = med([x for x in drain if x.get("relays") == 1], "events_per_s")
-    d2 = med([x for x in drain if x.get("relays") == 2], "events_per_s")
+    lease_rows = [x for x in drain if x.get("claim", "lease") == "lease"]
+    tx_rows = [x for x in drain if x.get("claim") == "transaction"]
+    d1 = med([x for x in lease_rows if x.get("relays") == 1], "events_per_s")
+    d2 = med([x for x in lease_rows if x.get("relays") == 2], "events_per_s")
+    t1 = med([x for x in tx_rows if x.get("relays") == 1], "events_per_s")
+    t2 = med([x for x in tx_rows if x.get("relays") == 2], "events_per_s")
     add("2 drain", "pgrelay, 1 relay, no-op handler", d1, "events/s", ratio(d1, base_del1), "raw DELETE 1", ">= 0.8",
         key="drain_1")
     add("2 drain", "  same, vs the lease limit", d1, "events/s", ratio(d1, lease1), "raw lease 1", key="drain_1_vs_lease")
     add("2 drain", "pgrelay, 2 relays", d2, "events/s", ratio(d2, base_del2), "raw DELETE 2", ">= 0.8", key="drain_2")
     add("2 drain", "  same, vs the lease limit", d2, "events/s", ratio(d2, lease2), "raw lease 2", key="drain_2_vs_lease")
+    add("2 drain", "pgrelay, 1 relay, relay.claim=transaction", t1, "events/s", ratio(t1, base_del1), "raw DELETE 1",
+        ">= 0.8", key="drain_tx_1")
+    add("2 drain", "pgrelay, 2 relays, relay.claim=transaction", t2, "events/s", ratio(t2, base_del2), "raw DELETE 2",
+        ">= 0.8", key="drain_tx_2")
 
     # 4 first, for the round-trip baseline used by 3.
     prod = r.get("producer", [])
