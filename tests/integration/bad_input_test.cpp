@@ -23,6 +23,7 @@
 
 #include "handlers/http_client_pool.hpp"
 #include "support/child_process.hpp"
+#include "support/http_receiver.hpp"
 #include "support/temp_config.hpp"
 #include "support/test_db.hpp"
 
@@ -263,18 +264,11 @@ std::string raw_http(uint16_t port, const std::string& request) {
   return std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
 }
 
-uint16_t free_port() {
-  namespace net = boost::asio;
-  net::io_context io;
-  net::ip::tcp::acceptor a(io, {net::ip::make_address("127.0.0.1"), 0});
-  return a.local_endpoint().port();
-}
-
 }  // namespace
 
 TEST_CASE("the admin server answers an oversized header with 431 and keeps serving /healthz") {
   TestDb db;
-  const uint16_t port = free_port();
+  const uint16_t port = closed_port();
   TempConfig cfg(R"({"admin": {"listen": "127.0.0.1:)" + std::to_string(port) +
                  R"("}, "handlers": {"p": {"type": "stdout"}}, "routes": [{"match": "zz.*", "handlers": ["p"]}]})");
   ChildProcess relay({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
@@ -293,7 +287,7 @@ TEST_CASE("the admin server answers an oversized header with 431 and keeps servi
 TEST_CASE("a slowloris of half-sent requests does not take /healthz down") {
   namespace net = boost::asio;
   TestDb db;
-  const uint16_t port = free_port();
+  const uint16_t port = closed_port();
   TempConfig cfg(R"({"admin": {"listen": "127.0.0.1:)" + std::to_string(port) +
                  R"("}, "handlers": {"p": {"type": "stdout"}}, "routes": [{"match": "zz.*", "handlers": ["p"]}]})");
   ChildProcess relay({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});

@@ -55,14 +55,6 @@ std::string json_id(const std::string& json) {
   return json.substr(i, j - i);
 }
 
-uint16_t closed_port() {
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
-  const uint16_t port = a.local_endpoint().port();
-  a.close();
-  return port;
-}
-
 }  // namespace
 
 TEST_CASE("every webhook delivery carries a signature the receiver verifies with the secret") {

@@ -310,4 +310,12 @@ void HttpReceiver::close_connections() {
   done.get_future().wait();
 }
 
+uint16_t closed_port() {
+  net::io_context io;
+  net::ip::tcp::acceptor a(io, {net::ip::make_address("127.0.0.1"), 0});
+  const uint16_t port = a.local_endpoint().port();
+  a.close();
+  return port;
+}
+
 }  // namespace pgrelay::test

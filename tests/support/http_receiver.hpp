@@ -79,4 +79,8 @@ class HttpReceiver {
   std::shared_ptr<Impl> impl_;
 };
 
+// A loopback port with nothing listening on it (bound, then closed at once):
+// connecting to it is refused. Also usable as a free port to listen on.
+uint16_t closed_port();
+
 }  // namespace pgrelay::test

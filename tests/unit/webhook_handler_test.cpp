@@ -54,15 +54,6 @@ bool eventually_count(const HttpReceiver& rx, size_t n) {
   return true;
 }
 
-// A port with nothing listening: bound and closed at once.
-uint16_t closed_port() {
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
-  const uint16_t port = a.local_endpoint().port();
-  a.close();
-  return port;
-}
-
 }  // namespace
 
 TEST_CASE("the webhook POSTs the event JSON with content type, extra headers and a valid signature") {
