@@ -149,7 +149,6 @@ ReconcileReport Relay::reconcile(milliseconds max_duration, const std::function<
 void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(int64_t)>& progress) {
   const auto& opt = config_.relay;
   const bool in_tx = opt.claim == "transaction";
-  const milliseconds poll(opt.poll_interval_ms);
   const milliseconds ack_delay(opt.ack_delay_ms);
   auto reconnect_wait = milliseconds(100);
   auto next_progress = Clock::now() + std::chrono::seconds(1);
@@ -222,7 +221,6 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
     std::unique_lock<std::mutex> lock(mutex_);
     cv_.wait_until(lock, deadline, [&] { return stop_ || woken_ || !completions_.empty(); });
   }
-  (void)poll;
 
   // Shutdown: no more claims; give deliveries in flight their chance, then give
   // back what is left without spending an attempt.
@@ -314,8 +312,7 @@ void Relay::dispatch(Event event) {
     }
   }
   const int64_t id = ev->id, token = ev->claim_token;
-  auto [it, inserted] = in_flight_.insert_or_assign(id, std::move(f));
-  (void)inserted;
+  auto it = in_flight_.insert_or_assign(id, std::move(f)).first;
   if (it->second.unsettled == 0) {  // nothing to deliver now: done earlier, or only sql handlers
     if (complete(it->second)) in_flight_.erase(it);
     return;
