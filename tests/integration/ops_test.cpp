@@ -85,9 +85,14 @@ TEST_CASE("metrics values match the database after a known workload") {
   CHECK(has(status.body, "\"dead\":3"));
 }
 
-TEST_CASE("a paused type accumulates and drains after resume") {
+namespace {
+
+void pause_accumulates_then_resume_drains(const std::string& claim_mode) {
+  CAPTURE(claim_mode);
   TestDb db;
-  Relay relay(test_config(db.url()));
+  Config c = test_config(db.url());
+  c.relay.claim = claim_mode;
+  Relay relay(c);
   RecordingHandler* rec = add_recorder(relay);
   RelayThread t(relay);
 
@@ -115,6 +120,13 @@ TEST_CASE("a paused type accumulates and drains after resume") {
   CHECK(std::chrono::steady_clock::now() - resumed_at < seconds(3));
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10)));
   CHECK(run_pgrelay({"-d", db.url(), "resume", "p.held"}).out.find("was not paused") != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("a paused type accumulates and drains after resume, with either claim mode") {
+  pause_accumulates_then_resume_drains("lease");
+  pause_accumulates_then_resume_drains("transaction");
 }
 
 TEST_CASE("replay with --dry-run lists exactly what a real replay then delivers") {
