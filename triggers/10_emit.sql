@@ -1,16 +1,35 @@
 -- pgrelay.emit() and the wake signal: how applications write events. Re-applied by
 -- `pgrelay migrate` whenever this file changes (CREATE OR REPLACE only).
 
--- The wake signal sent once per producing transaction. Its body follows the wake
--- mode: a NOTIFY with a constant payload (PostgreSQL folds identical notifications
--- of one transaction into one), or nothing for the poll and wal modes, which spare
--- producers NOTIFY's database-wide commit lock.
-CREATE OR REPLACE FUNCTION pgrelay.set_wake(mode text) RETURNS void
+-- The wake signal: in notify mode a statement-level trigger on db_events sends one
+-- NOTIFY with a constant payload (PostgreSQL folds identical notifications of one
+-- transaction into one); in the poll and wal modes the trigger does not exist, so
+-- producers pay nothing for waking and are spared NOTIFY's database-wide commit lock.
+-- pgrelay.wake() sends the same signal for writes that are not inserts (retry, replay).
+CREATE OR REPLACE FUNCTION pgrelay.notify_relays() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
-  IF mode NOT IN ('notify', 'poll', 'wal') THEN
-    RAISE EXCEPTION 'pgrelay: wake mode must be notify, poll or wal, not %', quote_literal(mode)
+  PERFORM pg_notify('pgrelay', '');
+  RETURN NULL;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgrelay.set_wake(mode text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  has_trigger boolean := EXISTS (SELECT 1 FROM pg_trigger
+                                  WHERE tgrelid = 'pgrelay.db_events'::regclass AND tgname = 'pgrelay_wake');
+BEGIN
+  IF mode IS NULL OR mode NOT IN ('notify', 'poll', 'wal') THEN
+    RAISE EXCEPTION 'pgrelay: wake mode must be notify, poll or wal, not %', coalesce(quote_literal(mode), 'NULL')
       USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- Only a real change touches db_events' triggers (that takes a lock producers wait on).
+  IF mode = 'notify' AND NOT has_trigger THEN
+    CREATE TRIGGER pgrelay_wake AFTER INSERT ON pgrelay.db_events
+      FOR EACH STATEMENT EXECUTE FUNCTION pgrelay.notify_relays();
+  ELSIF mode <> 'notify' AND has_trigger THEN
+    DROP TRIGGER pgrelay_wake ON pgrelay.db_events;
   END IF;
   IF mode = 'notify' THEN
     EXECUTE $w$CREATE OR REPLACE FUNCTION pgrelay.wake() RETURNS void LANGUAGE sql
@@ -51,7 +70,6 @@ BEGIN
   INSERT INTO pgrelay.db_events (event_type, key, payload, headers)
   VALUES (event_type, key, payload, coalesce(headers, '{}'))
   RETURNING id INTO new_id;
-  PERFORM pgrelay.wake();
   RETURN new_id;
 END
 $fn$;

@@ -8,36 +8,51 @@
 -- the captured columns emits nothing.
 CREATE OR REPLACE FUNCTION pgrelay.capture() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
+-- Runs once per captured row, so it evaluates as few expressions as it can: the
+-- arrays in TG_ARGV are parsed only when they are not empty, and waking the relay
+-- is left to the statement trigger on db_events (notify mode only).
 DECLARE
-  key_cols     text[] := TG_ARGV[1]::text[];
-  include_cols text[] := nullif(TG_ARGV[2], '')::text[];
-  exclude_cols text[] := TG_ARGV[3]::text[];
   new_row  jsonb;
   old_row  jsonb;
   full_row jsonb;
   changed  text[];
   ev_key   text;
+  key_cols text[];
+  cols     text[];
 BEGIN
-  IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
-  IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
-  full_row := coalesce(new_row, old_row);
-
-  IF cardinality(key_cols) = 1 THEN  -- the common case, without a sub-query
-    ev_key := TG_TABLE_NAME || ':' || coalesce(full_row ->> key_cols[1], '');
-  ELSIF cardinality(key_cols) > 1 THEN
-    SELECT TG_TABLE_NAME || ':' || string_agg(coalesce(full_row ->> c, ''), ':' ORDER BY o)
-      INTO ev_key FROM unnest(key_cols) WITH ORDINALITY AS k(c, o);
+  IF TG_OP = 'INSERT' THEN
+    new_row := to_jsonb(NEW);
+    full_row := new_row;
+  ELSIF TG_OP = 'UPDATE' THEN
+    new_row := to_jsonb(NEW);
+    old_row := to_jsonb(OLD);
+    full_row := new_row;
+  ELSE
+    old_row := to_jsonb(OLD);
+    full_row := old_row;
   END IF;
 
-  IF include_cols IS NOT NULL THEN
+  IF TG_ARGV[1] <> '{}' THEN
+    key_cols := TG_ARGV[1]::text[];
+    IF cardinality(key_cols) = 1 THEN  -- the common case, without a sub-query
+      ev_key := TG_TABLE_NAME || ':' || coalesce(full_row ->> key_cols[1], '');
+    ELSE
+      SELECT TG_TABLE_NAME || ':' || string_agg(coalesce(full_row ->> c, ''), ':' ORDER BY o)
+        INTO ev_key FROM unnest(key_cols) WITH ORDINALITY AS k(c, o);
+    END IF;
+  END IF;
+
+  IF TG_ARGV[2] <> '' THEN
+    cols := TG_ARGV[2]::text[];
     SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') INTO new_row
-      FROM jsonb_each(new_row) e WHERE e.key = ANY (include_cols);
+      FROM jsonb_each(new_row) e WHERE e.key = ANY (cols);
     SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') INTO old_row
-      FROM jsonb_each(old_row) e WHERE e.key = ANY (include_cols);
+      FROM jsonb_each(old_row) e WHERE e.key = ANY (cols);
   END IF;
-  IF cardinality(exclude_cols) > 0 THEN
-    new_row := new_row - exclude_cols;
-    old_row := old_row - exclude_cols;
+  IF TG_ARGV[3] <> '{}' THEN
+    cols := TG_ARGV[3]::text[];
+    new_row := new_row - cols;
+    old_row := old_row - cols;
   END IF;
 
   IF TG_OP = 'UPDATE' THEN
@@ -51,14 +66,13 @@ BEGIN
 
   -- A key made of the primary key needs no key lock: the row lock (or the
   -- unique index) already makes one row's producers commit one after another.
-  IF TG_ARGV[4] IS DISTINCT FROM 'pk' THEN
+  IF ev_key IS NOT NULL AND TG_ARGV[4] IS DISTINCT FROM 'pk' THEN
     PERFORM pgrelay.lock_key(ev_key);
   END IF;
   INSERT INTO pgrelay.db_events (event_type, key, payload)
   VALUES (TG_ARGV[0] || '.' || lower(TG_OP), ev_key,
           jsonb_build_object('op', lower(TG_OP), 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
                              'new', new_row, 'old', old_row, 'changed', to_jsonb(changed)));
-  PERFORM pgrelay.wake();
   RETURN NULL;
 END
 $fn$;

@@ -89,6 +89,40 @@ TEST_CASE("a rolled-back transaction leaves no event and sends no notification")
   CHECK(counter.count == 1);  // only the committed transaction notified
 }
 
+TEST_CASE("emit and tracked inserts notify in notify mode only, and poll and wal producers send nothing") {
+  TestDb db;
+  db.exec("CREATE TABLE t (id int PRIMARY KEY); SELECT pgrelay.track('t')");
+  auto listener = db.connect();
+  Counter counter(*listener);
+  int next_id = 0;
+  for (const std::string mode : {"poll", "wal", "notify", "poll"}) {
+    CAPTURE(mode);
+    db.exec("SELECT pgrelay.set_wake('" + mode + "')");
+    drain(*listener);
+    counter.count = 0;
+    db.exec("SELECT pgrelay.emit('a.b', '{}')");
+    db.exec("INSERT INTO t VALUES (" + std::to_string(++next_id) + ")");
+    drain(*listener);
+    CHECK(counter.count == (mode == "notify" ? 2 : 0));
+  }
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 8);
+}
+
+TEST_CASE("setting the wake mode it already has does not wait for open producer transactions") {
+  TestDb db;
+  db.exec("SELECT pgrelay.set_wake('notify')");
+  auto producer = db.connect();
+  pqxx::work open_tx(*producer);
+  open_tx.exec("SELECT pgrelay.emit('a.b', '{}')");  // holds a lock on db_events until it ends
+  auto admin = db.connect();
+  pqxx::work tx(*admin);
+  tx.exec("SET LOCAL lock_timeout = '1s'");
+  CHECK_NOTHROW(tx.exec("SELECT pgrelay.set_wake('notify')"));
+  tx.commit();
+  open_tx.commit();
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 1);
+}
+
 TEST_CASE("capture triggers record the operation, the rows and the changed columns") {
   TestDb db;
   db.exec("CREATE TABLE orders (id int PRIMARY KEY, total int, note text)");

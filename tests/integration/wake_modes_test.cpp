@@ -43,8 +43,8 @@ TEST_CASE("each wake mode delivers a burst in full, and poll and wal send no NOT
     REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.settings WHERE name = 'wake' AND value = '" +
                                                std::string(mode) + "'") == 1; }, seconds(5)));
     if (std::string(mode) != "poll") REQUIRE(eventually([&] { return relay.listening(); }, seconds(10)));
-    // The trigger function follows the mode: NOTIFY only in notify mode.
-    const int64_t notifies = db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'wake' AND prosrc LIKE '%pg_notify%'");
+    // Producers follow the mode: the NOTIFY trigger on db_events exists only in notify mode.
+    const int64_t notifies = db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'pgrelay_wake'");
     CHECK(notifies == (std::string(mode) == "notify" ? 1 : 0));
     for (int i = 0; i < 10; ++i) db.exec("SELECT pgrelay.emit('burst', jsonb_build_object('n', g)) FROM generate_series(1, 100) g");
     REQUIRE(eventually([&] { return rec->count() >= 1000; }, seconds(20)));
