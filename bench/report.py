@@ -130,8 +130,8 @@ def main():
         plain = tps("plain", "notify", clients)
         add("4 producer", f"plain INSERT, {clients} client(s)", plain, "tx/s", 1.0 if plain else None, "itself",
             key=f"producer_plain_{clients}")
-        v = tps("outbox_insert", "notify", clients)
-        add("4 producer", f"  (diagnostic) bare INSERT into pgrelay.db_events, {clients} client(s)", v, "tx/s",
+        v = tps("outbox_insert", "poll", clients)
+        add("4 producer", f"  (diagnostic) bare INSERT into pgrelay.db_events, no wake, {clients} client(s)", v, "tx/s",
             ratio(v, plain), "plain INSERT", key=f"producer_outbox_insert_{clients}")
         for script, label in (("tracked", "INSERT + track() trigger"), ("emit", "emit()"),
                               ("insert_emit", "INSERT + emit() in one statement")):
@@ -166,7 +166,9 @@ def main():
 
     # 7. peer
     pd = r.get("peer_drain", [])
-    pg_same = med(r.get("peer_pgrelay", []), "events_per_s")
+    peer_pg = r.get("peer_pgrelay", [])
+    pg_same = med([x for x in peer_pg if x.get("claim", "lease") == "lease"], "events_per_s")
+    pg_tx = med([x for x in peer_pg if x.get("claim") == "transaction"], "events_per_s")
     if pd or r.get("peer"):
         note = (r.get("peer") or [{}])[0]
         if note.get("status") == "n/a":
@@ -175,10 +177,14 @@ def main():
             version = next((x.get("version") for x in pd if x.get("version")), "?")
             add("7 peer", f"pgrelay, 1 relay, {summary_n(pd)} events", pg_same, "events/s", 1.0 if pg_same else None,
                 "itself", key="peer_pgrelay")
+            add("7 peer", f"pgrelay, 1 relay, relay.claim=transaction, {summary_n(pd)} events", pg_tx, "events/s",
+                ratio(pg_tx, pg_same), "pgrelay lease", key="peer_pgrelay_tx")
             for mode in ("default", "batched"):
                 v = med([x for x in pd if x.get("mode") == mode], "jobs_per_s")
                 add("7 peer", f"Graphile Worker {version} ({mode}, concurrency 16)", v, "jobs/s", ratio(pg_same, v),
-                    "pgrelay / GW", ">= 3" if mode == "default" else "", key=f"peer_gw_{mode}")
+                    "pgrelay lease / GW", ">= 3" if mode == "default" else "", key=f"peer_gw_{mode}")
+                add("7 peer", f"  same, vs pgrelay with relay.claim=transaction", v, "jobs/s", ratio(pg_tx, v),
+                    "pgrelay tx / GW", ">= 3" if mode == "default" else "", key=f"peer_gw_{mode}_vs_tx")
             pl = r.get("peer_latency", [])
             ours = next((l for l in lat if l.get("rate") == 1000), None)
             for mode in ("default", "batched"):
