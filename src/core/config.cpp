@@ -33,6 +33,29 @@ const char* type_name(const Value& v) {
   return "an object";
 }
 
+// JSON allows a key twice in one object and RapidJSON keeps both; which one a
+// lookup sees is an accident, so a repeated key is an error wherever it is.
+// Walks with an explicit stack: a config may nest deeper than the call stack.
+void reject_duplicate_keys(const Value& root) {
+  std::vector<std::pair<const Value*, std::string>> todo{{&root, ""}};
+  while (!todo.empty()) {
+    auto [v, path] = std::move(todo.back());
+    todo.pop_back();
+    if (v->IsArray()) {
+      for (rapidjson::SizeType i = 0; i < v->Size(); ++i) todo.emplace_back(&(*v)[i], path + "[" + std::to_string(i) + "]");
+      continue;
+    }
+    if (!v->IsObject()) continue;
+    std::set<std::string> seen;
+    for (auto m = v->MemberBegin(); m != v->MemberEnd(); ++m) {
+      std::string key(m->name.GetString(), m->name.GetStringLength());
+      std::string at = path.empty() ? key : path + "." + key;
+      if (!seen.insert(std::move(key)).second) fail(at, "appears twice in the same object");
+      todo.emplace_back(&m->value, std::move(at));
+    }
+  }
+}
+
 // Rejects keys of `obj` not in `known`, naming the closest thing: the list.
 void check_keys(const Value& obj, const std::string& path, const std::vector<std::string>& known) {
   for (auto it = obj.MemberBegin(); it != obj.MemberEnd(); ++it) {
@@ -318,13 +341,15 @@ EnvLookup process_env() {
 
 Config parse_config(const std::string& json_text, const EnvLookup& env) {
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseCommentsFlag | rapidjson::kParseTrailingCommasFlag | rapidjson::kParseIterativeFlag>(json_text.c_str(),
-                                                                                   json_text.size());
+  constexpr unsigned kFlags = rapidjson::kParseCommentsFlag | rapidjson::kParseTrailingCommasFlag |
+                              rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
+  doc.Parse<kFlags>(json_text.c_str(), json_text.size());
   if (doc.HasParseError()) {
     throw ConfigError(std::string("config: invalid JSON at offset ") + std::to_string(doc.GetErrorOffset()) + ": " +
                       rapidjson::GetParseError_En(doc.GetParseError()));
   }
   if (!doc.IsObject()) throw ConfigError(std::string("config: the document must be an object, not ") + type_name(doc));
+  reject_duplicate_keys(doc);
   std::vector<std::pair<std::string, std::string>> env_origin;
   apply_env(doc, env, &env_origin);
 

@@ -68,6 +68,25 @@ TEST_CASE("wrong types and out-of-range values name the key and what was expecte
   CHECK(error_of(R"([1, 2])").find("must be an object") != std::string::npos);
 }
 
+TEST_CASE("a key given twice in one object is an error naming its path") {
+  CHECK(error_of(R"({"relay": {"batch_size": 10, "batch_size": 20}})") ==
+        "config: relay.batch_size appears twice in the same object");
+  CHECK(error_of(R"({"handlers": {"out": {"type": "stdout"}, "out": {"type": "stdout"}}})") ==
+        "config: handlers.out appears twice in the same object");
+  CHECK(error_of(R"({"routes": [{"match": "a", "match": "b", "handlers": []}]})") ==
+        "config: routes[0].match appears twice in the same object");
+  // The same key in different objects is fine.
+  CHECK(error_of(R"({"handlers": {"a": {"type": "stdout"}, "b": {"type": "stdout"}}, "routes": [{"match": "*", "handlers": ["a"]}]})")
+            .empty());
+}
+
+TEST_CASE("a config that is not valid UTF-8 is refused with the offset") {
+  const std::string bad = std::string(R"({"relay": {"id": "r)") + "\xC3\x28" + R"("}})";
+  const std::string e = error_of(bad);
+  CHECK(e.find("invalid JSON at offset") != std::string::npos);
+  CHECK(e.find("encoding") != std::string::npos);
+}
+
 TEST_CASE("malformed JSON reports the offset") {
   CHECK(error_of(R"({"relay": )").find("invalid JSON at offset") != std::string::npos);
   CHECK(error_of("").find("invalid JSON") != std::string::npos);
