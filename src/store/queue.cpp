@@ -21,13 +21,12 @@ namespace {
 // a sequential scan and a sort of the whole backlog (30 ms per claim of 50,000 due
 // rows instead of 2); as "<> ALL (ARRAY(...))" its selectivity was guessed so low
 // that the transactional claim did the same (docs/claim-query.md).
-constexpr const char* kClaimSql = R"sql(
-WITH cand AS (
-  SELECT e.id, e.status AS was
-    FROM pgrelay.db_events e
-   WHERE e.status IN ('pending', 'processing')
+// What makes a row claimable, shared by both claims so a rule cannot reach one
+// and miss the other (the pause check once did). Parameters: $1 batch size,
+// $2 every type routed, $3 exact types, $4 LIKE patterns of prefixed types.
+constexpr const char* kCandidatesSql = R"sql(
      AND e.next_attempt_at <= now()
-     AND ($4 OR e.event_type = ANY ($5::text[]) OR e.event_type LIKE ANY ($6::text[]))
+     AND ($2 OR e.event_type = ANY ($3::text[]) OR e.event_type LIKE ANY ($4::text[]))
      AND e.event_type NOT IN (SELECT p.event_type FROM pgrelay.paused_types p)
      AND (e.key IS NULL OR NOT EXISTS (
            SELECT 1 FROM pgrelay.db_events o
@@ -35,46 +34,48 @@ WITH cand AS (
    ORDER BY e.next_attempt_at, e.id
    LIMIT $1
    FOR UPDATE OF e SKIP LOCKED
-), token AS (
+)sql";
+
+// The event document handlers receive, built in SQL; `attempt` is this attempt's number.
+std::string event_doc_sql(const std::string& attempt) {
+  return R"sql('{"id":' || e.id || ',"type":' || to_json(e.event_type) || ',"key":' || coalesce(to_json(e.key)::text, 'null')
+              || ',"payload":' || e.payload || ',"headers":' || e.headers || ',"created_at":' || to_json(e.created_at)
+              || ',"attempt":' || )sql" + attempt + " || '}' AS doc";
+}
+
+// The lease claim: $5 lease in milliseconds, $6 owner.
+std::string claim_sql() {
+  return std::string(R"sql(
+WITH cand AS (
+  SELECT e.id, e.status AS was
+    FROM pgrelay.db_events e
+   WHERE e.status IN ('pending', 'processing'))sql") + kCandidatesSql + R"sql(), token AS (
   SELECT nextval('pgrelay.claim_token_seq') AS t
 ), claimed AS (
   UPDATE pgrelay.db_events e
      SET status = 'processing',
          attempts = e.attempts + 1,
-         next_attempt_at = now() + $2 * interval '1 millisecond',
-         lease_owner = $3,
+         next_attempt_at = now() + $5 * interval '1 millisecond',
+         lease_owner = $6,
          claim_token = token.t
     FROM cand, token
    WHERE e.id = cand.id
   RETURNING e.id, e.event_type, e.key, e.attempts, e.claim_token, e.handlers_done, cand.was,
-            '{"id":' || e.id || ',"type":' || to_json(e.event_type) || ',"key":' || coalesce(to_json(e.key)::text, 'null')
-              || ',"payload":' || e.payload || ',"headers":' || e.headers || ',"created_at":' || to_json(e.created_at)
-              || ',"attempt":' || e.attempts || '}' AS doc
+            )sql" + event_doc_sql("e.attempts") + R"sql(
 )
 SELECT * FROM claimed ORDER BY id
 )sql";
+}
 
 // The transactional claim: the same candidates, locked and not written; the
 // transaction stays open while the batch is delivered. Rows another relay holds
 // this way are pending and locked, so SKIP LOCKED passes them and the key check
 // still sees them as unfinished.
-constexpr const char* kClaimInTxSql = R"sql(
-SELECT e.id, e.event_type, e.key, e.attempts + 1, e.handlers_done,
-       '{"id":' || e.id || ',"type":' || to_json(e.event_type) || ',"key":' || coalesce(to_json(e.key)::text, 'null')
-         || ',"payload":' || e.payload || ',"headers":' || e.headers || ',"created_at":' || to_json(e.created_at)
-         || ',"attempt":' || (e.attempts + 1) || '}' AS doc
-  FROM pgrelay.db_events e
- WHERE e.status = 'pending'
-   AND e.next_attempt_at <= now()
-   AND ($2 OR e.event_type = ANY ($3::text[]) OR e.event_type LIKE ANY ($4::text[]))
-   AND e.event_type NOT IN (SELECT p.event_type FROM pgrelay.paused_types p)
-   AND (e.key IS NULL OR NOT EXISTS (
-         SELECT 1 FROM pgrelay.db_events o
-          WHERE o.key = e.key AND o.id < e.id AND o.status IN ('pending', 'processing')))
- ORDER BY e.next_attempt_at, e.id
- LIMIT $1
- FOR UPDATE OF e SKIP LOCKED
-)sql";
+std::string claim_in_tx_sql() {
+  return "SELECT e.id, e.event_type, e.key, e.attempts + 1, e.handlers_done,\n       " +
+         event_doc_sql("(e.attempts + 1)") + "\n  FROM pgrelay.db_events e\n WHERE e.status = 'pending'" +
+         kCandidatesSql;
+}
 
 // Outcomes arrive as one JSON array; finished events are deleted unless kept.
 constexpr const char* kAckSql = R"sql(
@@ -221,11 +222,11 @@ Queue::Queue(std::unique_ptr<pqxx::connection> conn, std::string owner, TypeFilt
   for (const auto& p : filter.prefixes) likes.push_back(like_escape(p) + "%");
   exact_literal_ = text_array_literal(filter.exact);
   prefix_literal_ = text_array_literal(likes);
-  conn_->prepare("pgrelay_claim", kClaimSql);
+  conn_->prepare("pgrelay_claim", claim_sql());
   conn_->prepare("pgrelay_ack", kAckSql);
   conn_->prepare("pgrelay_extend", kExtendSql);
   conn_->prepare("pgrelay_ack_done", kAckDoneSql);
-  conn_->prepare("pgrelay_claim_tx", kClaimInTxSql);
+  conn_->prepare("pgrelay_claim_tx", claim_in_tx_sql());
   conn_->prepare("pgrelay_ack_tx", with_fence(kAckSql, true));
   conn_->prepare("pgrelay_ack_done_tx", with_fence(kAckDoneSql, true));
   conn_->prepare("pgrelay_next_due", kNextDueSql);
@@ -234,8 +235,8 @@ Queue::Queue(std::unique_ptr<pqxx::connection> conn, std::string owner, TypeFilt
 ClaimResult Queue::claim(int limit, std::chrono::milliseconds lease) {
   ClaimResult out;
   pqxx::nontransaction tx(*conn_);
-  const pqxx::result r = tx.exec_prepared("pgrelay_claim", limit, static_cast<int64_t>(lease.count()), owner_,
-                                          everything_, exact_literal_, prefix_literal_);
+  const pqxx::result r = tx.exec_prepared("pgrelay_claim", limit, everything_, exact_literal_, prefix_literal_,
+                                          static_cast<int64_t>(lease.count()), owner_);
   out.events.reserve(r.size());
   for (const auto& row : r) {
     Event e;
