@@ -25,16 +25,17 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   -- Only a real change touches db_events' triggers (that takes a lock producers wait on).
-  IF mode = 'notify' AND NOT has_trigger THEN
-    CREATE TRIGGER pgrelay_wake AFTER INSERT ON pgrelay.db_events
-      FOR EACH STATEMENT EXECUTE FUNCTION pgrelay.notify_relays();
-  ELSIF mode <> 'notify' AND has_trigger THEN
-    DROP TRIGGER pgrelay_wake ON pgrelay.db_events;
-  END IF;
   IF mode = 'notify' THEN
+    IF NOT has_trigger THEN
+      CREATE TRIGGER pgrelay_wake AFTER INSERT ON pgrelay.db_events
+        FOR EACH STATEMENT EXECUTE FUNCTION pgrelay.notify_relays();
+    END IF;
     EXECUTE $w$CREATE OR REPLACE FUNCTION pgrelay.wake() RETURNS void LANGUAGE sql
       AS $b$SELECT pg_notify('pgrelay', '')$b$$w$;
   ELSE
+    IF has_trigger THEN
+      DROP TRIGGER pgrelay_wake ON pgrelay.db_events;
+    END IF;
     EXECUTE $w$CREATE OR REPLACE FUNCTION pgrelay.wake() RETURNS void LANGUAGE sql
       AS $b$SELECT$b$$w$;
   END IF;
