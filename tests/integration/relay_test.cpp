@@ -381,10 +381,15 @@ TEST_CASE("transactional claims: a killed relay's events are free at once, with 
     "routes": [{"match": "*", "handlers": ["slow"]}]})");
   db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g)) FROM generate_series(1, 20) g");
   ChildProcess doomed({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
-  // Wait until its batch is locked: a plain SKIP LOCKED probe sees no free row.
+  // Wait until its claim has returned and its transaction sits open over the batch. Only then probe with
+  // SKIP LOCKED: a probe racing the claim would hold some rows for an instant, the claim would skip them,
+  // and the relay would finish its first batch (5 s later) before it claimed the rest.
   REQUIRE(eventually([&] {
-    return db.scalar("SELECT count(*) FROM (SELECT id FROM pgrelay.db_events FOR UPDATE SKIP LOCKED) t") == 0;
+    return db.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                     " AND application_name = 'pgrelay-claimer' AND state = 'idle in transaction'"
+                     " AND query NOT LIKE 'BEGIN%'") == 1;
   }, seconds(10)));
+  REQUIRE(db.scalar("SELECT count(*) FROM (SELECT id FROM pgrelay.db_events FOR UPDATE SKIP LOCKED) t") == 0);
   Config c = test_config(db.url());
   c.relay.claim = "transaction";
   Relay survivor(c);
