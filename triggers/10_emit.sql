@@ -5,7 +5,9 @@
 -- NOTIFY with a constant payload (PostgreSQL folds identical notifications of one
 -- transaction into one); in the poll and wal modes the trigger does not exist, so
 -- producers pay nothing for waking and are spared NOTIFY's database-wide commit lock.
--- pgrelay.wake() sends the same signal for writes that are not inserts (retry, replay).
+-- pgrelay.wake() sends the signal for writes that are not inserts (retry, replay): a
+-- NOTIFY in notify mode; in wal mode a transactional logical message (prefix
+-- 'pgrelay'), which reaches the wal waker at commit as inserts do; nothing in poll mode.
 CREATE OR REPLACE FUNCTION pgrelay.notify_relays() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
@@ -36,8 +38,13 @@ BEGIN
     IF has_trigger THEN
       DROP TRIGGER pgrelay_wake ON pgrelay.db_events;
     END IF;
-    EXECUTE $w$CREATE OR REPLACE FUNCTION pgrelay.wake() RETURNS void LANGUAGE sql
-      AS $b$SELECT$b$$w$;
+    IF mode = 'wal' THEN
+      EXECUTE $w$CREATE OR REPLACE FUNCTION pgrelay.wake() RETURNS void LANGUAGE sql
+        AS $b$SELECT FROM pg_logical_emit_message(true, 'pgrelay', '')$b$$w$;
+    ELSE
+      EXECUTE $w$CREATE OR REPLACE FUNCTION pgrelay.wake() RETURNS void LANGUAGE sql
+        AS $b$SELECT$b$$w$;
+    END IF;
   END IF;
   INSERT INTO pgrelay.settings VALUES ('wake', mode)
     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;

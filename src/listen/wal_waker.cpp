@@ -38,6 +38,8 @@ constexpr const char* kParams =
 // pgrelay.db_events; they are skipped here.
 constexpr const char* kPlugin = "test_decoding";
 constexpr const char* kInsertLine = "table pgrelay.db_events: INSERT:";
+// pgrelay.wake() in wal mode (retry, replay, resume: updates, not inserts) writes this message.
+constexpr const char* kWakeMessageLine = "message: transactional: 1 prefix: pgrelay,";
 
 // Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 constexpr int64_t kPgEpochOffsetUs = 946684800LL * 1000000LL;
@@ -369,6 +371,10 @@ void WalWaker::on_readable() {
       // transaction however many rows it wrote, and only once it is committed.
       if (starts_with(text, len, kInsertLine)) {
         in_commit_wakes_ = true;
+      } else if (starts_with(text, len, kWakeMessageLine)) {
+        // A transactional message is decoded only once its transaction committed, and
+        // skip-empty-xacts drops the BEGIN and COMMIT of one that wrote nothing else.
+        wake = true;
       } else if (starts_with(text, len, "COMMIT")) {
         wake = wake || in_commit_wakes_;
         in_commit_wakes_ = false;

@@ -4,7 +4,9 @@
 #include <signal.h>
 
 #include <set>
+#include <thread>
 
+#include "store/admin_queries.hpp"
 #include "support/child_process.hpp"
 #include "support/own_cluster.hpp"
 #include "support/recording_handler.hpp"
@@ -31,7 +33,7 @@ const char* kModes[] = {"notify", "poll", "wal"};
 }  // namespace
 
 TEST_CASE("each wake mode delivers a burst in full, and poll and wal send no NOTIFY") {
-  for (const char* mode : kModes) {
+  for (const std::string mode : kModes) {
     CAPTURE(mode);
     TestDb db;
     Config c = test_config(db.url());
@@ -57,7 +59,7 @@ TEST_CASE("each wake mode delivers a burst in full, and poll and wal send no NOT
 }
 
 TEST_CASE("in each wake mode, a relay restart and a database crash-restart lose nothing") {
-  for (const char* mode : kModes) {
+  for (const std::string mode : kModes) {
     CAPTURE(mode);
     OwnCluster pg(std::string("wake-") + mode);
     TempConfig cfg(std::string(R"({"relay": {"wake": ")") + mode + R"(", "lease_ms": 3000, "poll_interval_ms": 1000},
@@ -101,5 +103,28 @@ TEST_CASE("in each wake mode, a relay restart and a database crash-restart lose 
     CHECK(scalar(pg.url(), "SELECT count(DISTINCT seq) FROM app.ledger") == 500);
     CHECK(scalar(pg.url(), "SELECT min(seq) FROM app.ledger") == 1);
     CHECK(scalar(pg.url(), "SELECT max(seq) FROM app.ledger") == 500);
+  }
+}
+
+TEST_CASE("in notify and wal modes, dead events sent back by dead retry are delivered without waiting for the poll") {
+  // A retry is an UPDATE: it wakes through pgrelay.wake(), a NOTIFY or a logical message.
+  for (const std::string mode : {"notify", "wal"}) {
+    CAPTURE(mode);
+    TestDb db;
+    db.exec("INSERT INTO pgrelay.db_events (event_type, payload, status, attempts, finished_at, last_error) "
+            "SELECT 'again', jsonb_build_object('n', g), 'dead', 5, now(), 'gave up' FROM generate_series(1, 3) g");
+    Config c = test_config(db.url());
+    c.relay.wake = mode;
+    c.relay.poll_interval_ms = 60000;  // the safety poll must not be what delivers
+    Relay relay(c);
+    RecordingHandler* rec = add_recorder(relay);
+    RelayThread t(relay);
+    REQUIRE(eventually([&] { return relay.listening(); }, seconds(30)));
+    std::this_thread::sleep_for(milliseconds(200));  // past the relay's first claim, which finds nothing due
+    REQUIRE(rec->count() == 0);
+    pqxx::connection admin(db.url());
+    CHECK(retry_dead(admin, DeadFilter{}) == 3);
+    CHECK(eventually([&] { return rec->count() == 3; }, seconds(5)));
+    t.stop();
   }
 }

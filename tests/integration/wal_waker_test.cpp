@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include <pqxx/pqxx>
+
 #include "listen/wal_waker.hpp"
 #include "support/test_db.hpp"
 
@@ -139,6 +141,34 @@ TEST_CASE("changes other than inserts into pgrelay.db_events do not wake the wal
   REQUIRE(eventually([&] { return c.wakes >= 1; }, milliseconds(2000)));
   std::this_thread::sleep_for(milliseconds(200));
   CHECK(c.wakes == 1);
+}
+
+TEST_CASE("pgrelay.wake() in wal mode wakes the wal waker once it commits, and not when rolled back") {
+  // dead retry, replay and resume change rows with UPDATE or DELETE, which never wake by themselves.
+  TestDb db;
+  use_wal_wake(db);
+  Counts c;
+  WalWaker w(db.url(), counting(c));
+  w.start();
+  require_streaming(w, c);
+  pqxx::connection conn(db.url());
+  {
+    pqxx::work tx(conn);
+    tx.exec("SELECT pgrelay.wake()");
+    tx.abort();
+  }
+  db.exec("SELECT pg_logical_emit_message(true, 'someone-else', '')");
+  std::this_thread::sleep_for(milliseconds(300));
+  CHECK(c.wakes == 0);  // neither the rolled-back wake nor another prefix's message
+  {
+    pqxx::work tx(conn);
+    tx.exec("UPDATE pgrelay.db_events SET attempts = 0");  // what `dead retry` does, on no rows here
+    tx.exec("SELECT pgrelay.wake()");
+    tx.commit();
+  }
+  REQUIRE(eventually([&] { return c.wakes >= 1; }, milliseconds(2000)));
+  std::this_thread::sleep_for(milliseconds(300));
+  CHECK(c.wakes == 1);  // the committed transaction only, once
 }
 
 TEST_CASE("a transaction that emits 1,000 events wakes the wal waker once") {
