@@ -1,11 +1,62 @@
--- pgrelay.track()/untrack() and the row-capture trigger function. Re-applied by
+-- pgrelay.track()/untrack() and the capture trigger functions. Re-applied by
 -- `pgrelay migrate` whenever this file changes (CREATE OR REPLACE only).
+--
+-- Each captured row becomes the event '<prefix>.<insert|update|delete>' with
+-- payload {op, schema, table, new, old, changed} and key '<table>:<key values
+-- joined by :>' (none without key columns); an update that changes none of the
+-- captured columns emits nothing.
 
--- Row-level AFTER trigger installed by pgrelay.track(). Arguments (TG_ARGV):
---   0 event prefix, 1 key columns, 2 include columns ('' = all), 3 exclude columns
--- (arrays as text literals), 4 'pk' when the key columns are the primary key. The event is '<prefix>.<insert|update|delete>' with
--- payload {op, schema, table, new, old, changed}; an update that changes none of
--- the captured columns emits nothing.
+-- Statement-level AFTER INSERT or AFTER DELETE trigger with the transition table
+-- pgrelay_rows, installed by pgrelay.track() on plain and partitioned tables whose
+-- event key needs no key lock (no key, or the primary key): one INSERT ... SELECT
+-- writes the events of every row of the statement, in the order the statement
+-- touched them. A bulk statement costs one query instead of one per row, and a
+-- single-row INSERT less than with a row trigger.
+-- Its arguments are worked out by pgrelay.track() for the one operation it serves,
+-- because each expression evaluated here is paid on every statement:
+--   0 event type, 1 op ('insert' or 'delete'), 2 'new' or 'old': where the row goes,
+--   3 the other of the two, 4 the key column when the key is that single column and
+--   every column is captured (the fast path), else '', then for the general path
+--   5 key columns, 6 include columns ('' = all), 7 exclude columns.
+CREATE OR REPLACE FUNCTION pgrelay.capture_rows() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_ARGV[4] <> '' THEN
+    INSERT INTO pgrelay.db_events (event_type, key, payload)
+    SELECT TG_ARGV[0], TG_TABLE_NAME || ':' || coalesce(r.j ->> TG_ARGV[4], ''),
+           jsonb_build_object('op', TG_ARGV[1], 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
+                              TG_ARGV[2], r.j, TG_ARGV[3], NULL, 'changed', NULL)
+      FROM (SELECT to_jsonb(t) AS j FROM pgrelay_rows t) r;
+    RETURN NULL;
+  END IF;
+  -- The key and the captured columns by the same rules as in pgrelay.capture().
+  INSERT INTO pgrelay.db_events (event_type, key, payload)
+  SELECT TG_ARGV[0],
+         CASE cardinality(k.cols)
+           WHEN 0 THEN NULL
+           WHEN 1 THEN TG_TABLE_NAME || ':' || coalesce(r.j ->> k.cols[1], '')
+           ELSE (SELECT TG_TABLE_NAME || ':' || string_agg(coalesce(r.j ->> c, ''), ':' ORDER BY o)
+                   FROM unnest(k.cols) WITH ORDINALITY AS kc(c, o))
+         END,
+         jsonb_build_object('op', TG_ARGV[1], 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
+                            TG_ARGV[2], c.j, TG_ARGV[3], NULL, 'changed', NULL)
+    FROM (SELECT TG_ARGV[5]::text[] AS cols, nullif(TG_ARGV[6], '')::text[] AS include, TG_ARGV[7]::text[] AS exclude) k
+   CROSS JOIN (SELECT to_jsonb(t) AS j FROM pgrelay_rows t) r
+   CROSS JOIN LATERAL (SELECT CASE WHEN k.include IS NULL THEN r.j
+                                   ELSE (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}')
+                                           FROM jsonb_each(r.j) e WHERE e.key = ANY (k.include))
+                              END - k.exclude AS j) c;
+  RETURN NULL;
+END
+$fn$;
+
+-- Row-level AFTER trigger installed by pgrelay.track() for updates, and for every
+-- operation where a statement trigger would not do: on partitions and inheritance
+-- children (no transition tables there, and rows may arrive through their parent's
+-- statements), and where the key is not the primary key (it takes each row's key
+-- lock before writing that row's event). Arguments (TG_ARGV): 0 event prefix,
+-- 1 key columns, 2 include columns ('' = all), 3 exclude columns (arrays as text
+-- literals), 4 'pk' when the key columns are the primary key.
 CREATE OR REPLACE FUNCTION pgrelay.capture() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 -- Runs once per captured row, so it evaluates as few expressions as it can: the
@@ -77,7 +128,21 @@ BEGIN
 END
 $fn$;
 
--- Installs the capture trigger on a table (replacing an earlier one).
+-- Drops whichever capture triggers pgrelay.track() put on a table.
+CREATE OR REPLACE FUNCTION pgrelay.drop_capture_triggers(table_name regclass) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  name text;
+BEGIN
+  FOR name IN SELECT t.tgname FROM pg_trigger t
+               WHERE t.tgrelid = table_name AND NOT t.tgisinternal
+                 AND t.tgname IN ('pgrelay_capture', 'pgrelay_capture_insert', 'pgrelay_capture_delete') LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', name, table_name);
+  END LOOP;
+END
+$fn$;
+
+-- Installs the capture triggers on a table (replacing an earlier one).
 --   key_columns: columns whose values form the ordering key (default: the primary key;
 --                '{}' for no key, so the table's events flow fully in parallel)
 --   include_columns / exclude_columns: which columns the payload carries
@@ -97,7 +162,12 @@ DECLARE
   ops text[];
   pk_columns text[];
   bad text;
-  when_clause text;
+  args text;
+  key_is_pk boolean;
+  fast_key text;
+  general_args text;
+  row_only boolean;
+  row_ops text[];
 BEGIN
   SELECT c.relname INTO rel_name FROM pg_class c WHERE c.oid = table_name AND c.relkind IN ('r', 'p');
   IF rel_name IS NULL THEN
@@ -136,11 +206,33 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
 
-  EXECUTE format('DROP TRIGGER IF EXISTS pgrelay_capture ON %s', table_name);
-  EXECUTE format('CREATE TRIGGER pgrelay_capture AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION pgrelay.capture(%L, %L, %L, %L, %L)',
-                 array_to_string(ops, ' OR '), table_name, event_prefix, key_columns::text,
-                 coalesce(include_columns::text, ''), coalesce(exclude_columns, '{}')::text,
-                 CASE WHEN cardinality(key_columns) > 0 AND key_columns = pk_columns THEN 'pk' ELSE '' END);
+  key_is_pk := cardinality(key_columns) > 0 AND key_columns = pk_columns;
+  args := format('%L, %L, %L, %L, %L', event_prefix, key_columns::text, coalesce(include_columns::text, ''),
+                 coalesce(exclude_columns, '{}')::text, CASE WHEN key_is_pk THEN 'pk' ELSE '' END);
+  fast_key := CASE WHEN cardinality(key_columns) = 1 AND include_columns IS NULL
+                        AND cardinality(coalesce(exclude_columns, '{}')) = 0 THEN key_columns[1] ELSE '' END;
+  general_args := format('%L, %L, %L, %L', fast_key, key_columns::text, coalesce(include_columns::text, ''),
+                         coalesce(exclude_columns, '{}')::text);
+  -- Inserts and deletes are captured per statement unless pgrelay.capture() must do it (see there).
+  row_only := (cardinality(key_columns) > 0 AND NOT key_is_pk)
+              OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = table_name);
+  row_ops := CASE WHEN row_only THEN ops ELSE array(SELECT o FROM unnest(ops) o WHERE o = 'update') END;
+
+  PERFORM pgrelay.drop_capture_triggers(table_name);
+  IF cardinality(row_ops) > 0 THEN
+    EXECUTE format('CREATE TRIGGER pgrelay_capture AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION pgrelay.capture(%s)',
+                   array_to_string(row_ops, ' OR '), table_name, args);
+  END IF;
+  IF NOT row_only AND 'insert' = ANY (ops) THEN
+    EXECUTE format('CREATE TRIGGER pgrelay_capture_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS pgrelay_rows '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgrelay.capture_rows(%L, %L, %L, %L, %s)',
+                   table_name, event_prefix || '.insert', 'insert', 'new', 'old', general_args);
+  END IF;
+  IF NOT row_only AND 'delete' = ANY (ops) THEN
+    EXECUTE format('CREATE TRIGGER pgrelay_capture_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS pgrelay_rows '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgrelay.capture_rows(%L, %L, %L, %L, %s)',
+                   table_name, event_prefix || '.delete', 'delete', 'old', 'new', general_args);
+  END IF;
 
   INSERT INTO pgrelay.tracked_tables (table_name, event_prefix, key_columns, include_columns, exclude_columns, operations)
   VALUES (table_name, event_prefix, key_columns, include_columns, coalesce(exclude_columns, '{}'), ops)
@@ -151,12 +243,37 @@ BEGIN
 END
 $fn$;
 
--- Removes the capture trigger; events already written stay.
+-- Removes the capture triggers; events already written stay.
 CREATE OR REPLACE FUNCTION pgrelay.untrack(table_name regclass) RETURNS boolean
 LANGUAGE plpgsql AS $fn$
 BEGIN
-  EXECUTE format('DROP TRIGGER IF EXISTS pgrelay_capture ON %s', table_name);
+  PERFORM pgrelay.drop_capture_triggers(table_name);
   DELETE FROM pgrelay.tracked_tables t WHERE t.table_name = untrack.table_name;
   RETURN FOUND;
 END
 $fn$;
+
+-- Tables tracked before inserts and deletes were captured per statement are tracked
+-- again with their own options (a brief lock per table, as pgrelay.track() takes); it
+-- gives them the statement triggers where pgrelay.track() would choose them.
+-- A table that cannot be re-tracked (a key column dropped since, say) keeps its row
+-- trigger, which still captures everything, and the migration goes on with a warning.
+DO $upgrade$
+DECLARE
+  t pgrelay.tracked_tables;
+BEGIN
+  FOR t IN SELECT * FROM pgrelay.tracked_tables tt
+            WHERE tt.operations && '{insert,delete}'
+              AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tt.table_name)
+              AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = tt.table_name)
+              AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = tt.table_name
+                                 AND g.tgname IN ('pgrelay_capture_insert', 'pgrelay_capture_delete')) LOOP
+    BEGIN
+      PERFORM pgrelay.track(t.table_name, t.key_columns, t.include_columns, t.exclude_columns, t.operations, t.event_prefix);
+      UPDATE pgrelay.tracked_tables SET tracked_at = t.tracked_at WHERE table_name = t.table_name;
+    EXCEPTION WHEN OTHERS THEN
+      RAISE WARNING 'pgrelay: % keeps its row-level capture trigger: %', t.table_name, SQLERRM;
+    END;
+  END LOOP;
+END
+$upgrade$;

@@ -4,6 +4,7 @@
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "store/migrate.hpp"
 #include "support/test_db.hpp"
 
 using namespace pgrelay::test;
@@ -19,6 +20,13 @@ struct Counter : pqxx::notification_receiver {
     payloads.push_back(payload);
   }
 };
+
+// The capture triggers on a table, as "name:row" or "name:statement", in name order.
+std::string capture_triggers(const TestDb& db, const std::string& table) {
+  return db.exec("SELECT coalesce(string_agg(tgname || CASE WHEN tgtype & 1 = 1 THEN ':row' ELSE ':statement' END, ' ' "
+                 "ORDER BY tgname), '') FROM pg_trigger WHERE tgrelid = '" + table + "'::regclass AND NOT tgisinternal")[0][0]
+      .as<std::string>();
+}
 
 int drain(pqxx::connection& c) {
   int n = 0;
@@ -245,4 +253,83 @@ TEST_CASE("a capture key made of the primary key takes no key lock, other keys d
   auto keys = db.exec("SELECT key FROM pgrelay.db_events ORDER BY id");
   CHECK(keys[0][0].as<std::string>() == "a:1");
   CHECK(keys[1][0].as<std::string>() == "b:x");
+}
+
+TEST_CASE("a bulk insert or delete on a tracked table writes one event per row, in row order, as single rows do") {
+  TestDb db;
+  db.exec("CREATE TABLE orders (id int PRIMARY KEY, total int)");
+  db.exec("CREATE TABLE lines (order_id int, n int, qty int, PRIMARY KEY (order_id, n))");
+  db.exec("SELECT pgrelay.track('orders'); SELECT pgrelay.track('lines', exclude_columns => '{qty}')");
+  db.exec("INSERT INTO orders SELECT g, g * 10 FROM generate_series(1, 500) g");
+  db.exec("INSERT INTO orders VALUES (501, 5010)");
+  db.exec("DELETE FROM orders WHERE id IN (7, 8)");
+  db.exec("INSERT INTO lines VALUES (1, 1, 5), (1, 2, 6)");  // a composite key and excluded columns: the general path
+  auto r = db.exec("SELECT event_type, key, payload->>'op', payload->'new'->>'total', payload->'old'->>'total', "
+                   "payload ? 'changed' AND payload->'changed' = 'null', payload->>'table' FROM pgrelay.db_events ORDER BY id");
+  REQUIRE(r.size() == 505);
+  for (int i = 0; i < 501; ++i) {
+    CAPTURE(i);
+    CHECK(r[i][0].as<std::string>() == "orders.insert");
+    CHECK(r[i][1].as<std::string>() == "orders:" + std::to_string(i + 1));  // the statement's row order
+    CHECK(r[i][3].as<std::string>() == std::to_string((i + 1) * 10));
+    CHECK(r[i][4].is_null());
+    CHECK(r[i][5].as<bool>());
+  }
+  CHECK(r[501][0].as<std::string>() == "orders.delete");
+  CHECK(r[501][1].as<std::string>() == "orders:7");
+  CHECK(r[501][3].is_null());
+  CHECK(r[501][4].as<std::string>() == "70");
+  CHECK(r[502][1].as<std::string>() == "orders:8");
+  CHECK(r[503][1].as<std::string>() == "lines:1:1");
+  CHECK(r[504][1].as<std::string>() == "lines:1:2");
+  CHECK(db.exec("SELECT payload->>'new' FROM pgrelay.db_events WHERE key = 'lines:1:2'")[0][0].as<std::string>() ==
+        "{\"n\": 2, \"order_id\": 1}");
+}
+
+TEST_CASE("track captures inserts and deletes per statement where it can, and per row where it must") {
+  TestDb db;
+  db.exec("CREATE TABLE a (id int PRIMARY KEY, tenant text)");
+  db.exec("SELECT pgrelay.track('a')");
+  CHECK(capture_triggers(db, "a") == "pgrelay_capture:row pgrelay_capture_delete:statement pgrelay_capture_insert:statement");
+  db.exec("SELECT pgrelay.track('a', operations => '{insert}')");
+  CHECK(capture_triggers(db, "a") == "pgrelay_capture_insert:statement");
+  // A key that is not the primary key takes a key lock per row before that row's event.
+  db.exec("SELECT pgrelay.track('a', key_columns => '{tenant}')");
+  CHECK(capture_triggers(db, "a") == "pgrelay_capture:row");
+
+  // A partition cannot have transition tables, and its rows arrive through the parent's statements.
+  db.exec("CREATE TABLE p (id int, at int, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)");
+  db.exec("CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (100)");
+  db.exec("SELECT pgrelay.track('p1')");
+  CHECK(capture_triggers(db, "p1") == "pgrelay_capture:row");
+  db.exec("INSERT INTO p VALUES (1, 5), (2, 6)");
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE event_type = 'p1.insert'") == 2);
+  db.exec("SELECT pgrelay.untrack('p1'); SELECT pgrelay.track('p')");
+  CHECK(capture_triggers(db, "p") == "pgrelay_capture:row pgrelay_capture_delete:statement pgrelay_capture_insert:statement");
+  db.exec("INSERT INTO p VALUES (3, 7), (4, 8)");
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE event_type = 'p.insert'") == 2);
+}
+
+TEST_CASE("re-applying the capture functions gives tables tracked with a row trigger for every operation the new triggers") {
+  TestDb db;
+  db.exec("CREATE TABLE old_style (id int PRIMARY KEY, v int)");
+  db.exec("SELECT pgrelay.track('old_style', exclude_columns => '{v}')");
+  db.exec("UPDATE pgrelay.tracked_tables SET tracked_at = '2020-01-01'");
+  // What track() installed before inserts and deletes were captured per statement.
+  db.exec("DROP TRIGGER pgrelay_capture ON old_style; DROP TRIGGER pgrelay_capture_insert ON old_style; "
+          "DROP TRIGGER pgrelay_capture_delete ON old_style; "
+          "CREATE TRIGGER pgrelay_capture AFTER INSERT OR UPDATE OR DELETE ON old_style FOR EACH ROW "
+          "EXECUTE FUNCTION pgrelay.capture('old_style', '{id}', '', '{v}', 'pk')");
+  db.exec("CREATE TABLE gone (id int PRIMARY KEY); SELECT pgrelay.track('gone'); DROP TABLE gone");  // a stale entry
+  std::string capture_sql;
+  for (const auto& f : pgrelay::embedded_sql())
+    if (std::string(f.name).find("capture") != std::string::npos) capture_sql = f.sql;
+  REQUIRE(!capture_sql.empty());
+  db.exec(capture_sql);
+  CHECK(capture_triggers(db, "old_style") ==
+        "pgrelay_capture:row pgrelay_capture_delete:statement pgrelay_capture_insert:statement");
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.tracked_tables WHERE tracked_at = '2020-01-01' "
+                  "AND exclude_columns = '{v}'") == 1);
+  db.exec("INSERT INTO old_style VALUES (1, 2)");
+  CHECK(db.exec("SELECT payload->>'new' FROM pgrelay.db_events")[0][0].as<std::string>() == "{\"id\": 1}");
 }
