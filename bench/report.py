@@ -133,6 +133,9 @@ def main():
         v = tps("outbox_insert", "poll", clients)
         add("4 producer", f"  (diagnostic) bare INSERT into pgrelay.db_events, no wake, {clients} client(s)", v, "tx/s",
             ratio(v, plain), "plain INSERT", key=f"producer_outbox_insert_{clients}")
+        v = tps("insert_outbox_min", "poll", clients)
+        add("4 producer", f"  (diagnostic) INSERT + minimal db_events row, one statement, no trigger, {clients} client(s)",
+            v, "tx/s", ratio(v, plain), "plain INSERT", key=f"producer_insert_outbox_min_{clients}")
         for script, label in (("tracked", "INSERT + track() trigger"), ("emit", "emit()"),
                               ("insert_emit", "INSERT + emit() in one statement")):
             for wake in ("notify", "poll"):
@@ -140,6 +143,10 @@ def main():
                 add("4 producer", f"{label}, wake={wake}, {clients} client(s)", v, "tx/s", ratio(v, plain),
                     "plain INSERT", "cost <= 1.5x" if wake == "notify" else "",
                     key=f"producer_{script}_{wake}_{clients}")
+    plain_bulk, tracked_bulk = tps("plain_bulk", "poll", 1), tps("tracked_bulk", "poll", 1)
+    add("4 producer", "1,000-row INSERT ... SELECT into a tracked table, wake=poll, 1 client",
+        tracked_bulk * 1000 if tracked_bulk else None, "rows/s", ratio(tracked_bulk, plain_bulk),
+        "same into plain table", key="producer_tracked_bulk_1")
     if prod:
         summary["producer_cost_note"] = "cost = 1 / ratio: a ratio of 0.67 is a 1.5x cost"
 
