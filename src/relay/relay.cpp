@@ -25,6 +25,7 @@ using std::chrono::milliseconds;
 
 constexpr auto kReportEvery = std::chrono::seconds(5);
 constexpr auto kReconnectMax = milliseconds(5000);
+constexpr auto kWalRecheck = milliseconds(10);  // second look after an empty claim on a wal wake
 
 std::string default_relay_id() {
   char host[256] = {0};
@@ -160,7 +161,7 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (stop_) break;
-      if (woken_) claim_wanted_ = true;
+      if (woken_) claim_wanted_ = claim_after_wake_ = true;
       woken_ = false;
     }
     auto now = Clock::now();
@@ -279,7 +280,11 @@ void Relay::claim_more() {
   if (r.events.empty()) {
     // Nothing claimable now: sleep until the next retry or lease expiry is due.
     if (auto due = queue_->next_due()) next = std::min(next, *due + milliseconds(1));
+    // A walsender is woken by the commit's WAL flush, a moment before the committing
+    // backend makes the transaction visible: a wal wake can arrive early. Look once more.
+    if (claim_after_wake_ && waker_) next = std::min(next, kWalRecheck);
   }
+  claim_after_wake_ = false;
   next_claim_at_ = now + next;
   for (auto& e : r.events) dispatch(std::move(e));
 }

@@ -164,6 +164,7 @@ class Relay {
   std::chrono::steady_clock::time_point next_claim_at_;
   std::chrono::milliseconds poll_gap_{1};  // wake "poll": current idle gap
   int empty_polls_ = 0;                    // wake "poll": empty checks in a row
+  bool claim_after_wake_ = false;          // the next claim answers a wake
   std::chrono::steady_clock::time_point next_heartbeat_at_;
   std::chrono::steady_clock::time_point next_report_at_;
 

@@ -128,3 +128,33 @@ TEST_CASE("in notify and wal modes, dead events sent back by dead retry are deli
     t.stop();
   }
 }
+
+TEST_CASE("in wal mode, an empty claim right after a wake looks again shortly, for a commit reported before it was visible") {
+  // The slot can report a commit a moment before other snapshots see it. Here a wake
+  // from one transaction arrives while the change it should find is not committed yet.
+  TestDb db;
+  db.exec("INSERT INTO pgrelay.db_events (event_type, payload, status, attempts, finished_at, last_error) "
+          "VALUES ('late', '{}', 'dead', 5, now(), 'gave up')");
+  Config c = test_config(db.url());
+  c.relay.wake = "wal";
+  c.relay.poll_interval_ms = 60000;  // the safety poll must not be what delivers
+  Relay relay(c);
+  RecordingHandler* rec = add_recorder(relay);
+  RelayThread t(relay);
+  REQUIRE(eventually([&] { return relay.listening(); }, seconds(30)));
+  std::this_thread::sleep_for(milliseconds(200));
+  auto producer = db.connect();
+  pqxx::work late(*producer);
+  late.exec("UPDATE pgrelay.db_events SET status = 'pending', attempts = 0, next_attempt_at = now()");  // no wake of its own
+  const int64_t claims = relay.stats().claim_batches;
+  db.exec("SELECT pgrelay.wake()");
+  // It looked and saw nothing; commit at once, well within the second look's 10 ms.
+  const auto until = std::chrono::steady_clock::now() + seconds(5);
+  while (relay.stats().claim_batches == claims && std::chrono::steady_clock::now() < until) {
+  }
+  late.commit();
+  REQUIRE(relay.stats().claim_batches > claims);
+  CHECK(rec->count() == 0);
+  CHECK(eventually([&] { return rec->count() == 1; }, seconds(2)));
+  t.stop();
+}
