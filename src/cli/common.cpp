@@ -47,6 +47,32 @@ std::unique_ptr<pqxx::connection> open_db(const Config& c, const std::string& ro
   return connect(c.database.url, role);
 }
 
+namespace {
+
+// A server error for a person at a terminal: the message with its DETAIL and HINT,
+// without the CONTEXT trace of PL/pgSQL frames, and no line longer than 300
+// characters (a DETAIL can quote a whole failing row).
+std::string server_message(const std::string& what) {
+  std::string out;
+  size_t at = 0;
+  while (at < what.size()) {
+    size_t end = what.find('\n', at);
+    if (end == std::string::npos) end = what.size();
+    std::string line = what.substr(at, end - at);
+    at = end + 1;
+    if (line.rfind("CONTEXT:", 0) == 0) break;
+    if (line.size() > 300) {
+      size_t cut = 300;
+      while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 character
+      line = line.substr(0, cut) + "...";
+    }
+    if (!line.empty()) out += (out.empty() ? "" : "\n") + line;
+  }
+  return out;
+}
+
+}  // namespace
+
 int guarded(const char* command, const Action& action) {
   try {
     return action();
@@ -66,8 +92,7 @@ int guarded(const char* command, const Action& action) {
               << "\n  (set --database, DATABASE_URL or database.url in the config)\n";
     return kFailure;
   } catch (const pqxx::sql_error& e) {
-    std::string msg = e.what();
-    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    std::string msg = server_message(e.what());
     const std::string state = e.sqlstate();
     // Class 22 (data exception) and 42 (syntax or access rule) are the caller's input.
     const bool users_fault = state.rfind("22", 0) == 0 || state.rfind("42", 0) == 0 || state.rfind("23", 0) == 0;

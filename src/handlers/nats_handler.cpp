@@ -234,7 +234,7 @@ Outcome NatsHandler::publish(const Event& event, std::chrono::steady_clock::time
 
   const std::string on = " on subject \"" + subject + "\"";
   if (s == NATS_OK) {
-    if (duplicate) log::debug("nats: stream already had this event", {{"id", event.id}, {"subject", subject}});
+    if (duplicate) log::debug("nats: stream already had this event", {{"event_id", event.id}, {"subject", subject}});
     return Outcome::ok();
   }
   {

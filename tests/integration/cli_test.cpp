@@ -64,6 +64,15 @@ TEST_CASE("bad command-line input gives exit code 2 and says what is wrong") {
   CHECK(contains(r6.err, "or pass --all"));
 }
 
+TEST_CASE("a value the database rejects is a usage error naming the rule, without PL/pgSQL's trace") {
+  TestDb db;
+  auto r = run_pgrelay({"-d", db.url(), "emit", "bad type!", "{}"});
+  CHECK(r.code == 2);
+  CHECK(contains(r.err, "violates check constraint \"db_events_type_valid\""));
+  CHECK_FALSE(contains(r.err, "CONTEXT"));
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);
+}
+
 TEST_CASE("an unreachable database is a runtime failure with a hint, exit code 1") {
   auto r = run_pgrelay({"-d", "host=127.0.0.1 port=1 connect_timeout=2", "status"});
   CHECK(r.code == 1);
