@@ -30,16 +30,28 @@ int64_t scalar(const std::string& url, const std::string& sql) {
 
 const char* kModes[] = {"notify", "poll", "wal"};
 
+// A relay woken only by its wake mode: the safety poll is a minute away.
+Config woken_only(const TestDb& db, const std::string& mode) {
+  Config c = test_config(db.url());
+  c.relay.wake = mode;
+  c.relay.poll_interval_ms = 60000;
+  return c;
+}
+
+// Dead events, as a relay that gave up on them leaves them.
+void insert_dead(const TestDb& db, int n) {
+  db.exec("INSERT INTO pgrelay.db_events (event_type, payload, status, attempts, finished_at, last_error) "
+          "SELECT 'again', jsonb_build_object('n', g), 'dead', 5, now(), 'gave up' FROM generate_series(1, " +
+          std::to_string(n) + ") g");
+}
+
 }  // namespace
 
 TEST_CASE("each wake mode delivers a burst in full, and poll and wal send no NOTIFY") {
   for (const std::string mode : kModes) {
     CAPTURE(mode);
     TestDb db;
-    Config c = test_config(db.url());
-    c.relay.wake = mode;
-    c.relay.poll_interval_ms = 60000;  // the safety poll must not be what delivers
-    Relay relay(c);
+    Relay relay(woken_only(db, mode));  // the safety poll must not be what delivers
     RecordingHandler* rec = add_recorder(relay);
     RelayThread t(relay);
     REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.settings WHERE name = 'wake' AND value = '" +
@@ -111,12 +123,8 @@ TEST_CASE("in notify and wal modes, dead events sent back by dead retry are deli
   for (const std::string mode : {"notify", "wal"}) {
     CAPTURE(mode);
     TestDb db;
-    db.exec("INSERT INTO pgrelay.db_events (event_type, payload, status, attempts, finished_at, last_error) "
-            "SELECT 'again', jsonb_build_object('n', g), 'dead', 5, now(), 'gave up' FROM generate_series(1, 3) g");
-    Config c = test_config(db.url());
-    c.relay.wake = mode;
-    c.relay.poll_interval_ms = 60000;  // the safety poll must not be what delivers
-    Relay relay(c);
+    insert_dead(db, 3);
+    Relay relay(woken_only(db, mode));  // the safety poll must not be what delivers
     RecordingHandler* rec = add_recorder(relay);
     RelayThread t(relay);
     REQUIRE(eventually([&] { return relay.listening(); }, seconds(30)));
@@ -133,12 +141,8 @@ TEST_CASE("in wal mode, an empty claim right after a wake looks again shortly, f
   // The slot can report a commit a moment before other snapshots see it. Here a wake
   // from one transaction arrives while the change it should find is not committed yet.
   TestDb db;
-  db.exec("INSERT INTO pgrelay.db_events (event_type, payload, status, attempts, finished_at, last_error) "
-          "VALUES ('late', '{}', 'dead', 5, now(), 'gave up')");
-  Config c = test_config(db.url());
-  c.relay.wake = "wal";
-  c.relay.poll_interval_ms = 60000;  // the safety poll must not be what delivers
-  Relay relay(c);
+  insert_dead(db, 1);
+  Relay relay(woken_only(db, "wal"));  // the safety poll must not be what delivers
   RecordingHandler* rec = add_recorder(relay);
   RelayThread t(relay);
   REQUIRE(eventually([&] { return relay.listening(); }, seconds(30)));

@@ -105,15 +105,25 @@ std::string as_url(const std::string& kv) {
   return "postgresql://" + user + "@" + encoded + ":" + port + "/" + dbname;
 }
 
+// A database in wal wake mode and a waker streaming from it.
+struct StreamingWaker {
+  TestDb db;
+  Counts c;
+  WalWaker w{db.url(), counting(c)};
+  StreamingWaker() {
+    use_wal_wake(db);
+    w.start();
+    require_streaming(w, c);
+  }
+};
+
 }  // namespace
 
 TEST_CASE("an event emitted in wal wake mode wakes the wal waker within a second") {
-  TestDb db;
-  use_wal_wake(db);
-  Counts c;
-  WalWaker w(db.url(), counting(c));
-  w.start();
-  require_streaming(w, c);
+  StreamingWaker f;
+  TestDb& db = f.db;
+  Counts& c = f.c;
+  WalWaker& w = f.w;
   CHECK(c.wakes == 0);
   db.exec("SELECT pgrelay.emit('order.created', '{\"id\": 1}')");
   CHECK(eventually([&] { return c.wakes >= 1; }, milliseconds(1000)));
@@ -145,12 +155,9 @@ TEST_CASE("changes other than inserts into pgrelay.db_events do not wake the wal
 
 TEST_CASE("pgrelay.wake() in wal mode wakes the wal waker once it commits, and not when rolled back") {
   // dead retry, replay and resume change rows with UPDATE or DELETE, which never wake by themselves.
-  TestDb db;
-  use_wal_wake(db);
-  Counts c;
-  WalWaker w(db.url(), counting(c));
-  w.start();
-  require_streaming(w, c);
+  StreamingWaker f;
+  TestDb& db = f.db;
+  Counts& c = f.c;
   pqxx::connection conn(db.url());
   {
     pqxx::work tx(conn);
@@ -172,12 +179,9 @@ TEST_CASE("pgrelay.wake() in wal mode wakes the wal waker once it commits, and n
 }
 
 TEST_CASE("a transaction that emits 1,000 events wakes the wal waker once") {
-  TestDb db;
-  use_wal_wake(db);
-  Counts c;
-  WalWaker w(db.url(), counting(c));
-  w.start();
-  require_streaming(w, c);
+  StreamingWaker f;
+  TestDb& db = f.db;
+  Counts& c = f.c;
   db.exec("SELECT pgrelay.emit('bulk', jsonb_build_object('n', n)) FROM generate_series(1, 1000) AS n");
   REQUIRE(eventually([&] { return c.wakes >= 1; }, milliseconds(2000)));
   std::this_thread::sleep_for(milliseconds(500));
@@ -199,12 +203,10 @@ TEST_CASE("the wal waker's slot is temporary and gone once it stops") {
 }
 
 TEST_CASE("a terminated walsender makes the wal waker reconnect with a new slot and wake again") {
-  TestDb db;
-  use_wal_wake(db);
-  Counts c;
-  WalWaker w(db.url(), counting(c));
-  w.start();
-  require_streaming(w, c);
+  StreamingWaker f;
+  TestDb& db = f.db;
+  Counts& c = f.c;
+  WalWaker& w = f.w;
   const std::string first_slot = w.slot_name();
   const int64_t killed = db.scalar(
       "SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots "
