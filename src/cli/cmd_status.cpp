@@ -47,7 +47,8 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
                  ",\"status\":" + log::json_quoted(s.counts[i].status) + ",\"count\":" + std::to_string(s.counts[i].count) + "}";
         }
         out += "],\"oldest_pending_age_s\":" + (s.oldest_pending_age_s ? number(*s.oldest_pending_age_s) : "null");
-        out += ",\"expired_leases\":" + std::to_string(s.expired_leases) + ",\"relays\":[";
+        out += ",\"expired_leases\":" + std::to_string(s.expired_leases) +
+               ",\"producers_wake\":" + log::json_quoted(s.producers_wake) + ",\"relays\":[";
         for (size_t i = 0; i < s.relays.size(); ++i) {
           const auto& r = s.relays[i];
           out += std::string(i ? "," : "") + "{\"id\":" + log::json_quoted(r.id) + ",\"wake\":" + log::json_quoted(r.wake) +
@@ -85,9 +86,15 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
       std::printf("\nrelays (seen in the last minute): %zu\n", s.relays.size());
       for (const auto& r : s.relays) {
         std::printf("  %s wake=%s listen=%s last_notification=%s in_flight=%d delivered=%lld\n", r.id.c_str(),
-                    r.wake.c_str(), r.listen_alive ? "alive" : "down",
+                    r.wake.c_str(), r.wake == "poll" ? "none" : r.listen_alive ? "alive" : "down",
                     r.last_notification_age_s ? (number(*r.last_notification_age_s) + "s ago").c_str() : "never",
                     r.in_flight, static_cast<long long>(r.delivered));
+      }
+      for (const auto& r : s.relays) {
+        if (r.wake == s.producers_wake) continue;
+        std::printf("  warning: %s runs wake=%s but producers follow wake=%s, so it is woken only by its safety poll;"
+                    " run every relay of a database with one wake mode\n",
+                    r.id.c_str(), r.wake.c_str(), s.producers_wake.c_str());
       }
       return kOk;
     };

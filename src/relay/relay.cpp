@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <pqxx/except>
+#include <pqxx/transaction>
 
 #include "core/backoff.hpp"
 #include "core/payload_check.hpp"
@@ -104,6 +105,18 @@ void Relay::wake() {
   cv_.notify_all();
 }
 
+// Producers follow one wake mode per database: a relay still running another one is
+// woken only by its safety poll from now on. Said once, at start, for each such relay.
+void Relay::warn_other_wake_modes() {
+  pqxx::read_transaction tx(queue_->connection());
+  for (const auto& r : live_relays(tx)) {
+    if (r.id == id_ || r.wake == config_.relay.wake || r.seen_age_s > 3 * kReportEvery.count()) continue;
+    log::warn("another relay of this database uses another wake mode; producers now follow this one, so it is "
+              "woken only by its safety poll: run every relay of a database with one wake mode",
+              {{"relay", r.id}, {"its_wake", r.wake}, {"wake", config_.relay.wake}});
+  }
+}
+
 void Relay::open_queue() {
   queue_ = std::make_unique<Queue>(connect(config_.database.url, "claimer"), id_, router_.type_filter());
 }
@@ -115,6 +128,7 @@ void Relay::run() {
   if (before != config_.relay.wake) {
     log::info("producers' wake mode changed", {{"from", before}, {"to", config_.relay.wake}});
   }
+  warn_other_wake_modes();
   if (listener_) listener_->start();
   // Throws on a definite misconfiguration (wal_level, REPLICATION role): fail at start, loudly.
   if (waker_) waker_->start();

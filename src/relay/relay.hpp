@@ -134,6 +134,7 @@ class Relay {
   void release_all();
   void report();
   void wake();
+  void warn_other_wake_modes();
   // Operations (relay_ops.cpp): the admin server, retention, per-handler metrics.
   void start_admin();
   void stop_admin();

@@ -50,6 +50,14 @@ Status read_status(pqxx::connection& conn) {
       "  FROM pgrelay.db_events WHERE status IN ('pending', 'processing')");
   if (!r[0].is_null()) s.oldest_pending_age_s = r[0].as<double>();
   s.expired_leases = r[1].as<int64_t>();
+  s.relays = live_relays(tx);
+  auto w = tx.exec("SELECT value FROM pgrelay.settings WHERE name = 'wake'");
+  s.producers_wake = w.empty() ? "notify" : w[0][0].as<std::string>();
+  return s;
+}
+
+std::vector<RelayInfo> live_relays(pqxx::transaction_base& tx) {
+  std::vector<RelayInfo> out;
   for (const auto& row : tx.exec(
            "SELECT id, wake, listen_alive, extract(epoch FROM now() - seen_at)::float8, "
            "       extract(epoch FROM now() - last_notification_at)::float8, in_flight, delivered "
@@ -62,9 +70,9 @@ Status read_status(pqxx::connection& conn) {
     if (!row[4].is_null()) ri.last_notification_age_s = row[4].as<double>();
     ri.in_flight = row[5].as<int>();
     ri.delivered = row[6].as<int64_t>();
-    s.relays.push_back(std::move(ri));
+    out.push_back(std::move(ri));
   }
-  return s;
+  return out;
 }
 
 int64_t emit_event(pqxx::connection& conn, const std::string& type, const std::string& payload_json,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <pqxx/connection>
+#include <pqxx/transaction_base>
 
 namespace pgrelay {
 
@@ -26,11 +27,15 @@ struct RelayInfo {
   int64_t delivered = 0;
 };
 
+// Relays that reported in the last minute, by id.
+std::vector<RelayInfo> live_relays(pqxx::transaction_base& tx);
+
 struct Status {
   std::vector<StatusCount> counts;          // by type and status
   std::optional<double> oldest_pending_age_s;
   int64_t expired_leases = 0;               // processing rows whose lease ran out
   std::vector<RelayInfo> relays;            // seen in the last minute
+  std::string producers_wake;               // the wake mode producers' triggers follow (pgrelay.settings)
 };
 
 Status read_status(pqxx::connection& conn);

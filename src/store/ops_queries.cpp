@@ -160,18 +160,7 @@ DbSample read_sample(pqxx::connection& conn) {
     t.paused = true;
   }
   for (auto& [name, t] : types) s.by_type.push_back(std::move(t));
-  for (const auto& row : tx.exec(
-           "SELECT id, wake, listen_alive, extract(epoch FROM now() - seen_at)::float8, in_flight, delivered "
-           "  FROM pgrelay.relays WHERE seen_at > now() - interval '1 minute' ORDER BY id")) {
-    RelayRow r;
-    r.id = row[0].as<std::string>();
-    r.wake = row[1].as<std::string>();
-    r.listen_alive = row[2].as<bool>();
-    r.seen_age_s = row[3].as<double>();
-    r.in_flight = row[4].as<int>();
-    r.delivered = row[5].as<int64_t>();
-    s.relays.push_back(std::move(r));
-  }
+  s.relays = live_relays(tx);
   return s;
 }
 

@@ -9,6 +9,8 @@
 
 #include <pqxx/connection>
 
+#include "store/admin_queries.hpp"
+
 namespace pgrelay {
 
 struct PausedType {
@@ -65,13 +67,6 @@ struct TypeCounts {
   int64_t pending = 0, processing = 0, dead = 0;
   bool paused = false;
 };
-struct RelayRow {
-  std::string id, wake;
-  bool listen_alive = false;
-  double seen_age_s = 0;
-  int in_flight = 0;
-  int64_t delivered = 0;
-};
 struct DbSample {
   int64_t backlog = 0;          // due events (pending, or processing with an expired lease) of unpaused types
   int64_t paused_backlog = 0;   // due events of paused types
@@ -82,7 +77,7 @@ struct DbSample {
   std::optional<double> oldest_pending_age_s; // age (since created_at) of the oldest unfinished event
   std::vector<TypeCounts> by_type;
   std::vector<PausedType> paused;
-  std::vector<RelayRow> relays;  // seen in the last minute
+  std::vector<RelayInfo> relays;  // seen in the last minute
 };
 DbSample read_sample(pqxx::connection& conn);
 

@@ -73,6 +73,25 @@ TEST_CASE("a value the database rejects is a usage error naming the rule, withou
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);
 }
 
+TEST_CASE("a relay started in another wake mode than a running one warns, and status names the relay left behind") {
+  TestDb db;
+  TempConfig notify_cfg(R"({"relay": {"id": "old-notify", "wake": "notify"},
+    "handlers": {"p": {"type": "stdout"}}, "routes": [{"match": "*", "handlers": ["p"]}]})");
+  TempConfig poll_cfg(R"({"relay": {"id": "new-poll", "wake": "poll"},
+    "handlers": {"p": {"type": "stdout"}}, "routes": [{"match": "*", "handlers": ["p"]}]})");
+  ChildProcess a({PGRELAY_BIN, "-d", db.url(), "-c", notify_cfg.path, "run"});
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.relays WHERE id = 'old-notify'") == 1; },
+                     seconds(10)));
+  ChildProcess b({PGRELAY_BIN, "-d", db.url(), "-c", poll_cfg.path, "run"});
+  CHECK(eventually([&] { return contains(b.err(), "another relay of this database uses another wake mode"); }, seconds(10)));
+  CHECK(contains(b.err(), "\"relay\":\"old-notify\""));
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.relays") == 2; }, seconds(10)));
+  auto st = run_pgrelay({"-d", db.url(), "status"});
+  CHECK(contains(st.out, "warning: old-notify runs wake=notify but producers follow wake=poll"));
+  CHECK_FALSE(contains(st.out, "warning: new-poll"));
+  CHECK_FALSE(contains(a.err(), "another wake mode"));  // the first relay had no one to warn about
+}
+
 TEST_CASE("an unreachable database is a runtime failure with a hint, exit code 1") {
   auto r = run_pgrelay({"-d", "host=127.0.0.1 port=1 connect_timeout=2", "status"});
   CHECK(r.code == 1);
