@@ -74,7 +74,9 @@ BEGIN
     RAISE EXCEPTION 'pgrelay.emit: payload must be a JSON object, got %', coalesce(jsonb_typeof(payload), 'NULL')
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  PERFORM pgrelay.lock_key(key);
+  IF key IS NOT NULL THEN  -- lock_key() is a query of its own: not paid without a key
+    PERFORM pgrelay.lock_key(key);
+  END IF;
   INSERT INTO pgrelay.db_events (event_type, key, payload, headers)
   VALUES (event_type, key, payload, coalesce(headers, '{}'))
   RETURNING id INTO new_id;
