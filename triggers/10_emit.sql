@@ -55,9 +55,11 @@ SELECT pgrelay.set_wake(coalesce((SELECT value FROM pgrelay.settings WHERE name 
 
 -- Serialises producers of one key until commit, so that ids of one key are
 -- handed out in commit order and the relay's id order per key is commit order.
+-- No WHERE clause, so callers get it inlined; a NULL key takes no lock because
+-- pg_advisory_xact_lock is strict.
 CREATE OR REPLACE FUNCTION pgrelay.lock_key(key text) RETURNS void
 LANGUAGE sql AS $fn$
-  SELECT pg_advisory_xact_lock(1886221420, hashtext(key)) WHERE key IS NOT NULL
+  SELECT pg_advisory_xact_lock(1886221420, hashtext(key))
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgrelay.emit(
@@ -74,9 +76,7 @@ BEGIN
     RAISE EXCEPTION 'pgrelay.emit: payload must be a JSON object, got %', coalesce(jsonb_typeof(payload), 'NULL')
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  IF key IS NOT NULL THEN  -- lock_key() is a query of its own: not paid without a key
-    PERFORM pgrelay.lock_key(key);
-  END IF;
+  PERFORM pgrelay.lock_key(key);
   INSERT INTO pgrelay.db_events (event_type, key, payload, headers)
   VALUES (event_type, key, payload, coalesce(headers, '{}'))
   RETURNING id INTO new_id;

@@ -235,7 +235,7 @@ TEST_CASE("producers of one key are serialised so ids follow commit order") {
   CHECK(r[1][0].as<std::string>() == "2");
 }
 
-TEST_CASE("a capture key made of the primary key takes no key lock, other keys do") {
+TEST_CASE("a capture key made of the primary key takes no key lock, other keys and emit keys do, no key none") {
   TestDb db;
   db.exec("CREATE TABLE a (id int PRIMARY KEY, tenant text); SELECT pgrelay.track('a');");
   db.exec("CREATE TABLE b (id int PRIMARY KEY, tenant text); SELECT pgrelay.track('b', key_columns => '{tenant}');");
@@ -250,6 +250,8 @@ TEST_CASE("a capture key made of the primary key takes no key lock, other keys d
   };
   CHECK(advisory_locks_after("INSERT INTO a VALUES (1, 'x')") == 0);  // the row itself orders its producers
   CHECK(advisory_locks_after("INSERT INTO b VALUES (1, 'x')") == 1);
+  CHECK(advisory_locks_after("SELECT pgrelay.emit('e', '{}')") == 0);  // no key, nothing to order
+  CHECK(advisory_locks_after("SELECT pgrelay.emit('e', '{}', 'k')") == 1);
   auto keys = db.exec("SELECT key FROM pgrelay.db_events ORDER BY id");
   CHECK(keys[0][0].as<std::string>() == "a:1");
   CHECK(keys[1][0].as<std::string>() == "b:x");
