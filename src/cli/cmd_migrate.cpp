@@ -24,6 +24,7 @@ void add_migrate(CLI::App& app, Globals& g, Action& action) {
       MigrateReport r = migrate(*conn);
       if (r.applied.empty()) std::cout << "migrate: up to date\n";
       for (const auto& name : r.applied) std::cout << "migrate: applied " << name << "\n";
+      for (const auto& w : r.warnings) std::cerr << "pgrelay migrate: " << w << "\n";
       return kOk;
     };
   });

@@ -21,10 +21,30 @@ constexpr const char* kLock = "SELECT pg_advisory_xact_lock(1886221420, 1)";
 
 const char* kind_name(SqlFile::Kind k) { return k == SqlFile::Kind::versioned ? "versioned" : "repeatable"; }
 
+// Collects the server's warnings while it is registered (client_min_messages keeps NOTICEs out).
+class WarningCollector : public pqxx::errorhandler {
+ public:
+  WarningCollector(pqxx::connection& conn, std::vector<std::string>& out) : pqxx::errorhandler(conn), out_(out) {}
+  bool operator()(const char msg[]) noexcept override {
+    try {
+      std::string m(msg);
+      while (!m.empty() && m.back() == '\n') m.pop_back();
+      out_.push_back(std::move(m));
+    } catch (...) {
+      // Out of memory while copying a warning: losing it is the lesser harm.
+    }
+    return false;
+  }
+
+ private:
+  std::vector<std::string>& out_;
+};
+
 }  // namespace
 
 MigrateReport migrate(pqxx::connection& conn, const std::vector<SqlFile>& files) {
   MigrateReport report;
+  WarningCollector warnings(conn, report.warnings);
   pqxx::work tx(conn, "pgrelay-migrate");
   tx.exec(kLock);
   tx.exec("SET LOCAL client_min_messages = warning");

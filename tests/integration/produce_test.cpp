@@ -323,11 +323,22 @@ TEST_CASE("re-applying the capture functions gives tables tracked with a row tri
           "CREATE TRIGGER pgrelay_capture AFTER INSERT OR UPDATE OR DELETE ON old_style FOR EACH ROW "
           "EXECUTE FUNCTION pgrelay.capture('old_style', '{id}', '', '{v}', 'pk')");
   db.exec("CREATE TABLE gone (id int PRIMARY KEY); SELECT pgrelay.track('gone'); DROP TABLE gone");  // a stale entry
+  // One that cannot be tracked again: a column it captures was dropped since.
+  db.exec("CREATE TABLE broken (id int PRIMARY KEY, v int); SELECT pgrelay.track('broken', include_columns => '{v}'); "
+          "DROP TRIGGER pgrelay_capture_insert ON broken; DROP TRIGGER pgrelay_capture_delete ON broken; "
+          "ALTER TABLE broken DROP COLUMN v");
   std::string capture_sql;
   for (const auto& f : pgrelay::embedded_sql())
     if (std::string(f.name).find("capture") != std::string::npos) capture_sql = f.sql;
   REQUIRE(!capture_sql.empty());
-  db.exec(capture_sql);
+  capture_sql += "\n-- changed, so migrate applies it again\n";
+  auto conn = db.connect();
+  const auto report = pgrelay::migrate(*conn, {pgrelay::SqlFile{pgrelay::SqlFile::Kind::repeatable, "20_capture.sql",
+                                                                capture_sql.c_str()}});
+  CHECK(report.applied.size() == 1);
+  REQUIRE(report.warnings.size() == 1);
+  CHECK(report.warnings[0].find("broken keeps its row-level capture trigger") != std::string::npos);
+  CHECK(capture_triggers(db, "broken") == "pgrelay_capture:row");
   CHECK(capture_triggers(db, "old_style") ==
         "pgrelay_capture:row pgrelay_capture_delete:statement pgrelay_capture_insert:statement");
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.tracked_tables WHERE tracked_at = '2020-01-01' "
