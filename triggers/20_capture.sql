@@ -128,6 +128,25 @@ BEGIN
 END
 $fn$;
 
+-- The columns of a table's primary key, in key order ('{}' without one).
+CREATE OR REPLACE FUNCTION pgrelay.primary_key_columns(table_name regclass) RETURNS text[]
+LANGUAGE sql STABLE AS $fn$
+  SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}')
+    FROM pg_index i
+    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+   WHERE i.indrelid = table_name AND i.indisprimary
+$fn$;
+
+-- Whether pgrelay.track() captures a table's inserts and deletes per row rather than
+-- per statement (see pgrelay.capture): a key that is not the primary key, or a
+-- partition or inheritance child.
+CREATE OR REPLACE FUNCTION pgrelay.captures_per_row(table_name regclass, key_columns text[]) RETURNS boolean
+LANGUAGE sql STABLE AS $fn$
+  SELECT (cardinality(key_columns) > 0 AND key_columns <> pgrelay.primary_key_columns(table_name))
+         OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = table_name)
+$fn$;
+
 -- Drops whichever capture triggers pgrelay.track() put on a table.
 CREATE OR REPLACE FUNCTION pgrelay.drop_capture_triggers(table_name regclass) RETURNS void
 LANGUAGE plpgsql AS $fn$
@@ -179,11 +198,7 @@ BEGIN
     RAISE EXCEPTION 'pgrelay.track: % belongs to pgrelay itself and cannot be tracked', table_name
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}') INTO pk_columns
-    FROM pg_index i
-    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-   WHERE i.indrelid = table_name AND i.indisprimary;
+  pk_columns := pgrelay.primary_key_columns(table_name);
   key_columns := coalesce(key_columns, pk_columns);
   SELECT c INTO bad FROM unnest(key_columns || coalesce(include_columns, '{}') || coalesce(exclude_columns, '{}')) c
    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
@@ -213,9 +228,7 @@ BEGIN
                         AND cardinality(coalesce(exclude_columns, '{}')) = 0 THEN key_columns[1] ELSE '' END;
   general_args := format('%L, %L, %L, %L', fast_key, key_columns::text, coalesce(include_columns::text, ''),
                          coalesce(exclude_columns, '{}')::text);
-  -- Inserts and deletes are captured per statement unless pgrelay.capture() must do it (see there).
-  row_only := (cardinality(key_columns) > 0 AND NOT key_is_pk)
-              OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = table_name);
+  row_only := pgrelay.captures_per_row(table_name, key_columns);
   row_ops := CASE WHEN row_only THEN ops ELSE array(SELECT o FROM unnest(ops) o WHERE o = 'update') END;
 
   PERFORM pgrelay.drop_capture_triggers(table_name);
@@ -253,9 +266,10 @@ BEGIN
 END
 $fn$;
 
--- Tables tracked before inserts and deletes were captured per statement are tracked
--- again with their own options (a brief lock per table, as pgrelay.track() takes); it
--- gives them the statement triggers where pgrelay.track() would choose them.
+-- Tables tracked before inserts and deletes were captured per statement, and which
+-- pgrelay.track() would now give statement triggers, are tracked again with their own
+-- options (a brief lock per table, as pgrelay.track() takes). The others are left
+-- alone, so re-applying this file does not touch them every time.
 -- A table that cannot be re-tracked (a key column dropped since, say) keeps its row
 -- trigger, which still captures everything, and the migration goes on with a warning.
 DO $upgrade$
@@ -265,7 +279,7 @@ BEGIN
   FOR t IN SELECT * FROM pgrelay.tracked_tables tt
             WHERE tt.operations && '{insert,delete}'
               AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tt.table_name)
-              AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = tt.table_name)
+              AND NOT pgrelay.captures_per_row(tt.table_name, tt.key_columns)
               AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = tt.table_name
                                  AND g.tgname IN ('pgrelay_capture_insert', 'pgrelay_capture_delete')) LOOP
     BEGIN

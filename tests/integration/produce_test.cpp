@@ -327,6 +327,12 @@ TEST_CASE("re-applying the capture functions gives tables tracked with a row tri
   db.exec("CREATE TABLE broken (id int PRIMARY KEY, v int); SELECT pgrelay.track('broken', include_columns => '{v}'); "
           "DROP TRIGGER pgrelay_capture_insert ON broken; DROP TRIGGER pgrelay_capture_delete ON broken; "
           "ALTER TABLE broken DROP COLUMN v");
+  // One whose key is not its primary key: per row already, so it is left alone.
+  db.exec("CREATE TABLE by_tenant (id int PRIMARY KEY, tenant text); "
+          "SELECT pgrelay.track('by_tenant', key_columns => '{tenant}')");
+  const std::string by_tenant_trigger =
+      "SELECT oid FROM pg_trigger WHERE tgrelid = 'by_tenant'::regclass AND tgname = 'pgrelay_capture'";
+  const int64_t by_tenant_before = db.scalar(by_tenant_trigger);
   std::string capture_sql;
   for (const auto& f : pgrelay::embedded_sql())
     if (std::string(f.name).find("capture") != std::string::npos) capture_sql = f.sql;
@@ -339,6 +345,7 @@ TEST_CASE("re-applying the capture functions gives tables tracked with a row tri
   REQUIRE(report.warnings.size() == 1);
   CHECK(report.warnings[0].find("broken keeps its row-level capture trigger") != std::string::npos);
   CHECK(capture_triggers(db, "broken") == "pgrelay_capture:row");
+  CHECK(db.scalar(by_tenant_trigger) == by_tenant_before);
   CHECK(capture_triggers(db, "old_style") ==
         "pgrelay_capture:row pgrelay_capture_delete:statement pgrelay_capture_insert:statement");
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.tracked_tables WHERE tracked_at = '2020-01-01' "
