@@ -120,6 +120,11 @@ void Metrics::record_retention(int64_t deleted) {
   retention_deleted_ += deleted;
 }
 
+void Metrics::record_guard(Guard what) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++guards_[static_cast<size_t>(what)];
+}
+
 std::vector<Metrics::HandlerTotals> Metrics::handler_totals() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::map<std::string, HandlerTotals> by;
@@ -176,6 +181,18 @@ void Metrics::render(std::string& out) const {
   prom::header(out, "pgrelay_retention_deleted_total", "counter",
                "Finished events deleted by retention (relay.done_retention_s) on this relay.");
   prom::sample(out, "pgrelay_retention_deleted_total", "", static_cast<double>(retention_deleted_));
+  static const char* kGuards[3][2] = {
+      {"pgrelay_outcomes_refused_total",
+       "Outcomes the database refused because the event's claim token no longer matched (its lease ran out)."},
+      {"pgrelay_own_reclaims_total",
+       "Events this relay claimed again while still holding them (its lease ran out before it could renew it)."},
+      {"pgrelay_invariant_violations_total",
+       "Bookkeeping inconsistencies the relay caught and refused (a second sql run, an outcome before its "
+       "handler answered); should stay 0."}};
+  for (size_t g = 0; g < 3; ++g) {
+    prom::header(out, kGuards[g][0], "counter", kGuards[g][1]);
+    prom::sample(out, kGuards[g][0], "", static_cast<double>(guards_[g]));
+  }
 }
 
 }  // namespace pgrelay

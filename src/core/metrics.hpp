@@ -43,6 +43,10 @@ class Metrics {
   void record_claim(int batch_size, int lease_expiries);
   // Finished events removed by retention.
   void record_retention(int64_t deleted);
+  // What keeps the relay's bookkeeping honest: outcomes the database refused
+  // (fenced), events claimed again while still held, and refused inconsistencies.
+  enum class Guard { outcome_refused, own_reclaim, invariant_violation };
+  void record_guard(Guard what);
 
   struct HandlerTotals {
     std::string handler;
@@ -64,6 +68,7 @@ class Metrics {
   int64_t claims_ = 0;
   int64_t lease_expiries_ = 0;
   int64_t retention_deleted_ = 0;
+  std::array<int64_t, 3> guards_{};
 };
 
 const char* result_name(Metrics::Result r);

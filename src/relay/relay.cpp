@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <unordered_set>
 #include <pqxx/except>
 #include <pqxx/transaction>
 
@@ -185,7 +186,11 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
       next_progress = now + std::chrono::seconds(1);
     }
     try {
-      if (!queue_) open_queue();
+      if (!queue_) {
+        open_queue();
+        recovering_ = !in_tx && (!in_flight_.empty() || !acks_.empty());
+      }
+      if (recovering_) recover_holdings();
       reconnect_wait = milliseconds(100);
       drain_completions();
       expire_timeouts(now);
@@ -220,6 +225,8 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
         // batch (deliveries still running may be repeated: at least once).
         in_flight_.clear();
         acks_.clear();
+        ack_index_.clear();
+        tx_ready_.clear();
       }
       queue_.reset();
       std::unique_lock<std::mutex> lock(mutex_);
@@ -303,7 +310,28 @@ void Relay::claim_more() {
   for (auto& e : r.events) dispatch(std::move(e));
 }
 
+bool Relay::adopt(const Event& event) {
+  if (auto it = in_flight_.find(event.id); it != in_flight_.end()) {
+    auto renewed = std::make_shared<Event>(*it->second.event);
+    renewed->claim_token = event.claim_token;
+    renewed->attempt = event.attempt;
+    it->second.event = std::move(renewed);
+    it->second.claimed_at = Clock::now();
+  } else if (auto at = ack_index_.find(event.id); at != ack_index_.end()) {
+    acks_[at->second].token = event.claim_token;
+  } else {
+    return false;
+  }
+  stats_.own_reclaims++;
+  metrics_.record_guard(Metrics::Guard::own_reclaim);
+  log::warn("claimed an event this relay still holds: its lease ran out before the relay could renew it; "
+            "the delivery already under way carries on under the new claim",
+            {{"event_id", event.id}, {"type", event.type}});
+  return true;
+}
+
 void Relay::dispatch(Event event) {
+  if (adopt(event)) return;
   auto ev = std::make_shared<const Event>(std::move(event));
   const auto now = Clock::now();
   if (auto decl = declared_.find(ev->type); decl != declared_.end()) {
@@ -317,6 +345,7 @@ void Relay::dispatch(Event event) {
     }
   }
   InFlight f;
+  f.generation = next_generation_++;
   f.event = ev;
   f.claimed_at = now;
   f.deadline = Clock::time_point::max();
@@ -330,8 +359,9 @@ void Relay::dispatch(Event event) {
       ++f.unsettled;
     }
   }
-  const int64_t id = ev->id, token = ev->claim_token;
-  auto it = in_flight_.insert_or_assign(id, std::move(f)).first;
+  const int64_t id = ev->id;
+  const uint64_t generation = f.generation;
+  auto it = in_flight_.emplace(id, std::move(f)).first;
   if (it->second.unsettled == 0) {  // nothing to deliver now: done earlier, or only sql handlers
     if (complete(it->second)) in_flight_.erase(it);
     return;
@@ -339,9 +369,9 @@ void Relay::dispatch(Event event) {
   for (size_t i = 0; i < it->second.pending.size(); ++i) {
     if (it->second.pending[i].in_tx) continue;
     Handler* h = it->second.pending[i].slot->impl.get();
-    h->deliver(ev, [this, id, token, i](Outcome o) {
+    h->deliver(ev, [this, id, generation, i](Outcome o) {
       std::lock_guard<std::mutex> lock(mutex_);
-      completions_.push_back(Completion{id, token, i, std::move(o)});
+      completions_.push_back(Completion{id, generation, i, std::move(o)});
       cv_.notify_all();
     });
   }
@@ -355,7 +385,7 @@ void Relay::drain_completions() {
   }
   for (auto& c : batch) {
     auto it = in_flight_.find(c.id);
-    if (it == in_flight_.end() || it->second.event->claim_token != c.token) continue;  // stale: timed out or re-claimed
+    if (it == in_flight_.end() || it->second.generation != c.generation) continue;  // stale: let go or released
     if (c.index >= it->second.pending.size() || it->second.pending[c.index].settled) continue;
     settle(it->second, c.index, std::move(c.outcome));
     if (it->second.unsettled == 0 && complete(it->second)) in_flight_.erase(it);
@@ -387,7 +417,9 @@ bool Relay::complete(InFlight& f) {
       return false;
     }
   }
-  record(outcome_of(f));
+  Ack a = outcome_of(f);
+  tally(a, *f.event);
+  record(std::move(a));
   return true;
 }
 
@@ -401,6 +433,17 @@ Ack Relay::outcome_of(const InFlight& f) {
   int64_t delay = 0, defer_delay = 0;
   std::string dead_reason, retry_reason;
   std::uniform_real_distribution<double> unit(0.0, 1.0);
+  for (const Pending& p : f.pending) {
+    if (!p.settled) {
+      // Never record a delivery that has not answered as a success: give the event back.
+      invariant_violated("an outcome was about to be recorded while handler " + p.slot->name + " had not answered",
+                         e.id);
+      a.kind = Ack::Kind::release;
+      a.error = "released: handler " + p.slot->name + " had not answered";
+      a.handlers_done.clear();
+      return a;
+    }
+  }
   for (const Pending& p : f.pending) {
     const Outcome& o = p.outcome;
     switch (o.kind) {
@@ -434,23 +477,29 @@ Ack Relay::outcome_of(const InFlight& f) {
   if (!dead_reason.empty()) {
     a.kind = Ack::Kind::dead;
     a.error = dead_reason;
-    stats_.dead++;
-    log::error("event dead-lettered", {{"event_id", e.id}, {"type", e.type}, {"attempt", e.attempt},
-                                       {"error", dead_reason}});
   } else if (any_retry) {
     a.kind = Ack::Kind::retry;
     a.delay_ms = std::max(delay, defer_delay);
     a.error = retry_reason;
-    stats_.retried++;
   } else if (any_defer) {
     a.kind = Ack::Kind::release;
     a.delay_ms = defer_delay;
     a.error = retry_reason;
-    stats_.released++;
-  } else {
-    stats_.delivered++;
   }
   return a;
+}
+
+void Relay::tally(const Ack& a, const Event& e) {
+  switch (a.kind) {
+    case Ack::Kind::done: stats_.delivered++; break;
+    case Ack::Kind::retry: stats_.retried++; break;
+    case Ack::Kind::release: stats_.released++; break;
+    case Ack::Kind::dead:
+      stats_.dead++;
+      log::error("event dead-lettered", {{"event_id", e.id}, {"type", e.type}, {"attempt", e.attempt},
+                                         {"error", a.error}});
+      break;
+  }
 }
 
 void Relay::record(Ack a) {
@@ -458,6 +507,10 @@ void Relay::record(Ack a) {
     next_claim_at_ = std::min(next_claim_at_, Clock::now() + milliseconds(a.delay_ms + 1));
   }
   if (acks_.empty() && tx_ready_.empty()) first_ack_at_ = Clock::now();
+  if (!ack_index_.emplace(a.id, acks_.size()).second) {
+    invariant_violated("a second outcome was queued for one event", a.id);
+    return;
+  }
   acks_.push_back(std::move(a));
 }
 
@@ -495,40 +548,48 @@ bool Relay::can_claim() const {
 
 void Relay::flush_acks() {
   const bool keep_done = config_.relay.done_retention_s > 0;
-  int applied;
-  size_t recorded;
+  AckResult result;
   if (queue_->in_transaction()) {
-    applied = queue_->finish_transaction(acks_, keep_done);
-    recorded = acks_.size();
+    result = queue_->finish_transaction(acks_, keep_done);
   } else if (tx_ready_.empty()) {
-    applied = queue_->ack(acks_, keep_done);
-    recorded = acks_.size();
+    result = queue_->ack(acks_, keep_done);
   } else {
-    // Group the waiting events by sql handler; their outcomes are decided from
-    // the function results and recorded in the same transaction.
-    std::map<const Slot*, SqlCall> calls;
-    for (int64_t id : tx_ready_) {
-      const InFlight& f = in_flight_.at(id);
-      for (const Pending& p : f.pending) {
-        if (!p.in_tx || p.settled) continue;
-        SqlCall& call = calls[p.slot];
-        call.handler = p.slot->name;
-        call.function = *p.slot->impl->sql_function();
-        call.events.push_back(f.event.get());
-      }
+    result = flush_with_sql(keep_done);
+  }
+  report_refused(result);
+  acks_.clear();
+  ack_index_.clear();
+  claim_wanted_ = true;  // finished events may unblock the next event of their key
+}
+
+// Runs the sql handlers of the events waiting for them, grouped by handler, and
+// records every waiting outcome in the same transaction: a function's effect
+// commits exactly when its event's outcome is recorded.
+AckResult Relay::flush_with_sql(bool keep_done) {
+  std::map<const Slot*, SqlCall> calls;
+  std::unordered_set<int64_t> queued;
+  std::vector<int64_t> ready;  // tx_ready_ without repeats
+  for (int64_t id : tx_ready_) {
+    if (!queued.insert(id).second) {
+      invariant_violated("an event was queued twice for its sql handlers; it runs once", id);
+      continue;
     }
-    std::vector<SqlCall> call_list;
-    for (auto& [slot, call] : calls) call_list.push_back(std::move(call));
-    recorded = 0;
-    auto rewind = [&] {  // the transaction did not commit: the functions' effects are gone
-      for (int64_t id : tx_ready_) {
-        for (Pending& p : in_flight_.at(id).pending) {
-          if (p.in_tx) p.settled = false;
-        }
-      }
-    };
-    try {
-      applied = queue_->ack_with_sql(
+    ready.push_back(id);
+    const InFlight& f = in_flight_.at(id);
+    for (const Pending& p : f.pending) {
+      if (!p.in_tx || p.settled) continue;
+      SqlCall& call = calls[p.slot];
+      call.handler = p.slot->name;
+      call.function = *p.slot->impl->sql_function();
+      call.events.push_back(f.event.get());
+    }
+  }
+  std::vector<SqlCall> call_list;
+  for (auto& [slot, call] : calls) call_list.push_back(std::move(call));
+  std::vector<Ack> decided;
+  AckResult result;
+  try {
+    result = queue_->ack_with_sql(
         call_list,
         [&](const SqlResults& results) {
           for (const auto& [handler, id, error] : results) {
@@ -537,34 +598,84 @@ void Relay::flush_acks() {
               if (p.in_tx && !p.settled && p.slot->name == handler) {
                 p.settled = true;
                 p.outcome = error.empty() ? Outcome::ok() : Outcome::retry(error);
-                note_delivery(f, p);
-                if (!error.empty()) {
-                  log::warn("delivery failed", {{"event_id", id}, {"type", f.event->type}, {"handler", handler},
-                                                {"attempt", f.event->attempt}, {"error", error}});
-                }
               }
             }
           }
-          std::vector<Ack> all = acks_;
-          for (int64_t id : tx_ready_) all.push_back(outcome_of(in_flight_.at(id)));
-          recorded = all.size();
-          return all;
+          decided = acks_;
+          for (int64_t id : ready) decided.push_back(outcome_of(in_flight_.at(id)));
+          return decided;
         },
         keep_done);
-    } catch (...) {
-      rewind();
-      throw;
+  } catch (...) {
+    // The transaction did not commit: the functions' effects are gone, so they run again.
+    for (int64_t id : ready) {
+      for (Pending& p : in_flight_.at(id).pending) {
+        if (p.in_tx) p.settled = false;
+      }
     }
-    for (int64_t id : tx_ready_) in_flight_.erase(id);
-    tx_ready_.clear();
+    throw;
   }
-  const int64_t refused = static_cast<int64_t>(recorded) - applied;
-  if (refused > 0) {
-    stats_.fenced += refused;
-    log::warn("outcomes refused: lease lost to another claim", {{"count", refused}});
+  for (size_t i = acks_.size(); i < decided.size(); ++i) {
+    InFlight& f = in_flight_.at(decided[i].id);
+    for (const Pending& p : f.pending) {
+      if (!p.in_tx) continue;
+      note_delivery(f, p);
+      if (!p.outcome.is_ok()) {
+        log::warn("delivery failed", {{"event_id", f.event->id}, {"type", f.event->type}, {"handler", p.slot->name},
+                                      {"attempt", f.event->attempt}, {"error", p.outcome.reason}});
+      }
+    }
+    tally(decided[i], *f.event);
+    in_flight_.erase(decided[i].id);
   }
-  acks_.clear();
-  claim_wanted_ = true;  // finished events may unblock the next event of their key
+  tx_ready_.clear();
+  return result;
+}
+
+void Relay::report_refused(const AckResult& result) {
+  if (result.refused.empty()) return;
+  stats_.fenced += static_cast<int64_t>(result.refused.size());
+  for (const RefusedOutcome& r : result.refused) {
+    metrics_.record_guard(Metrics::Guard::outcome_refused);
+    std::string now;
+    if (r.status.empty()) {
+      now = "the event no longer exists";
+    } else if (r.status == "processing" && r.lease_owner == id_) {
+      now = "this relay claimed it again after its lease ran out";
+    } else if (r.status == "processing") {
+      now = "relay " + r.lease_owner + " claimed it after this relay's lease ran out";
+    } else {
+      now = "it is " + r.status + " now";
+    }
+    log::warn("outcome not recorded: the event's claim is no longer this relay's (" + now + ")",
+              {{"event_id", r.id}, {"held_by", r.lease_owner}});
+  }
+}
+
+void Relay::invariant_violated(const std::string& what, int64_t event_id) {
+  stats_.invariant_violations++;
+  metrics_.record_guard(Metrics::Guard::invariant_violation);
+  log::error("relay bookkeeping error, refused: " + what, {{"event_id", event_id}});
+}
+
+void Relay::recover_holdings() {
+  if (!acks_.empty() || !tx_ready_.empty()) flush_acks();
+  std::vector<std::pair<int64_t, int64_t>> held;
+  for (const auto& [id, f] : in_flight_) held.emplace_back(id, f.event->claim_token);
+  const auto kept = queue_->extend(held, milliseconds(config_.relay.lease_ms));
+  std::unordered_set<int64_t> renewed(kept.begin(), kept.end());
+  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+    if (renewed.count(it->first)) {
+      ++it;
+      continue;
+    }
+    log::warn("let go of an event another relay claimed while this one could not reach the database",
+              {{"event_id", it->first}});
+    tx_ready_.erase(std::remove(tx_ready_.begin(), tx_ready_.end(), it->first), tx_ready_.end());
+    it = in_flight_.erase(it);
+  }
+  next_heartbeat_at_ = Clock::now() + milliseconds(config_.relay.lease_ms) / 3;
+  recovering_ = false;
 }
 
 void Relay::heartbeat() {
@@ -576,7 +687,7 @@ void Relay::heartbeat() {
     if (now - f.claimed_at >= lease / 3) held.emplace_back(id, f.event->claim_token);
   }
   if (held.empty()) return;
-  const int extended = queue_->extend(held, lease);
+  const int extended = static_cast<int>(queue_->extend(held, lease).size());
   if (extended < static_cast<int>(held.size())) {
     log::warn("lease lost on events still in flight", {{"count", static_cast<int64_t>(held.size()) - extended}});
   }

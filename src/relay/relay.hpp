@@ -37,6 +37,8 @@ struct RelayStats {
   std::atomic<int64_t> dead{0};          // events dead-lettered
   std::atomic<int64_t> released{0};      // events given back at shutdown or deferred
   std::atomic<int64_t> fenced{0};        // outcomes refused because the lease was lost
+  std::atomic<int64_t> own_reclaims{0};  // events this relay claimed again while still holding them
+  std::atomic<int64_t> invariant_violations{0};  // bookkeeping errors caught and refused (should stay 0)
   std::atomic<int64_t> lease_expiries{0};  // events reclaimed after another claim's lease ran out
   std::atomic<int64_t> timeouts{0};      // handler deliveries that hit their timeout
   std::atomic<int64_t> claim_batches{0};
@@ -101,6 +103,7 @@ class Relay {
     bool in_tx = false;  // a sql handler: runs in the ack transaction, not through deliver()
   };
   struct InFlight {
+    uint64_t generation = 0;  // relay-local, never reused: completions name it, so a stale one is ignored
     std::shared_ptr<const Event> event;
     std::vector<Pending> pending;
     int unsettled = 0;  // deliveries still running (sql handlers not counted)
@@ -110,7 +113,7 @@ class Relay {
   };
   struct Completion {
     int64_t id;
-    int64_t token;
+    uint64_t generation;
     size_t index;
     Outcome outcome;
   };
@@ -120,17 +123,29 @@ class Relay {
   void open_queue();
   void claim_more();
   void dispatch(Event event);
+  // A claim returned an event this relay still holds (its lease ran out while the
+  // relay could not renew it): the held deliveries or outcome take the new token.
+  bool adopt(const Event& event);
   void settle(InFlight& f, size_t index, Outcome outcome);
   // Queues the event's outcome for the next ack, or for the ack transaction when
   // sql handlers still have to run. Returns true when the event left in_flight_'s care.
   bool complete(InFlight& f);
+  // The event's outcome from its handlers' outcomes (no side effects).
   Ack outcome_of(const InFlight& f);
+  // Counts a decided outcome (and logs a dead letter).
+  void tally(const Ack& a, const Event& e);
+  AckResult flush_with_sql(bool keep_done);
+  void report_refused(const AckResult& result);
   void record(Ack a);
   void drain_completions();
   void expire_timeouts(std::chrono::steady_clock::time_point now);
   bool can_claim() const;  // room for another claim (lease) / no batch open (transaction)
   void flush_acks();
   void heartbeat();
+  // After a reconnect: records waiting outcomes first, then renews the lease of
+  // everything still held, and lets go of what another relay took meanwhile.
+  void recover_holdings();
+  void invariant_violated(const std::string& what, int64_t event_id);
   void release_all();
   void report();
   void wake();
@@ -158,8 +173,11 @@ class Relay {
 
   std::unordered_map<int64_t, InFlight> in_flight_;  // by event id; relay thread only
   std::vector<Ack> acks_;                            // outcomes waiting for the next ack round trip
+  std::unordered_map<int64_t, size_t> ack_index_;    // event id -> its outcome in acks_
   std::vector<int64_t> tx_ready_;                    // events whose sql handlers run in the next ack
   std::chrono::steady_clock::time_point first_ack_at_;
+  uint64_t next_generation_ = 1;
+  bool recovering_ = false;  // the queue was reopened: recover_holdings() before the next claim
   bool claim_wanted_ = true;
   bool backlog_empty_ = false;
   std::chrono::steady_clock::time_point next_claim_at_;

@@ -2,6 +2,7 @@
 #include "store/queue.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include <pqxx/pqxx>
 #include <pqxx/transaction>
@@ -104,7 +105,7 @@ WITH a AS (
      AND e.id = a.id AND e.claim_token = a.token AND e.status = 'processing'
   RETURNING e.id
 )
-SELECT (SELECT count(*) FROM removed) + (SELECT count(*) FROM updated)
+SELECT array(SELECT id FROM removed UNION ALL SELECT id FROM updated)
 )sql";
 
 // The common case, every outcome a success and nothing kept: no JSON to build or parse.
@@ -112,6 +113,15 @@ constexpr const char* kAckDoneSql = R"sql(
 DELETE FROM pgrelay.db_events e
  USING unnest($1::bigint[], $2::bigint[]) AS a(id, token)
  WHERE e.id = a.id AND e.claim_token = a.token AND e.status = 'processing'
+RETURNING e.id
+)sql";
+
+// Where the events whose outcomes were refused are now, to say why.
+constexpr const char* kRefusedSql = R"sql(
+SELECT a.id, e.status, e.lease_owner
+  FROM unnest($1::bigint[]) AS a(id)
+  LEFT JOIN pgrelay.db_events e ON e.id = a.id
+ ORDER BY a.id
 )sql";
 
 // The fence of a lease claim is its token; a transactional claim's is the row
@@ -138,6 +148,7 @@ UPDATE pgrelay.db_events e
    SET next_attempt_at = now() + $3 * interval '1 millisecond'
   FROM unnest($1::bigint[], $2::bigint[]) AS a(id, token)
  WHERE e.id = a.id AND e.claim_token = a.token AND e.status = 'processing'
+RETURNING e.id
 )sql";
 
 constexpr const char* kNextDueSql = R"sql(
@@ -230,6 +241,7 @@ Queue::Queue(std::unique_ptr<pqxx::connection> conn, std::string owner, TypeFilt
   conn_->prepare("pgrelay_ack_tx", with_fence(kAckSql, true));
   conn_->prepare("pgrelay_ack_done_tx", with_fence(kAckDoneSql, true));
   conn_->prepare("pgrelay_next_due", kNextDueSql);
+  conn_->prepare("pgrelay_refused", kRefusedSql);
 }
 
 ClaimResult Queue::claim(int limit, std::chrono::milliseconds lease) {
@@ -282,24 +294,69 @@ std::string Queue::ack_document(const std::vector<Ack>& acks) const {
   return doc;
 }
 
-int Queue::ack(const std::vector<Ack>& acks, bool keep_done) {
-  if (acks.empty()) return 0;
+AckResult Queue::ack(const std::vector<Ack>& acks, bool keep_done) {
+  if (acks.empty()) return {};
   pqxx::nontransaction tx(*conn_);
   return ack_in(tx, acks, keep_done, false);
 }
 
-int Queue::ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks, bool keep_done, bool in_tx) {
+namespace {
+
+// The outcomes of `acks` whose ids are not in `applied`, with where each event is now.
+AckResult refusals(pqxx::transaction_base& tx, const std::vector<Ack>& acks, std::vector<int64_t> applied) {
+  AckResult out;
+  out.applied = static_cast<int>(applied.size());
+  if (applied.size() >= acks.size()) return out;
+  std::sort(applied.begin(), applied.end());
+  std::vector<std::pair<int64_t, int64_t>> refused;
+  for (const Ack& a : acks) {
+    if (!std::binary_search(applied.begin(), applied.end(), a.id)) refused.emplace_back(a.id, a.token);
+  }
+  for (const auto& row : tx.exec_prepared("pgrelay_refused", int_array_literal(refused, true))) {
+    RefusedOutcome r;
+    r.id = row[0].as<int64_t>();
+    if (!row[1].is_null()) r.status = row[1].c_str();
+    if (!row[2].is_null()) r.lease_owner = row[2].c_str();
+    out.refused.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<int64_t> parse_int_array(const char* s) {
+  std::vector<int64_t> out;
+  if (!s) return out;
+  for (const char* p = s; *p;) {
+    if (*p >= '0' && *p <= '9') {
+      char* end = nullptr;
+      out.push_back(std::strtoll(p, &end, 10));
+      p = end;
+    } else {
+      ++p;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+AckResult Queue::ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks, bool keep_done, bool in_tx) {
   const bool all_done =
       !keep_done && std::all_of(acks.begin(), acks.end(), [](const Ack& a) { return a.kind == Ack::Kind::done; });
+  std::vector<int64_t> applied;
+  applied.reserve(acks.size());
   if (all_done) {
     std::vector<std::pair<int64_t, int64_t>> id_tokens;
     id_tokens.reserve(acks.size());
     for (const Ack& a : acks) id_tokens.emplace_back(a.id, a.token);
-    return static_cast<int>(tx.exec_prepared(in_tx ? "pgrelay_ack_done_tx" : "pgrelay_ack_done",
-                                             int_array_literal(id_tokens, true), int_array_literal(id_tokens, false))
-                                .affected_rows());
+    for (const auto& row : tx.exec_prepared(in_tx ? "pgrelay_ack_done_tx" : "pgrelay_ack_done",
+                                            int_array_literal(id_tokens, true), int_array_literal(id_tokens, false))) {
+      applied.push_back(row[0].as<int64_t>());
+    }
+  } else {
+    applied = parse_int_array(
+        tx.exec_prepared1(in_tx ? "pgrelay_ack_tx" : "pgrelay_ack", ack_document(acks), keep_done)[0].c_str());
   }
-  return tx.exec_prepared1(in_tx ? "pgrelay_ack_tx" : "pgrelay_ack", ack_document(acks), keep_done)[0].as<int>();
+  return refusals(tx, acks, std::move(applied));
 }
 
 std::vector<Event> Queue::claim_in_transaction(int limit) {
@@ -325,14 +382,15 @@ std::vector<Event> Queue::claim_in_transaction(int limit) {
   return out;
 }
 
-int Queue::finish_transaction(const std::vector<Ack>& acks, bool keep_done) {
-  const int applied = acks.empty() ? 0 : ack_in(*tx_, acks, keep_done, true);
+AckResult Queue::finish_transaction(const std::vector<Ack>& acks, bool keep_done) {
+  AckResult result;
+  if (!acks.empty()) result = ack_in(*tx_, acks, keep_done, true);
   tx_->commit();
   tx_.reset();
-  return applied;
+  return result;
 }
 
-int Queue::ack_with_sql(const std::vector<SqlCall>& calls,
+AckResult Queue::ack_with_sql(const std::vector<SqlCall>& calls,
                         const std::function<std::vector<Ack>(const SqlResults&)>& decide, bool keep_done) {
   SqlResults results;
   pqxx::work tx(*conn_, "pgrelay-sql-ack");
@@ -360,18 +418,22 @@ int Queue::ack_with_sql(const std::vector<SqlCall>& calls,
     }
   }
   const std::vector<Ack> acks = decide(results);
-  int applied = 0;
-  if (!acks.empty()) applied = tx.exec_prepared1("pgrelay_ack", ack_document(acks), keep_done)[0].as<int>();
+  AckResult result;
+  if (!acks.empty()) result = ack_in(tx, acks, keep_done, false);
   tx.commit();
-  return applied;
+  return result;
 }
 
-int Queue::extend(const std::vector<std::pair<int64_t, int64_t>>& id_tokens, std::chrono::milliseconds lease) {
-  if (id_tokens.empty()) return 0;
+std::vector<int64_t> Queue::extend(const std::vector<std::pair<int64_t, int64_t>>& id_tokens,
+                                   std::chrono::milliseconds lease) {
+  std::vector<int64_t> kept;
+  if (id_tokens.empty()) return kept;
   pqxx::nontransaction tx(*conn_);
   const pqxx::result r = tx.exec_prepared("pgrelay_extend", int_array_literal(id_tokens, true),
                                           int_array_literal(id_tokens, false), static_cast<int64_t>(lease.count()));
-  return static_cast<int>(r.affected_rows());
+  kept.reserve(r.size());
+  for (const auto& row : r) kept.push_back(row[0].as<int64_t>());
+  return kept;
 }
 
 std::optional<std::chrono::milliseconds> Queue::next_due() {

@@ -46,6 +46,19 @@ struct SqlCall {
 // Per (handler, event id): empty on success, else the reason it failed.
 using SqlResults = std::vector<std::tuple<std::string, int64_t, std::string>>;
 
+// An outcome the database did not take because its claim token no longer
+// matched, and where the event is now, so the refusal can say what happened.
+struct RefusedOutcome {
+  int64_t id = 0;
+  std::string status;       // the event's status now; empty when the row is gone
+  std::string lease_owner;  // who holds it now, if processing
+};
+
+struct AckResult {
+  int applied = 0;
+  std::vector<RefusedOutcome> refused;
+};
+
 struct ClaimResult {
   std::vector<Event> events;
   int lease_expiries = 0;  // events reclaimed because another claim's lease ran out
@@ -61,17 +74,16 @@ class Queue {
   // lease of `lease`.
   ClaimResult claim(int limit, std::chrono::milliseconds lease);
 
-  // Records outcomes; returns how many were applied. An outcome whose token no
-  // longer matches (the lease expired and someone else claimed) is not applied.
+  // Records outcomes. An outcome whose token no longer matches (the lease ran
+  // out and the event was claimed again) is not applied; the result names those.
   // Finished events are deleted, or kept as 'done' when `keep_done` is set.
-  int ack(const std::vector<Ack>& acks, bool keep_done);
+  AckResult ack(const std::vector<Ack>& acks, bool keep_done);
 
   // Calls each sql handler's function for its events, then records the outcomes
   // that `decide` derives from the results, all in one transaction: a function's
   // effect commits exactly when its success is recorded. A call that fails as a
   // whole (say, the function does not exist) yields that error for all its events.
-  // Returns how many outcomes were applied.
-  int ack_with_sql(const std::vector<SqlCall>& calls,
+  AckResult ack_with_sql(const std::vector<SqlCall>& calls,
                    const std::function<std::vector<Ack>(const SqlResults&)>& decide, bool keep_done);
 
   // Transactional claim (relay.claim = "transaction"): locks up to `limit` due
@@ -80,11 +92,12 @@ class Queue {
   // outcomes and commits. If the relay dies, the rows are free at once.
   // Returns no events (and no open transaction) when nothing is due.
   std::vector<Event> claim_in_transaction(int limit);
-  int finish_transaction(const std::vector<Ack>& acks, bool keep_done);
+  AckResult finish_transaction(const std::vector<Ack>& acks, bool keep_done);
   bool in_transaction() const { return tx_ != nullptr; }
 
-  // Extends the lease of events still held with these tokens; returns how many.
-  int extend(const std::vector<std::pair<int64_t, int64_t>>& id_tokens, std::chrono::milliseconds lease);
+  // Extends the lease of events still held with these tokens; returns the ids extended.
+  std::vector<int64_t> extend(const std::vector<std::pair<int64_t, int64_t>>& id_tokens,
+                              std::chrono::milliseconds lease);
 
   // Time until the earliest not-yet-due unfinished event (a retry or a lease
   // expiry) becomes due; nullopt when there is none.
@@ -94,7 +107,7 @@ class Queue {
 
  private:
   std::string ack_document(const std::vector<Ack>& acks) const;
-  int ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks, bool keep_done, bool in_tx);
+  AckResult ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks, bool keep_done, bool in_tx);
 
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<pqxx::work> tx_;  // open while a transactional claim is delivered

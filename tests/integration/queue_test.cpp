@@ -52,9 +52,13 @@ TEST_CASE("a stale relay whose token was replaced cannot mark the event done or 
   auto new_claim = fresh->claim(10, milliseconds(30000)).events;
   REQUIRE(new_claim.size() == 2);
   Ack dead{old_claim[1].id, old_claim[1].claim_token, Ack::Kind::dead, 0, "stale says dead", {}};
-  CHECK(stale->ack({done(old_claim[0]), dead}, false) == 0);
+  const AckResult refused = stale->ack({done(old_claim[0]), dead}, false);
+  CHECK(refused.applied == 0);
+  REQUIRE(refused.refused.size() == 2);  // each refusal says who holds the event now
+  CHECK(refused.refused[0].status == "processing");
+  CHECK(refused.refused[0].lease_owner == "fresh");
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'") == 2);
-  CHECK(fresh->ack({done(new_claim[0]), done(new_claim[1])}, false) == 2);
+  CHECK(fresh->ack({done(new_claim[0]), done(new_claim[1])}, false).applied == 2);
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);
 }
 
@@ -71,14 +75,14 @@ TEST_CASE("only the oldest unfinished event of a key is claimable") {
   CHECK(q->claim(10, milliseconds(30000)).events.empty());
   // A retry of the head holds back its key, not others.
   Ack retry{1, c1[0].claim_token, Ack::Kind::retry, 60000, "boom", {}};
-  CHECK(q->ack({retry, done(c1[1]), done(c1[2])}, false) == 3);
+  CHECK(q->ack({retry, done(c1[1]), done(c1[2])}, false).applied == 3);
   CHECK(q->claim(10, milliseconds(30000)).events.empty());
   db.exec("UPDATE pgrelay.db_events SET next_attempt_at = now() WHERE id = 1");
   auto c2 = q->claim(10, milliseconds(30000)).events;
   REQUIRE(c2.size() == 1);
   CHECK(c2[0].id == 1);
   CHECK(c2[0].attempt == 2);
-  CHECK(q->ack({done(c2[0])}, false) == 1);
+  CHECK(q->ack({done(c2[0])}, false).applied == 1);
   auto c3 = q->claim(10, milliseconds(30000)).events;
   REQUIRE(c3.size() == 1);
   CHECK(c3[0].id == 2);
@@ -96,7 +100,7 @@ TEST_CASE("outcomes record retry time, errors, finished handlers and dead letter
       Ack{c[2].id, c[2].claim_token, Ack::Kind::dead, 0, "bad payload", {}},
       Ack{c[3].id, c[3].claim_token, Ack::Kind::release, 0, "released at shutdown", {}},
   };
-  CHECK(q->ack(acks, true) == 4);
+  CHECK(q->ack(acks, true).applied == 4);
   auto r = db.exec("SELECT status, attempts, last_error, handlers_done::text, "
                    "next_attempt_at > now() + interval '4 s', finished_at IS NOT NULL FROM pgrelay.db_events ORDER BY id");
   CHECK(r[0][0].as<std::string>() == "done");
@@ -120,7 +124,7 @@ TEST_CASE("a heartbeat extends only leases still held") {
   auto q = queue_for(db, "r");
   auto c = q->claim(10, milliseconds(1000)).events;
   REQUIRE(c.size() == 2);
-  CHECK(q->extend({{c[0].id, c[0].claim_token}, {c[1].id, c[1].claim_token + 999}}, milliseconds(60000)) == 1);
+  CHECK(q->extend({{c[0].id, c[0].claim_token}, {c[1].id, c[1].claim_token + 999}}, milliseconds(60000)) == std::vector<int64_t>{c[0].id});
   std::this_thread::sleep_for(milliseconds(1100));
   auto other = queue_for(db, "other")->claim(10, milliseconds(1000)).events;
   REQUIRE(other.size() == 1);
