@@ -62,6 +62,22 @@ LANGUAGE sql AS $fn$
   SELECT pg_advisory_xact_lock(1886221420, hashtext(key))
 $fn$;
 
+-- The state a new event of `key` starts in: blocked when the key already has an unfinished
+-- event, so that claims never walk it (migration 0004); the relay makes it pending when
+-- the events before it finish. Call with the key's lock held (lock_key) and in a statement
+-- after it, so what it sees includes every earlier producer of the key. Only in READ
+-- COMMITTED: an older snapshot could still see a head the relay has finished since, and
+-- its follower would wait for a promotion that already happened (pending is always safe).
+CREATE OR REPLACE FUNCTION pgrelay.initial_status(key text) RETURNS text
+LANGUAGE sql STABLE AS $fn$
+  SELECT CASE WHEN key IS NOT NULL
+               AND current_setting('transaction_isolation') = 'read committed'
+               AND EXISTS (SELECT 1 FROM pgrelay.db_events o
+                            WHERE o.key = initial_status.key
+                              AND o.status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted'))
+              THEN 'blocked' ELSE 'pending' END
+$fn$;
+
 CREATE OR REPLACE FUNCTION pgrelay.emit(
   event_type text,
   payload jsonb,
@@ -77,8 +93,8 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   PERFORM pgrelay.lock_key(key);
-  INSERT INTO pgrelay.db_events (event_type, key, payload, headers)
-  VALUES (event_type, key, payload, coalesce(headers, '{}'))
+  INSERT INTO pgrelay.db_events (event_type, key, payload, headers, status)
+  VALUES (event_type, key, payload, coalesce(headers, '{}'), pgrelay.initial_status(key))
   RETURNING id INTO new_id;
   RETURN new_id;
 END

@@ -3,49 +3,76 @@
 --
 -- Each captured row becomes the event '<prefix>.<insert|update|delete>' with
 -- payload {op, schema, table, new, old, changed} and key '<table>:<key values
--- joined by :>' (none without key columns); an update that changes none of the
--- captured columns emits nothing.
+-- joined by :>' (none without key columns; the table schema-qualified outside
+-- public, and for partitions the tracked parent); an update that changes none of
+-- the captured columns emits nothing.
+
+-- The event key of a captured row: '<key name>:<key values joined by :>', NULL without key columns.
+CREATE OR REPLACE FUNCTION pgrelay.row_key(key_name text, r jsonb, key_columns text[]) RETURNS text
+LANGUAGE sql IMMUTABLE AS $fn$
+  SELECT CASE cardinality(key_columns)
+           WHEN 0 THEN NULL
+           WHEN 1 THEN key_name || ':' || coalesce(r ->> key_columns[1], '')
+           ELSE (SELECT key_name || ':' || string_agg(coalesce(r ->> c, ''), ':' ORDER BY o)
+                   FROM unnest(key_columns) WITH ORDINALITY AS kc(c, o))
+         END
+$fn$;
 
 -- Statement-level AFTER INSERT or AFTER DELETE trigger with the transition table
--- pgrelay_rows, installed by pgrelay.track() on plain and partitioned tables whose
--- event key needs no key lock (no key, or the primary key): one INSERT ... SELECT
--- writes the events of every row of the statement, in the order the statement
--- touched them. A bulk statement costs one query instead of one per row, and a
--- single-row INSERT less than with a row trigger.
+-- pgrelay_rows, installed by pgrelay.track() on plain and partitioned tables keyed by
+-- their primary key (or not keyed): one INSERT ... SELECT writes the events of every row
+-- of the statement, in the order the statement touched them. A bulk statement costs one
+-- query instead of one per row, and a single-row INSERT less than with a row trigger.
+-- Every key of the statement is locked first, in key order, so that producers of one key
+-- (emit, other tables' captures) commit one after another and two bulk statements never
+-- deadlock; a row behind an earlier one of its key starts blocked (pgrelay.initial_status).
 -- Its arguments are worked out by pgrelay.track() for the one operation it serves,
 -- because each expression evaluated here is paid on every statement:
 --   0 event type, 1 op ('insert' or 'delete'), 2 'new' or 'old': where the row goes,
 --   3 the other of the two, 4 the key column when the key is that single column and
 --   every column is captured (the fast path), else '', then for the general path
---   5 key columns, 6 include columns ('' = all), 7 exclude columns.
+--   5 key columns, 6 include columns ('' = all), 7 exclude columns; 8 the key name
+--   (the tracked table, schema-qualified outside public).
 CREATE OR REPLACE FUNCTION pgrelay.capture_rows() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
+DECLARE
+  key_name text := coalesce(TG_ARGV[8], TG_TABLE_NAME);  -- a trigger from before key names: the table
 BEGIN
   IF TG_ARGV[4] <> '' THEN
-    INSERT INTO pgrelay.db_events (event_type, key, payload)
-    SELECT TG_ARGV[0], TG_TABLE_NAME || ':' || coalesce(r.j ->> TG_ARGV[4], ''),
+    PERFORM pgrelay.lock_key(x.k)
+       FROM (SELECT DISTINCT key_name || ':' || coalesce(to_jsonb(t) ->> TG_ARGV[4], '') AS k
+               FROM pgrelay_rows t ORDER BY 1) x;
+    INSERT INTO pgrelay.db_events (event_type, key, payload, status)
+    SELECT TG_ARGV[0], r.k,
            jsonb_build_object('op', TG_ARGV[1], 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
-                              TG_ARGV[2], r.j, TG_ARGV[3], NULL, 'changed', NULL)
-      FROM (SELECT to_jsonb(t) AS j FROM pgrelay_rows t) r;
+                              TG_ARGV[2], r.j, TG_ARGV[3], NULL, 'changed', NULL),
+           CASE WHEN row_number() OVER (PARTITION BY r.k ORDER BY r.n) > 1 THEN 'blocked'
+                ELSE pgrelay.initial_status(r.k) END
+      FROM (SELECT t.j, t.n, key_name || ':' || coalesce(t.j ->> TG_ARGV[4], '') AS k
+              FROM (SELECT to_jsonb(t) AS j, row_number() OVER () AS n FROM pgrelay_rows t) t) r
+     ORDER BY r.n;
     RETURN NULL;
   END IF;
   -- The key and the captured columns by the same rules as in pgrelay.capture().
-  INSERT INTO pgrelay.db_events (event_type, key, payload)
-  SELECT TG_ARGV[0],
-         CASE cardinality(k.cols)
-           WHEN 0 THEN NULL
-           WHEN 1 THEN TG_TABLE_NAME || ':' || coalesce(r.j ->> k.cols[1], '')
-           ELSE (SELECT TG_TABLE_NAME || ':' || string_agg(coalesce(r.j ->> c, ''), ':' ORDER BY o)
-                   FROM unnest(k.cols) WITH ORDINALITY AS kc(c, o))
-         END,
+  IF TG_ARGV[5] <> '{}' THEN
+    PERFORM pgrelay.lock_key(x.k)
+       FROM (SELECT DISTINCT pgrelay.row_key(key_name, to_jsonb(t), TG_ARGV[5]::text[]) AS k
+               FROM pgrelay_rows t ORDER BY 1) x;
+  END IF;
+  INSERT INTO pgrelay.db_events (event_type, key, payload, status)
+  SELECT TG_ARGV[0], r.k,
          jsonb_build_object('op', TG_ARGV[1], 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
-                            TG_ARGV[2], c.j, TG_ARGV[3], NULL, 'changed', NULL)
-    FROM (SELECT TG_ARGV[5]::text[] AS cols, nullif(TG_ARGV[6], '')::text[] AS include, TG_ARGV[7]::text[] AS exclude) k
-   CROSS JOIN (SELECT to_jsonb(t) AS j FROM pgrelay_rows t) r
+                            TG_ARGV[2], c.j, TG_ARGV[3], NULL, 'changed', NULL),
+         CASE WHEN r.k IS NOT NULL AND row_number() OVER (PARTITION BY r.k ORDER BY r.n) > 1 THEN 'blocked'
+              ELSE pgrelay.initial_status(r.k) END
+    FROM (SELECT nullif(TG_ARGV[6], '')::text[] AS include, TG_ARGV[7]::text[] AS exclude) k
+   CROSS JOIN (SELECT t.j, t.n, pgrelay.row_key(key_name, t.j, TG_ARGV[5]::text[]) AS k
+                 FROM (SELECT to_jsonb(t) AS j, row_number() OVER () AS n FROM pgrelay_rows t) t) r
    CROSS JOIN LATERAL (SELECT CASE WHEN k.include IS NULL THEN r.j
                                    ELSE (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}')
                                            FROM jsonb_each(r.j) e WHERE e.key = ANY (k.include))
-                              END - k.exclude AS j) c;
+                              END - k.exclude AS j) c
+   ORDER BY r.n;
   RETURN NULL;
 END
 $fn$;
@@ -53,10 +80,10 @@ $fn$;
 -- Row-level AFTER trigger installed by pgrelay.track() for updates, and for every
 -- operation where a statement trigger would not do: on partitions and inheritance
 -- children (no transition tables there, and rows may arrive through their parent's
--- statements), and where the key is not the primary key (it takes each row's key
--- lock before writing that row's event). Arguments (TG_ARGV): 0 event prefix,
--- 1 key columns, 2 include columns ('' = all), 3 exclude columns (arrays as text
--- literals), 4 'pk' when the key columns are the primary key.
+-- statements), and where the key is not the primary key. It takes the row's key lock
+-- before writing the row's event. Arguments (TG_ARGV): 0 event prefix, 1 key columns,
+-- 2 include columns ('' = all), 3 exclude columns (arrays as text literals), 4 unused
+-- (was 'pk'), 5 the key name (the tracked table, schema-qualified outside public).
 CREATE OR REPLACE FUNCTION pgrelay.capture() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 -- Runs once per captured row, so it evaluates as few expressions as it can: the
@@ -68,7 +95,6 @@ DECLARE
   full_row jsonb;
   changed  text[];
   ev_key   text;
-  key_cols text[];
   cols     text[];
 BEGIN
   IF TG_OP = 'INSERT' THEN
@@ -84,13 +110,7 @@ BEGIN
   END IF;
 
   IF TG_ARGV[1] <> '{}' THEN
-    key_cols := TG_ARGV[1]::text[];
-    IF cardinality(key_cols) = 1 THEN  -- the common case, without a sub-query
-      ev_key := TG_TABLE_NAME || ':' || coalesce(full_row ->> key_cols[1], '');
-    ELSE
-      SELECT TG_TABLE_NAME || ':' || string_agg(coalesce(full_row ->> c, ''), ':' ORDER BY o)
-        INTO ev_key FROM unnest(key_cols) WITH ORDINALITY AS k(c, o);
-    END IF;
+    ev_key := pgrelay.row_key(coalesce(TG_ARGV[5], TG_TABLE_NAME), full_row, TG_ARGV[1]::text[]);
   END IF;
 
   IF TG_ARGV[2] <> '' THEN
@@ -115,15 +135,16 @@ BEGIN
     END IF;
   END IF;
 
-  -- A key made of the primary key needs no key lock: the row lock (or the
-  -- unique index) already makes one row's producers commit one after another.
-  IF ev_key IS NOT NULL AND TG_ARGV[4] IS DISTINCT FROM 'pk' THEN
+  -- Even a key made of the primary key: the row lock orders one row's writers, but not
+  -- an emit() or another table's capture of the same key string.
+  IF ev_key IS NOT NULL THEN
     PERFORM pgrelay.lock_key(ev_key);
   END IF;
-  INSERT INTO pgrelay.db_events (event_type, key, payload)
+  INSERT INTO pgrelay.db_events (event_type, key, payload, status)
   VALUES (TG_ARGV[0] || '.' || lower(TG_OP), ev_key,
           jsonb_build_object('op', lower(TG_OP), 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
-                             'new', new_row, 'old', old_row, 'changed', to_jsonb(changed)));
+                             'new', new_row, 'old', old_row, 'changed', to_jsonb(changed)),
+          pgrelay.initial_status(ev_key));
   RETURN NULL;
 END
 $fn$;
@@ -182,11 +203,11 @@ DECLARE
   pk_columns text[];
   bad text;
   args text;
-  key_is_pk boolean;
   fast_key text;
   general_args text;
   row_only boolean;
   row_ops text[];
+  key_name text;
 BEGIN
   SELECT c.relname INTO rel_name FROM pg_class c WHERE c.oid = table_name AND c.relkind IN ('r', 'p');
   IF rel_name IS NULL THEN
@@ -221,13 +242,15 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
 
-  key_is_pk := cardinality(key_columns) > 0 AND key_columns = pk_columns;
-  args := format('%L, %L, %L, %L, %L', event_prefix, key_columns::text, coalesce(include_columns::text, ''),
-                 coalesce(exclude_columns, '{}')::text, CASE WHEN key_is_pk THEN 'pk' ELSE '' END);
+  -- Keys name the table, schema-qualified outside public, so two schemas' tables never share keys.
+  SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END INTO key_name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = table_name;
+  args := format('%L, %L, %L, %L, %L, %L', event_prefix, key_columns::text, coalesce(include_columns::text, ''),
+                 coalesce(exclude_columns, '{}')::text, '', key_name);
   fast_key := CASE WHEN cardinality(key_columns) = 1 AND include_columns IS NULL
                         AND cardinality(coalesce(exclude_columns, '{}')) = 0 THEN key_columns[1] ELSE '' END;
-  general_args := format('%L, %L, %L, %L', fast_key, key_columns::text, coalesce(include_columns::text, ''),
-                         coalesce(exclude_columns, '{}')::text);
+  general_args := format('%L, %L, %L, %L, %L', fast_key, key_columns::text, coalesce(include_columns::text, ''),
+                         coalesce(exclude_columns, '{}')::text, key_name);
   row_only := pgrelay.captures_per_row(table_name, key_columns);
   row_ops := CASE WHEN row_only THEN ops ELSE array(SELECT o FROM unnest(ops) o WHERE o = 'update') END;
 
@@ -266,27 +289,33 @@ BEGIN
 END
 $fn$;
 
--- Tables tracked before inserts and deletes were captured per statement, and which
--- pgrelay.track() would now give statement triggers, are tracked again with their own
--- options (a brief lock per table, as pgrelay.track() takes). The others are left
--- alone, so re-applying this file does not touch them every time.
--- A table that cannot be re-tracked (a key column dropped since, say) keeps its row
--- trigger, which still captures everything, and the migration goes on with a warning.
+-- Tables tracked by an earlier release whose triggers pgrelay.track() would now install
+-- differently are tracked again with their own options (a brief lock per table, as
+-- pgrelay.track() takes): tables that would now get statement triggers for inserts and
+-- deletes, and triggers without the key-name argument (key names are schema-qualified
+-- outside public since 0.4, and partitions' keys name the tracked table). The others are
+-- left alone, so re-applying this file does not touch them every time. A table that
+-- cannot be re-tracked (a key column dropped since, say) keeps its trigger, which still
+-- captures everything, and the migration goes on with a warning.
 DO $upgrade$
 DECLARE
   t pgrelay.tracked_tables;
 BEGIN
   FOR t IN SELECT * FROM pgrelay.tracked_tables tt
-            WHERE tt.operations && '{insert,delete}'
-              AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tt.table_name)
-              AND NOT pgrelay.captures_per_row(tt.table_name, tt.key_columns)
-              AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = tt.table_name
-                                 AND g.tgname IN ('pgrelay_capture_insert', 'pgrelay_capture_delete')) LOOP
+            WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tt.table_name)
+              AND ((tt.operations && '{insert,delete}'
+                    AND NOT pgrelay.captures_per_row(tt.table_name, tt.key_columns)
+                    AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = tt.table_name
+                                       AND g.tgname IN ('pgrelay_capture_insert', 'pgrelay_capture_delete')))
+                   OR EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = tt.table_name AND NOT g.tgisinternal
+                                 AND ((g.tgname = 'pgrelay_capture' AND g.tgnargs < 6)
+                                      OR (g.tgname IN ('pgrelay_capture_insert', 'pgrelay_capture_delete')
+                                          AND g.tgnargs < 9)))) LOOP
     BEGIN
       PERFORM pgrelay.track(t.table_name, t.key_columns, t.include_columns, t.exclude_columns, t.operations, t.event_prefix);
       UPDATE pgrelay.tracked_tables SET tracked_at = t.tracked_at WHERE table_name = t.table_name;
     EXCEPTION WHEN OTHERS THEN
-      RAISE WARNING 'pgrelay: % keeps its row-level capture trigger: %', t.table_name, SQLERRM;
+      RAISE WARNING 'pgrelay: % keeps its earlier capture trigger: %', t.table_name, SQLERRM;
     END;
   END LOOP;
 END

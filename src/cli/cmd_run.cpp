@@ -115,7 +115,7 @@ void add_reconcile(CLI::App& app, Globals& g, Action& action) {
       Status s = read_status(*conn);
       int64_t pending = 0, dead = 0;
       for (const auto& sc : s.counts) {
-        if (sc.status == "pending" || sc.status == "processing") pending += sc.count;
+        if (sc.status != "done" && sc.status != "dead") pending += sc.count;  // every unfinished state
         if (sc.status == "dead") dead += sc.count;
       }
       const double oldest = s.oldest_pending_age_s.value_or(0);

@@ -216,7 +216,9 @@ AdminApi::Readiness AdminApi::readiness() const {
   }
   if (s.data.backlog > options_.ready_max_backlog) {
     return {false, "backlog " + std::to_string(s.data.backlog) + " due events > admin.ready_max_backlog " +
-                       std::to_string(options_.ready_max_backlog)};
+                       std::to_string(options_.ready_max_backlog) + " (not counting " +
+                       std::to_string(s.data.paused_backlog) + " paused and " + std::to_string(s.data.unrouted) +
+                       " unrouted)"};
   }
   if (s.data.oldest_due_wait_s && *s.data.oldest_due_wait_s > static_cast<double>(options_.ready_max_oldest_pending_s)) {
     return {false, "oldest due event has waited " + fixed3(*s.data.oldest_due_wait_s) +
@@ -349,9 +351,15 @@ AdminResponse AdminApi::metrics_text() const {
       prom::header(out, name, "gauge", help);
       prom::sample(out, name, "", v);
     };
-    gauge("pgrelay_backlog_events", "Due events of unpaused types waiting to be claimed (whole database).",
+    gauge("pgrelay_backlog_events",
+          "Due events of routed, unpaused types waiting to be claimed (whole database; not counting events "
+          "behind their key, paused or unrouted).",
           static_cast<double>(d.backlog));
-    gauge("pgrelay_paused_backlog_events", "Due events of paused types.", static_cast<double>(d.paused_backlog));
+    gauge("pgrelay_paused_backlog_events", "Events of paused types.", static_cast<double>(d.paused_backlog));
+    gauge("pgrelay_blocked_events", "Events waiting behind an earlier unfinished event of their key.",
+          static_cast<double>(d.blocked));
+    gauge("pgrelay_unrouted_events", "Events of types no live relay routes (set aside until one does).",
+          static_cast<double>(d.unrouted));
     gauge("pgrelay_processing_events", "Events held under a live lease.", static_cast<double>(d.processing));
     gauge("pgrelay_scheduled_events", "Pending events waiting for their retry time.", static_cast<double>(d.scheduled));
     gauge("pgrelay_dead_events", "Dead-lettered events (kept until retried or purged).", static_cast<double>(d.dead));
@@ -366,6 +374,9 @@ AdminResponse AdminApi::metrics_text() const {
       prom::sample(out, "pgrelay_events_by_type", l + "\"pending\"", static_cast<double>(t.pending));
       prom::sample(out, "pgrelay_events_by_type", l + "\"processing\"", static_cast<double>(t.processing));
       prom::sample(out, "pgrelay_events_by_type", l + "\"dead\"", static_cast<double>(t.dead));
+      prom::sample(out, "pgrelay_events_by_type", l + "\"blocked\"", static_cast<double>(t.blocked));
+      prom::sample(out, "pgrelay_events_by_type", l + "\"paused\"", static_cast<double>(t.paused_events));
+      prom::sample(out, "pgrelay_events_by_type", l + "\"unrouted\"", static_cast<double>(t.unrouted));
     }
   }
   if (probe_.listener_alive) {
@@ -416,7 +427,8 @@ AdminResponse AdminApi::status_json() const {
   if (s.ok) {
     o += ",\"backlog\":" + std::to_string(d.backlog) + ",\"paused_backlog\":" + std::to_string(d.paused_backlog) +
          ",\"processing\":" + std::to_string(d.processing) + ",\"scheduled\":" + std::to_string(d.scheduled) +
-         ",\"dead\":" + std::to_string(d.dead) + ",\"oldest_due_wait_s\":" + opt_number(d.oldest_due_wait_s) +
+         ",\"dead\":" + std::to_string(d.dead) + ",\"blocked\":" + std::to_string(d.blocked) +
+         ",\"unrouted\":" + std::to_string(d.unrouted) + ",\"oldest_due_wait_s\":" + opt_number(d.oldest_due_wait_s) +
          ",\"oldest_pending_age_s\":" + opt_number(d.oldest_pending_age_s);
   } else {
     o += ",\"backlog\":null,\"paused_backlog\":null,\"processing\":null,\"scheduled\":null,\"dead\":null,"

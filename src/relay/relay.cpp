@@ -28,21 +28,13 @@ using std::chrono::milliseconds;
 constexpr auto kReportEvery = std::chrono::seconds(5);
 constexpr auto kReconnectMax = milliseconds(5000);
 constexpr auto kWalRecheck = milliseconds(10);  // second look after an empty claim on a wal wake
+constexpr auto kPromotionRetry = milliseconds(5);
+constexpr auto kOrphanSweepEvery = std::chrono::seconds(30);
 
 std::string default_relay_id() {
   char host[256] = {0};
   if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "%s", "relay");
   return std::string(host) + ":" + std::to_string(::getpid());
-}
-
-const char* kind_word(Outcome::Kind k) {
-  switch (k) {
-    case Outcome::Kind::ok: return "ok";
-    case Outcome::Kind::retry: return "retry";
-    case Outcome::Kind::dead: return "dead";
-    case Outcome::Kind::defer: return "defer";
-  }
-  return "?";
 }
 
 }  // namespace
@@ -168,9 +160,13 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
   const milliseconds ack_delay(opt.ack_delay_ms);
   auto reconnect_wait = milliseconds(100);
   auto next_progress = Clock::now() + std::chrono::seconds(1);
-  next_claim_at_ = next_heartbeat_at_ = next_report_at_ = Clock::now();
+  next_claim_at_ = next_report_at_ = next_orphan_sweep_at_ = Clock::now();
+  // A transactional claim holds row locks, not leases: nothing to renew.
+  next_heartbeat_at_ = in_tx ? Clock::time_point::max() : Clock::now();
+  next_promotion_at_ = Clock::time_point::max();
   claim_wanted_ = true;
   backlog_empty_ = false;
+  stopping_ = false;
 
   for (;;) {
     {
@@ -206,13 +202,28 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
       if (in_tx) {
         // A transactional batch is recorded and committed once all of it is settled.
         if (queue_->in_transaction() && in_flight_.empty()) flush_acks();
-      } else if (waiting > 0 && (static_cast<int>(waiting) >= opt.batch_size || in_flight_.size() == tx_ready_.size() ||
+      } else if (waiting > 0 && (static_cast<int>(waiting) >= opt.batch_size ||
+                                 in_flight_.size() == tx_ready_.size() + waiting_in_runs_ ||
                                  now - first_ack_at_ >= ack_delay)) {
         flush_acks();
       }
       if (!in_tx && now >= next_heartbeat_at_) heartbeat();
       // Housekeeping shares the claim connection: never while a transactional claim is open.
       const bool connection_free = !queue_->in_transaction();
+      if (connection_free && queue_->promotions_waiting() && acks_.empty()) {
+        // A key's producer held its lock when its head finished: try it again shortly.
+        if (next_promotion_at_ == Clock::time_point::max()) {
+          next_promotion_at_ = now + kPromotionRetry;
+        } else if (now >= next_promotion_at_) {
+          queue_->promote_waiting();
+          next_promotion_at_ = Clock::time_point::max();
+          claim_wanted_ = true;
+        }
+      }
+      if (connection_free && now >= next_orphan_sweep_at_) {
+        queue_->promote_orphans();
+        next_orphan_sweep_at_ = now + kOrphanSweepEvery;
+      }
       if (mode == Mode::serve && connection_free && now >= next_report_at_) report();
       if (mode == Mode::serve && connection_free && now >= next_retention_at_) sweep_retention();
     } catch (const std::exception& e) {
@@ -236,7 +247,8 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
     }
     if (mode == Mode::reconcile && in_flight_.empty() && acks_.empty() && backlog_empty_ && !claim_wanted_) break;
 
-    auto deadline = std::min({next_claim_at_, next_heartbeat_at_, mode == Mode::serve ? next_report_at_ : until});
+    auto deadline = std::min({next_claim_at_, next_heartbeat_at_, next_promotion_at_,
+                              mode == Mode::serve ? next_report_at_ : until});
     for (const auto& [id, f] : in_flight_) deadline = std::min(deadline, f.deadline);
     if (!acks_.empty() || !tx_ready_.empty()) deadline = std::min(deadline, first_ack_at_ + ack_delay);
     if (claim_wanted_ && can_claim()) continue;
@@ -246,8 +258,9 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
 
   // Shutdown: no more claims; give deliveries in flight their chance, then give
   // back what is left without spending an attempt.
+  stopping_ = true;
   const auto grace = Clock::now() + milliseconds(opt.shutdown_timeout_ms);
-  while (in_flight_.size() > tx_ready_.size() && Clock::now() < grace) {
+  while (in_flight_.size() > tx_ready_.size() + waiting_in_runs_ && Clock::now() < grace) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait_until(lock, std::min(grace, Clock::now() + milliseconds(50)), [&] { return !completions_.empty(); });
@@ -278,16 +291,40 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
 
 void Relay::claim_more() {
   const auto& opt = config_.relay;
-  const int limit = std::min(opt.batch_size, opt.max_in_flight - static_cast<int>(in_flight_.size()));
+  const int room = opt.max_in_flight - static_cast<int>(in_flight_.size());
+  Queue::Limits limits;
+  limits.heads = std::min(opt.batch_size, room);
+  limits.events = std::min(room, 4 * opt.batch_size);
+  limits.run = opt.batch_size;
+  const int limit = limits.heads;
   ClaimResult r;
-  if (opt.claim == "transaction") r.events = queue_->claim_in_transaction(limit);
-  else r = queue_->claim(limit, milliseconds(opt.lease_ms));
+  if (opt.claim == "transaction") r.events = queue_->claim_in_transaction(limits);
+  else r = queue_->claim(limits, milliseconds(opt.lease_ms));
   const auto now = Clock::now();
   stats_.claim_batches++;
   stats_.claimed += static_cast<int64_t>(r.events.size());
   stats_.lease_expiries += r.lease_expiries;
   metrics_.record_claim(static_cast<int>(r.events.size()), r.lease_expiries);
-  claim_wanted_ = static_cast<int>(r.events.size()) == limit;
+  // The claim orders events by id, so a key's first one here is its head and the
+  // rest are its run, in commit order.
+  std::unordered_map<std::string, int64_t> last_of_key;
+  std::vector<int64_t> after(r.events.size(), 0);
+  int heads = 0;
+  for (size_t i = 0; i < r.events.size(); ++i) {
+    const Event& e = r.events[i];
+    if (!e.key) {
+      ++heads;
+      continue;
+    }
+    auto [it, first] = last_of_key.emplace(*e.key, e.id);
+    if (first) {
+      ++heads;
+    } else {
+      after[i] = it->second;
+      it->second = e.id;
+    }
+  }
+  claim_wanted_ = heads == limit;
   backlog_empty_ = r.events.empty();
   auto next = milliseconds(opt.poll_interval_ms);
   if (opt.wake == "poll") {
@@ -307,375 +344,14 @@ void Relay::claim_more() {
   }
   claim_after_wake_ = false;
   next_claim_at_ = now + next;
-  for (auto& e : r.events) dispatch(std::move(e));
-}
-
-bool Relay::adopt(const Event& event) {
-  if (auto it = in_flight_.find(event.id); it != in_flight_.end()) {
-    auto renewed = std::make_shared<Event>(*it->second.event);
-    renewed->claim_token = event.claim_token;
-    renewed->attempt = event.attempt;
-    it->second.event = std::move(renewed);
-    it->second.claimed_at = Clock::now();
-  } else if (auto at = ack_index_.find(event.id); at != ack_index_.end()) {
-    acks_[at->second].token = event.claim_token;
-  } else {
-    return false;
+  std::vector<int64_t> run_heads;
+  for (size_t i = 0; i < r.events.size(); ++i) {
+    if (after[i] == 0) run_heads.push_back(r.events[i].id);
+    dispatch(std::move(r.events[i]), after[i]);
   }
-  stats_.own_reclaims++;
-  metrics_.record_guard(Metrics::Guard::own_reclaim);
-  log::warn("claimed an event this relay still holds: its lease ran out before the relay could renew it; "
-            "the delivery already under way carries on under the new claim",
-            {{"event_id", event.id}, {"type", event.type}});
-  return true;
-}
-
-void Relay::dispatch(Event event) {
-  if (adopt(event)) return;
-  auto ev = std::make_shared<const Event>(std::move(event));
-  const auto now = Clock::now();
-  if (auto decl = declared_.find(ev->type); decl != declared_.end()) {
-    if (auto why = check_payload(*decl->second, ev->json)) {
-      // It would fail the same way on every attempt: dead at once, no handler runs.
-      const std::string reason = "payload does not match event_types." + ev->type + ": " + *why;
-      stats_.dead++;
-      log::error("event dead-lettered", {{"event_id", ev->id}, {"type", ev->type}, {"error", reason}});
-      record(Ack{ev->id, ev->claim_token, Ack::Kind::dead, 0, reason, {}});
-      return;
-    }
+  for (int64_t id : run_heads) {
+    if (auto it = in_flight_.find(id); it != in_flight_.end() && !it->second.started) start(it->second);
   }
-  InFlight f;
-  f.generation = next_generation_++;
-  f.event = ev;
-  f.claimed_at = now;
-  f.deadline = Clock::time_point::max();
-  for (const auto& name : router_.handlers_for(ev->type)) {
-    if (std::find(ev->handlers_done.begin(), ev->handlers_done.end(), name) != ev->handlers_done.end()) continue;
-    const Slot& slot = slots_.at(name);
-    const bool in_tx = slot.impl->sql_function() != nullptr;
-    f.pending.push_back(Pending{&slot, false, Outcome::ok(), in_tx});
-    if (!in_tx) {
-      f.deadline = std::min(f.deadline, now + milliseconds(slot.timeout_ms));
-      ++f.unsettled;
-    }
-  }
-  const int64_t id = ev->id;
-  const uint64_t generation = f.generation;
-  auto it = in_flight_.emplace(id, std::move(f)).first;
-  if (it->second.unsettled == 0) {  // nothing to deliver now: done earlier, or only sql handlers
-    if (complete(it->second)) in_flight_.erase(it);
-    return;
-  }
-  for (size_t i = 0; i < it->second.pending.size(); ++i) {
-    if (it->second.pending[i].in_tx) continue;
-    Handler* h = it->second.pending[i].slot->impl.get();
-    h->deliver(ev, [this, id, generation, i](Outcome o) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      completions_.push_back(Completion{id, generation, i, std::move(o)});
-      cv_.notify_all();
-    });
-  }
-}
-
-void Relay::drain_completions() {
-  std::vector<Completion> batch;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    batch.swap(completions_);
-  }
-  for (auto& c : batch) {
-    auto it = in_flight_.find(c.id);
-    if (it == in_flight_.end() || it->second.generation != c.generation) continue;  // stale: let go or released
-    if (c.index >= it->second.pending.size() || it->second.pending[c.index].settled) continue;
-    settle(it->second, c.index, std::move(c.outcome));
-    if (it->second.unsettled == 0 && complete(it->second)) in_flight_.erase(it);
-  }
-}
-
-void Relay::settle(InFlight& f, size_t index, Outcome outcome) {
-  Pending& p = f.pending[index];
-  p.settled = true;
-  p.outcome = std::move(outcome);
-  --f.unsettled;
-  note_delivery(f, p);
-  if (!p.outcome.is_ok() && log::enabled(log::Level::warn)) {
-    log::warn("delivery failed", {{"event_id", f.event->id}, {"type", f.event->type}, {"handler", p.slot->name},
-                                  {"attempt", f.event->attempt}, {"outcome", kind_word(p.outcome.kind)},
-                                  {"error", p.outcome.reason}});
-  }
-}
-
-bool Relay::complete(InFlight& f) {
-  for (const Pending& p : f.pending) {
-    if (p.in_tx && !p.settled) {
-      if (!f.awaiting_tx) {
-        f.awaiting_tx = true;
-        f.deadline = Clock::time_point::max();
-        if (acks_.empty() && tx_ready_.empty()) first_ack_at_ = Clock::now();
-        tx_ready_.push_back(f.event->id);
-      }
-      return false;
-    }
-  }
-  Ack a = outcome_of(f);
-  tally(a, *f.event);
-  record(std::move(a));
-  return true;
-}
-
-Ack Relay::outcome_of(const InFlight& f) {
-  const Event& e = *f.event;
-  Ack a;
-  a.id = e.id;
-  a.token = e.claim_token;
-  a.kind = Ack::Kind::done;
-  bool any_retry = false, any_defer = false;
-  int64_t delay = 0, defer_delay = 0;
-  std::string dead_reason, retry_reason;
-  std::uniform_real_distribution<double> unit(0.0, 1.0);
-  for (const Pending& p : f.pending) {
-    if (!p.settled) {
-      // Never record a delivery that has not answered as a success: give the event back.
-      invariant_violated("an outcome was about to be recorded while handler " + p.slot->name + " had not answered",
-                         e.id);
-      a.kind = Ack::Kind::release;
-      a.error = "released: handler " + p.slot->name + " had not answered";
-      a.handlers_done.clear();
-      return a;
-    }
-  }
-  for (const Pending& p : f.pending) {
-    const Outcome& o = p.outcome;
-    switch (o.kind) {
-      case Outcome::Kind::ok:
-        a.handlers_done.push_back(p.slot->name);
-        break;
-      case Outcome::Kind::dead:
-        if (dead_reason.empty()) dead_reason = "handler " + p.slot->name + ": " + o.reason;
-        break;
-      case Outcome::Kind::retry:
-        // A handler that has not succeeded yet has run on every attempt of the
-        // event, so the event's attempt number is this handler's attempt number.
-        if (e.attempt >= p.slot->retry.max_attempts) {
-          if (dead_reason.empty()) {
-            dead_reason = "handler " + p.slot->name + ": gave up after " + std::to_string(e.attempt) +
-                          " attempts: " + o.reason;
-          }
-        } else {
-          any_retry = true;
-          if (retry_reason.empty()) retry_reason = "handler " + p.slot->name + ": " + o.reason;
-          delay = std::max<int64_t>(delay, next_delay(p.slot->retry, e.attempt, unit(rng_), o.retry_after).count());
-        }
-        break;
-      case Outcome::Kind::defer:
-        any_defer = true;
-        if (retry_reason.empty()) retry_reason = "handler " + p.slot->name + ": " + o.reason;
-        defer_delay = std::max<int64_t>(defer_delay, o.retry_after ? o.retry_after->count() : 1000);
-        break;
-    }
-  }
-  if (!dead_reason.empty()) {
-    a.kind = Ack::Kind::dead;
-    a.error = dead_reason;
-  } else if (any_retry) {
-    a.kind = Ack::Kind::retry;
-    a.delay_ms = std::max(delay, defer_delay);
-    a.error = retry_reason;
-  } else if (any_defer) {
-    a.kind = Ack::Kind::release;
-    a.delay_ms = defer_delay;
-    a.error = retry_reason;
-  }
-  return a;
-}
-
-void Relay::tally(const Ack& a, const Event& e) {
-  switch (a.kind) {
-    case Ack::Kind::done: stats_.delivered++; break;
-    case Ack::Kind::retry: stats_.retried++; break;
-    case Ack::Kind::release: stats_.released++; break;
-    case Ack::Kind::dead:
-      stats_.dead++;
-      log::error("event dead-lettered", {{"event_id", e.id}, {"type", e.type}, {"attempt", e.attempt},
-                                         {"error", a.error}});
-      break;
-  }
-}
-
-void Relay::record(Ack a) {
-  if (a.kind == Ack::Kind::retry || a.kind == Ack::Kind::release) {
-    next_claim_at_ = std::min(next_claim_at_, Clock::now() + milliseconds(a.delay_ms + 1));
-  }
-  if (acks_.empty() && tx_ready_.empty()) first_ack_at_ = Clock::now();
-  if (!ack_index_.emplace(a.id, acks_.size()).second) {
-    invariant_violated("a second outcome was queued for one event", a.id);
-    return;
-  }
-  acks_.push_back(std::move(a));
-}
-
-void Relay::expire_timeouts(Clock::time_point now) {
-  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
-    InFlight& f = it->second;
-    if (f.deadline > now) {
-      ++it;
-      continue;
-    }
-    f.deadline = Clock::time_point::max();
-    for (size_t i = 0; i < f.pending.size(); ++i) {
-      Pending& p = f.pending[i];
-      if (p.settled || p.in_tx) continue;
-      const auto due = f.claimed_at + milliseconds(p.slot->timeout_ms);
-      if (due <= now) {
-        stats_.timeouts++;
-        settle(f, i, Outcome::retry("timed out after " + std::to_string(p.slot->timeout_ms) + " ms"));
-      } else {
-        f.deadline = std::min(f.deadline, due);
-      }
-    }
-    if (f.unsettled == 0 && !f.awaiting_tx && complete(f)) {
-      it = in_flight_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-}
-
-bool Relay::can_claim() const {
-  if (config_.relay.claim == "transaction") return !queue_ || !queue_->in_transaction();
-  return static_cast<int>(in_flight_.size()) < config_.relay.max_in_flight;
-}
-
-void Relay::flush_acks() {
-  const bool keep_done = config_.relay.done_retention_s > 0;
-  AckResult result;
-  if (queue_->in_transaction()) {
-    result = queue_->finish_transaction(acks_, keep_done);
-  } else if (tx_ready_.empty()) {
-    result = queue_->ack(acks_, keep_done);
-  } else {
-    result = flush_with_sql(keep_done);
-  }
-  report_refused(result);
-  acks_.clear();
-  ack_index_.clear();
-  claim_wanted_ = true;  // finished events may unblock the next event of their key
-}
-
-// Runs the sql handlers of the events waiting for them, grouped by handler, and
-// records every waiting outcome in the same transaction: a function's effect
-// commits exactly when its event's outcome is recorded.
-AckResult Relay::flush_with_sql(bool keep_done) {
-  std::map<const Slot*, SqlCall> calls;
-  std::unordered_set<int64_t> queued;
-  std::vector<int64_t> ready;  // tx_ready_ without repeats
-  for (int64_t id : tx_ready_) {
-    if (!queued.insert(id).second) {
-      invariant_violated("an event was queued twice for its sql handlers; it runs once", id);
-      continue;
-    }
-    ready.push_back(id);
-    const InFlight& f = in_flight_.at(id);
-    for (const Pending& p : f.pending) {
-      if (!p.in_tx || p.settled) continue;
-      SqlCall& call = calls[p.slot];
-      call.handler = p.slot->name;
-      call.function = *p.slot->impl->sql_function();
-      call.events.push_back(f.event.get());
-    }
-  }
-  std::vector<SqlCall> call_list;
-  for (auto& [slot, call] : calls) call_list.push_back(std::move(call));
-  std::vector<Ack> decided;
-  AckResult result;
-  try {
-    result = queue_->ack_with_sql(
-        call_list,
-        [&](const SqlResults& results) {
-          for (const auto& [handler, id, error] : results) {
-            InFlight& f = in_flight_.at(id);
-            for (Pending& p : f.pending) {
-              if (p.in_tx && !p.settled && p.slot->name == handler) {
-                p.settled = true;
-                p.outcome = error.empty() ? Outcome::ok() : Outcome::retry(error);
-              }
-            }
-          }
-          decided = acks_;
-          for (int64_t id : ready) decided.push_back(outcome_of(in_flight_.at(id)));
-          return decided;
-        },
-        keep_done);
-  } catch (...) {
-    // The transaction did not commit: the functions' effects are gone, so they run again.
-    for (int64_t id : ready) {
-      for (Pending& p : in_flight_.at(id).pending) {
-        if (p.in_tx) p.settled = false;
-      }
-    }
-    throw;
-  }
-  for (size_t i = acks_.size(); i < decided.size(); ++i) {
-    InFlight& f = in_flight_.at(decided[i].id);
-    for (const Pending& p : f.pending) {
-      if (!p.in_tx) continue;
-      note_delivery(f, p);
-      if (!p.outcome.is_ok()) {
-        log::warn("delivery failed", {{"event_id", f.event->id}, {"type", f.event->type}, {"handler", p.slot->name},
-                                      {"attempt", f.event->attempt}, {"error", p.outcome.reason}});
-      }
-    }
-    tally(decided[i], *f.event);
-    in_flight_.erase(decided[i].id);
-  }
-  tx_ready_.clear();
-  return result;
-}
-
-void Relay::report_refused(const AckResult& result) {
-  if (result.refused.empty()) return;
-  stats_.fenced += static_cast<int64_t>(result.refused.size());
-  for (const RefusedOutcome& r : result.refused) {
-    metrics_.record_guard(Metrics::Guard::outcome_refused);
-    std::string now;
-    if (r.status.empty()) {
-      now = "the event no longer exists";
-    } else if (r.status == "processing" && r.lease_owner == id_) {
-      now = "this relay claimed it again after its lease ran out";
-    } else if (r.status == "processing") {
-      now = "relay " + r.lease_owner + " claimed it after this relay's lease ran out";
-    } else {
-      now = "it is " + r.status + " now";
-    }
-    log::warn("outcome not recorded: the event's claim is no longer this relay's (" + now + ")",
-              {{"event_id", r.id}, {"held_by", r.lease_owner}});
-  }
-}
-
-void Relay::invariant_violated(const std::string& what, int64_t event_id) {
-  stats_.invariant_violations++;
-  metrics_.record_guard(Metrics::Guard::invariant_violation);
-  log::error("relay bookkeeping error, refused: " + what, {{"event_id", event_id}});
-}
-
-void Relay::recover_holdings() {
-  if (!acks_.empty() || !tx_ready_.empty()) flush_acks();
-  std::vector<std::pair<int64_t, int64_t>> held;
-  for (const auto& [id, f] : in_flight_) held.emplace_back(id, f.event->claim_token);
-  const auto kept = queue_->extend(held, milliseconds(config_.relay.lease_ms));
-  std::unordered_set<int64_t> renewed(kept.begin(), kept.end());
-  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
-    if (renewed.count(it->first)) {
-      ++it;
-      continue;
-    }
-    log::warn("let go of an event another relay claimed while this one could not reach the database",
-              {{"event_id", it->first}});
-    tx_ready_.erase(std::remove(tx_ready_.begin(), tx_ready_.end(), it->first), tx_ready_.end());
-    it = in_flight_.erase(it);
-  }
-  next_heartbeat_at_ = Clock::now() + milliseconds(config_.relay.lease_ms) / 3;
-  recovering_ = false;
 }
 
 void Relay::heartbeat() {
@@ -693,23 +369,6 @@ void Relay::heartbeat() {
   }
 }
 
-void Relay::release_all() {
-  for (auto& [id, f] : in_flight_) {
-    Ack a;
-    a.id = id;
-    a.token = f.event->claim_token;
-    a.kind = Ack::Kind::release;
-    a.error = "released at shutdown";
-    for (const Pending& p : f.pending) {
-      if (p.settled && p.outcome.is_ok()) a.handlers_done.push_back(p.slot->name);
-    }
-    stats_.released++;
-    acks_.push_back(std::move(a));
-  }
-  in_flight_.clear();
-  tx_ready_.clear();
-}
-
 void Relay::report() {
   next_report_at_ = Clock::now() + kReportEvery;
   RelayInfo info;
@@ -722,6 +381,7 @@ void Relay::report() {
   info.in_flight = static_cast<int>(in_flight_.size());
   info.delivered = stats_.delivered;
   report_relay(queue_->connection(), info);
+  queue_->announce_routes();
 }
 
 }  // namespace pgrelay

@@ -108,7 +108,10 @@ class Relay {
     std::vector<Pending> pending;
     int unsettled = 0;  // deliveries still running (sql handlers not counted)
     bool awaiting_tx = false;  // only sql handlers left: queued in tx_ready_
+    bool started = false;      // a run's later event waits, not started, until the one before it finishes
+    int64_t next_in_run = 0;   // the key's next event in this relay's run, 0 if none
     std::chrono::steady_clock::time_point claimed_at;
+    std::chrono::steady_clock::time_point started_at;
     std::chrono::steady_clock::time_point deadline;  // earliest handler timeout
   };
   struct Completion {
@@ -122,19 +125,27 @@ class Relay {
   void loop(Mode mode, std::chrono::steady_clock::time_point until, const std::function<void(int64_t)>& progress);
   void open_queue();
   void claim_more();
-  void dispatch(Event event);
+  // Takes a claimed event into in_flight_; starts its delivery unless it waits behind
+  // an earlier event of its key in this claim (`after`, 0 if none).
+  void dispatch(Event event, int64_t after);
+  void start(InFlight& f);
+  // An event's outcome was decided: a finished one (done or dead) lets its run go on,
+  // any other stops the run there and gives the rest back to wait behind it.
+  void continue_run(int64_t next, Ack::Kind decided);
   // A claim returned an event this relay still holds (its lease ran out while the
   // relay could not renew it): the held deliveries or outcome take the new token.
   bool adopt(const Event& event);
   void settle(InFlight& f, size_t index, Outcome outcome);
-  // Queues the event's outcome for the next ack, or for the ack transaction when
-  // sql handlers still have to run. Returns true when the event left in_flight_'s care.
-  bool complete(InFlight& f);
+  // Queues the event's outcome for the next ack (and erases it from in_flight_, so
+  // `f` is gone after), or for the ack transaction when sql handlers still have to run.
+  void complete(InFlight& f);
+  // A key to promote with the next ack (its next blocked event may have nothing before it).
+  void queue_promotion(const std::string& key);
   // The event's outcome from its handlers' outcomes (no side effects).
   Ack outcome_of(const InFlight& f);
   // Counts a decided outcome (and logs a dead letter).
   void tally(const Ack& a, const Event& e);
-  AckResult flush_with_sql(bool keep_done);
+  AckResult flush_with_sql(const std::vector<Ack>& sending, bool keep_done);
   void report_refused(const AckResult& result);
   void record(Ack a);
   void drain_completions();
@@ -178,6 +189,10 @@ class Relay {
   std::chrono::steady_clock::time_point first_ack_at_;
   uint64_t next_generation_ = 1;
   bool recovering_ = false;  // the queue was reopened: recover_holdings() before the next claim
+  int waiting_in_runs_ = 0;
+  bool stopping_ = false;    // no new deliveries start (shutdown)  // in_flight_ entries not started (a run's later events)
+  std::chrono::steady_clock::time_point next_promotion_at_;  // busy keys' promotion, tried again
+  std::chrono::steady_clock::time_point next_orphan_sweep_at_;
   bool claim_wanted_ = true;
   bool backlog_empty_ = false;
   std::chrono::steady_clock::time_point next_claim_at_;

@@ -47,7 +47,7 @@ Status read_status(pqxx::connection& conn) {
   auto r = tx.exec1(
       "SELECT extract(epoch FROM now() - min(created_at))::float8, "
       "       count(*) FILTER (WHERE status = 'processing' AND next_attempt_at < now()) "
-      "  FROM pgrelay.db_events WHERE status IN ('pending', 'processing')");
+      "  FROM pgrelay.db_events WHERE status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted')");
   if (!r[0].is_null()) s.oldest_pending_age_s = r[0].as<double>();
   s.expired_leases = r[1].as<int64_t>();
   s.relays = live_relays(tx);

@@ -32,23 +32,18 @@ pqxx::result exec_replay(Tx& tx, const std::string& sql, const ReplayFilter& f) 
 
 bool pause_type(pqxx::connection& conn, const std::string& type, const std::string& reason) {
   pqxx::work tx(conn);
-  const bool inserted =
-      tx.exec_params1(
-            "INSERT INTO pgrelay.paused_types (event_type, reason) VALUES ($1, nullif($2, '')) "
-            "ON CONFLICT (event_type) DO UPDATE SET reason = coalesce(EXCLUDED.reason, pgrelay.paused_types.reason) "
-            "RETURNING xmax = 0",
-            type, reason)[0]
-          .as<bool>();
+  // pgrelay.pause() also sets the type's pending events aside (triggers/40_queue.sql).
+  const bool inserted = tx.exec_params1("SELECT pgrelay.pause($1, nullif($2, ''))", type, reason)[0].as<bool>();
   tx.commit();
   return inserted;
 }
 
 bool resume_type(pqxx::connection& conn, const std::string& type) {
   pqxx::work tx(conn);
-  const auto r = tx.exec_params("DELETE FROM pgrelay.paused_types WHERE event_type = $1", type);
-  tx.exec("SELECT pgrelay.wake()");
+  // pgrelay.resume() makes the events set aside pending again and wakes the relays.
+  const bool resumed = tx.exec_params1("SELECT pgrelay.resume($1)", type)[0].as<bool>();
   tx.commit();
-  return r.affected_rows() > 0;
+  return resumed;
 }
 
 std::vector<PausedType> list_paused(pqxx::connection& conn) {
@@ -127,8 +122,9 @@ DbSample read_sample(pqxx::connection& conn) {
       "       extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE due AND NOT paused))::float8, "
       "       extract(epoch FROM now() - min(created_at))::float8 "
       "  FROM (SELECT e.status, e.created_at, e.next_attempt_at, e.next_attempt_at <= now() AS due, "
-      "               p.event_type IS NOT NULL AS paused "
-      "          FROM pgrelay.db_events e LEFT JOIN pgrelay.paused_types p USING (event_type) "
+      "               e.event_type LIKE ANY (ARRAY(SELECT pgrelay.type_pattern(p.event_type) "
+      "                                              FROM pgrelay.paused_types p)) AS paused "
+      "          FROM pgrelay.db_events e "
       "         WHERE e.status IN ('pending', 'processing')) u");
   s.backlog = g[0].as<int64_t>();
   s.paused_backlog = g[1].as<int64_t>();
@@ -140,7 +136,7 @@ DbSample read_sample(pqxx::connection& conn) {
   std::map<std::string, TypeCounts> types;
   for (const auto& row : tx.exec(
            "SELECT event_type, status, count(*) FROM pgrelay.db_events "
-           " WHERE status IN ('pending', 'processing') GROUP BY 1, 2 "
+           " WHERE status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted') GROUP BY 1, 2 "
            "UNION ALL "
            "SELECT event_type, status, count(*) FROM pgrelay.db_events WHERE status = 'dead' GROUP BY 1, 2")) {
     TypeCounts& t = types[row[0].as<std::string>()];
@@ -149,8 +145,14 @@ DbSample read_sample(pqxx::connection& conn) {
     const int64_t n = row[2].as<int64_t>();
     if (st == "pending") t.pending = n;
     else if (st == "processing") t.processing = n;
+    else if (st == "blocked") t.blocked = n;
+    else if (st == "paused") t.paused_events = n;
+    else if (st == "unrouted") t.unrouted = n;
     else t.dead = n;
     if (st == "dead") s.dead += n;
+    if (st == "blocked") s.blocked += n;
+    if (st == "unrouted") s.unrouted += n;
+    if (st == "paused") s.paused_backlog += n;
   }
   for (const auto& row :
        tx.exec("SELECT event_type, paused_at::text, coalesce(reason, '') FROM pgrelay.paused_types ORDER BY 1")) {

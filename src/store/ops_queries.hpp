@@ -65,6 +65,7 @@ int64_t delete_finished(pqxx::connection& conn, int64_t retention_s, int batch);
 struct TypeCounts {
   std::string event_type;
   int64_t pending = 0, processing = 0, dead = 0;
+  int64_t blocked = 0, paused_events = 0, unrouted = 0;  // waiting: behind their key, paused, no relay routes it
   bool paused = false;
 };
 struct DbSample {
@@ -73,6 +74,8 @@ struct DbSample {
   int64_t processing = 0;       // events under a live lease
   int64_t dead = 0;
   int64_t scheduled = 0;        // pending but not yet due (retries waiting)
+  int64_t blocked = 0;          // waiting behind an earlier event of their key
+  int64_t unrouted = 0;         // of types no live relay routes (set aside, not a backlog)
   std::optional<double> oldest_due_wait_s;    // longest time a due event (unpaused) has waited
   std::optional<double> oldest_pending_age_s; // age (since created_at) of the oldest unfinished event
   std::vector<TypeCounts> by_type;

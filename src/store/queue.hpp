@@ -26,8 +26,13 @@ struct TypeFilter {
 };
 
 // An outcome to record, fenced by the claim token it was claimed with.
+//   done     every handler succeeded       retry  pending again after delay_ms
+//   dead     given up, kept as a dead letter
+//   release  pending again after delay_ms, the attempt given back (shutdown, open circuit)
+//   hold     blocked again behind its key's head, the attempt given back: the rest of a
+//            key's run after an event of it failed
 struct Ack {
-  enum class Kind { done, retry, dead, release };
+  enum class Kind { done, retry, dead, release, hold };
   int64_t id = 0;
   int64_t token = 0;
   Kind kind = Kind::done;
@@ -69,14 +74,21 @@ class Queue {
   // REQUIRES: `conn` is open and migrated.
   Queue(std::unique_ptr<pqxx::connection> conn, std::string owner, TypeFilter filter);
 
-  // Claims up to `limit` due events (pending and due, or processing with an expired
-  // lease), at most the oldest unfinished one per key, with a fresh token and a
-  // lease of `lease`.
-  ClaimResult claim(int limit, std::chrono::milliseconds lease);
+  // How much one claim takes: up to `heads` keys (or unkeyed events) in due order, and
+  // behind each keyed head up to `run` events of its key in id order, `events` in all.
+  struct Limits {
+    int heads = 256;
+    int events = 256;
+    int run = 256;
+  };
+
+  // Claims due events with a fresh token and a lease of `lease` (pgrelay.claim()).
+  ClaimResult claim(const Limits& limits, std::chrono::milliseconds lease);
 
   // Records outcomes. An outcome whose token no longer matches (the lease ran
   // out and the event was claimed again) is not applied; the result names those.
-  // Finished events are deleted, or kept as 'done' when `keep_done` is set.
+  // Finished events are deleted, or kept as 'done' when `keep_done` is set. The next
+  // event of each key whose head finished is made pending (pgrelay.promote()).
   AckResult ack(const std::vector<Ack>& acks, bool keep_done);
 
   // Calls each sql handler's function for its events, then records the outcomes
@@ -84,14 +96,14 @@ class Queue {
   // effect commits exactly when its success is recorded. A call that fails as a
   // whole (say, the function does not exist) yields that error for all its events.
   AckResult ack_with_sql(const std::vector<SqlCall>& calls,
-                   const std::function<std::vector<Ack>(const SqlResults&)>& decide, bool keep_done);
+                         const std::function<std::vector<Ack>(const SqlResults&)>& decide, bool keep_done);
 
-  // Transactional claim (relay.claim = "transaction"): locks up to `limit` due
-  // events with FOR UPDATE SKIP LOCKED in a transaction left open, without
-  // writing them; claim_token stays 0. finish_transaction() records their
-  // outcomes and commits. If the relay dies, the rows are free at once.
-  // Returns no events (and no open transaction) when nothing is due.
-  std::vector<Event> claim_in_transaction(int limit);
+  // Transactional claim (relay.claim = "transaction"): locks the claimed events
+  // in a transaction left open, without writing them; claim_token stays 0.
+  // finish_transaction() records their outcomes and commits. If the relay dies,
+  // the rows are free at once. Returns no events (and no open transaction) when
+  // nothing is due.
+  std::vector<Event> claim_in_transaction(const Limits& limits);
   AckResult finish_transaction(const std::vector<Ack>& acks, bool keep_done);
   bool in_transaction() const { return tx_ != nullptr; }
 
@@ -103,18 +115,32 @@ class Queue {
   // expiry) becomes due; nullopt when there is none.
   std::optional<std::chrono::milliseconds> next_due();
 
+  // Keys whose promotion found a producer of the key still in its transaction; the
+  // next ack retries them, or promote_waiting() when nothing else is to be recorded.
+  bool promotions_waiting() const { return !busy_keys_.empty(); }
+  void promote_later(const std::string& key) { busy_keys_.push_back(key); }
+  void promote_waiting();
+  // Promotes keys left with blocked events and nothing before them (a relay died with
+  // promotions to do); visits every key with blocked events.
+  void promote_orphans();
+
+  // Publishes what this relay routes (pgrelay.relays) and takes back the events set
+  // aside as unrouted that it routes. REQUIRES: the relay's row exists (report_relay).
+  void announce_routes();
+
   pqxx::connection& connection() { return *conn_; }
 
  private:
+  AckResult ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks, bool keep_done, bool locked);
   std::string ack_document(const std::vector<Ack>& acks) const;
-  AckResult ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks, bool keep_done, bool in_tx);
 
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<pqxx::work> tx_;  // open while a transactional claim is delivered
   std::string owner_;
-  std::string exact_literal_;    // text[] literal or empty for "no filter"
+  std::string exact_literal_;    // text[] literals of the relay's routes
   std::string prefix_literal_;
   bool everything_ = false;
+  std::vector<std::string> busy_keys_;
 };
 
 // A PostgreSQL text[] literal of `items`, every element quoted.

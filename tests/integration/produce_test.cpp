@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <pqxx/pqxx>
+#include <atomic>
 #include <thread>
 
 #include "store/migrate.hpp"
@@ -235,7 +236,7 @@ TEST_CASE("producers of one key are serialised so ids follow commit order") {
   CHECK(r[1][0].as<std::string>() == "2");
 }
 
-TEST_CASE("a capture key made of the primary key takes no key lock, other keys and emit keys do, no key none") {
+TEST_CASE("every keyed producer takes its key's lock: capture by primary key or other columns, and emit; no key none") {
   TestDb db;
   db.exec("CREATE TABLE a (id int PRIMARY KEY, tenant text); SELECT pgrelay.track('a');");
   db.exec("CREATE TABLE b (id int PRIMARY KEY, tenant text); SELECT pgrelay.track('b', key_columns => '{tenant}');");
@@ -248,7 +249,8 @@ TEST_CASE("a capture key made of the primary key takes no key lock, other keys a
     tx.commit();
     return n;
   };
-  CHECK(advisory_locks_after("INSERT INTO a VALUES (1, 'x')") == 0);  // the row itself orders its producers
+  // The row lock orders one row's writers, but not an emit() of the same key string.
+  CHECK(advisory_locks_after("INSERT INTO a VALUES (1, 'x')") == 1);
   CHECK(advisory_locks_after("INSERT INTO b VALUES (1, 'x')") == 1);
   CHECK(advisory_locks_after("SELECT pgrelay.emit('e', '{}')") == 0);  // no key, nothing to order
   CHECK(advisory_locks_after("SELECT pgrelay.emit('e', '{}', 'k')") == 1);
@@ -343,7 +345,7 @@ TEST_CASE("re-applying the capture functions gives tables tracked with a row tri
                                                                 capture_sql.c_str()}});
   CHECK(report.applied.size() == 1);
   REQUIRE(report.warnings.size() == 1);
-  CHECK(report.warnings[0].find("broken keeps its row-level capture trigger") != std::string::npos);
+  CHECK(report.warnings[0].find("broken keeps its earlier capture trigger") != std::string::npos);
   CHECK(capture_triggers(db, "broken") == "pgrelay_capture:row");
   CHECK(db.scalar(by_tenant_trigger) == by_tenant_before);
   CHECK(capture_triggers(db, "old_style") ==
@@ -352,4 +354,83 @@ TEST_CASE("re-applying the capture functions gives tables tracked with a row tri
                   "AND exclude_columns = '{v}'") == 1);
   db.exec("INSERT INTO old_style VALUES (1, 2)");
   CHECK(db.exec("SELECT payload->>'new' FROM pgrelay.db_events")[0][0].as<std::string>() == "{\"id\": 1}");
+}
+
+// Commits `first` (which already wrote its event and holds the key), while `second`
+// runs on another connection: `second` must wait for it, so ids follow commit order.
+static void second_producer_waits_for_the_first(const TestDb& db, const std::string& first, const std::string& second) {
+  auto c1 = db.connect();
+  auto c2 = db.connect();
+  pqxx::work t1(*c1);
+  t1.exec(first);
+  std::atomic<bool> second_done{false};
+  std::thread other([&] {
+    pqxx::work t2(*c2);
+    t2.exec(second);
+    second_done = true;
+    t2.commit();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK_FALSE(second_done.load());  // waiting for the key
+  t1.commit();
+  other.join();
+}
+
+TEST_CASE("an emit and a capture of one key, by primary key or other columns, commit in id order") {
+  TestDb db;
+  db.exec("CREATE TABLE acct (id int PRIMARY KEY, owner text, balance int); SELECT pgrelay.track('acct');"
+          "CREATE TABLE card (id int PRIMARY KEY, acct text, label text); "
+          "SELECT pgrelay.track('card', key_columns => '{acct}');"
+          "INSERT INTO acct VALUES (1, 'ann', 0); INSERT INTO card VALUES (7, '1', 'a');"
+          "DELETE FROM pgrelay.db_events");
+  // emit first, then an update of the tracked row with the same key (primary key).
+  second_producer_waits_for_the_first(db, "SELECT pgrelay.emit('acct.note', '{}', 'acct:1')",
+                                      "UPDATE acct SET balance = 5 WHERE id = 1");
+  // the tracked row first, then an emit.
+  second_producer_waits_for_the_first(db, "UPDATE acct SET balance = 6 WHERE id = 1",
+                                      "SELECT pgrelay.emit('acct.note', '{}', 'acct:1')");
+  // a table keyed by another column, then an emit of that key.
+  second_producer_waits_for_the_first(db, "UPDATE card SET label = 'b' WHERE id = 7",
+                                      "SELECT pgrelay.emit('card.note', '{}', 'card:1')");
+  auto r = db.exec("SELECT event_type, key FROM pgrelay.db_events ORDER BY id");
+  REQUIRE(r.size() == 6);
+  CHECK(r[0][0].as<std::string>() == "acct.note");
+  CHECK(r[1][0].as<std::string>() == "acct.update");
+  CHECK(r[2][0].as<std::string>() == "acct.update");
+  CHECK(r[3][0].as<std::string>() == "acct.note");
+  CHECK(r[4][0].as<std::string>() == "card.update");
+  CHECK(r[5][0].as<std::string>() == "card.note");
+}
+
+TEST_CASE("keys of tracked tables name their schema outside public, and partitions their tracked parent") {
+  TestDb db;
+  db.exec("CREATE SCHEMA app; CREATE SCHEMA app2;"
+          "CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE app.t (id int PRIMARY KEY); CREATE TABLE app2.t (id int PRIMARY KEY);"
+          "CREATE TABLE m (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);"
+          "CREATE TABLE m_eu PARTITION OF m FOR VALUES IN ('eu');"
+          "SELECT pgrelay.track('t'), pgrelay.track('app.t'), pgrelay.track('app2.t'), pgrelay.track('m');"
+          "INSERT INTO t VALUES (1); INSERT INTO app.t VALUES (1); INSERT INTO app2.t VALUES (1);"
+          "INSERT INTO m VALUES (1, 'eu')");
+  auto r = db.exec("SELECT key FROM pgrelay.db_events ORDER BY id");
+  REQUIRE(r.size() == 4);
+  CHECK(r[0][0].as<std::string>() == "t:1");  // public tables keep the keys consumers already see
+  CHECK(r[1][0].as<std::string>() == "app.t:1");
+  CHECK(r[2][0].as<std::string>() == "app2.t:1");
+  CHECK(r[3][0].as<std::string>() == "m:1:eu");
+}
+
+TEST_CASE("a keyed event behind an unfinished one of its key starts blocked, out of the claim's way") {
+  TestDb db;
+  db.exec("CREATE TABLE o (id int PRIMARY KEY); SELECT pgrelay.track('o', operations => '{insert}');");
+  db.exec("SELECT pgrelay.emit('e', '{}', 'k1'), pgrelay.emit('e', '{}', 'k1'), pgrelay.emit('e', '{}', 'k2'), "
+          "pgrelay.emit('e', '{}')");
+  db.exec("INSERT INTO o SELECT 1 UNION ALL SELECT 2");  // two keys in one statement: both heads
+  auto r = db.exec("SELECT coalesce(key, '-'), status FROM pgrelay.db_events ORDER BY id");
+  REQUIRE(r.size() == 6);
+  CHECK(r[0][1].as<std::string>() == "pending");
+  CHECK(r[1][1].as<std::string>() == "blocked");
+  CHECK(r[2][1].as<std::string>() == "pending");
+  CHECK(r[3][1].as<std::string>() == "pending");
+  CHECK(r[4][1].as<std::string>() == "pending");
+  CHECK(r[5][1].as<std::string>() == "pending");
 }

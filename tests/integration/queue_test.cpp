@@ -29,11 +29,11 @@ TEST_CASE("an expired lease makes the event claimable by another relay with a ne
   db.exec("SELECT pgrelay.emit('a', '{}')");
   auto q1 = queue_for(db, "relay-1");
   auto q2 = queue_for(db, "relay-2");
-  auto first = q1->claim(10, milliseconds(1000));
+  auto first = q1->claim(Queue::Limits{10, 10, 1}, milliseconds(1000));
   REQUIRE(first.events.size() == 1);
-  CHECK(q2->claim(10, milliseconds(1000)).events.empty());  // leased
+  CHECK(q2->claim(Queue::Limits{10, 10, 1}, milliseconds(1000)).events.empty());  // leased
   std::this_thread::sleep_for(milliseconds(1100));
-  auto second = q2->claim(10, milliseconds(5000));
+  auto second = q2->claim(Queue::Limits{10, 10, 1}, milliseconds(5000));
   REQUIRE(second.events.size() == 1);
   CHECK(second.lease_expiries == 1);
   CHECK(second.events[0].attempt == 2);
@@ -46,10 +46,10 @@ TEST_CASE("a stale relay whose token was replaced cannot mark the event done or 
   db.exec("SELECT pgrelay.emit('a', '{}'), pgrelay.emit('b', '{}')");
   auto stale = queue_for(db, "stale");
   auto fresh = queue_for(db, "fresh");
-  auto old_claim = stale->claim(10, milliseconds(1000)).events;
+  auto old_claim = stale->claim(Queue::Limits{10, 10, 1}, milliseconds(1000)).events;
   REQUIRE(old_claim.size() == 2);
   std::this_thread::sleep_for(milliseconds(1100));
-  auto new_claim = fresh->claim(10, milliseconds(30000)).events;
+  auto new_claim = fresh->claim(Queue::Limits{10, 10, 1}, milliseconds(30000)).events;
   REQUIRE(new_claim.size() == 2);
   Ack dead{old_claim[1].id, old_claim[1].claim_token, Ack::Kind::dead, 0, "stale says dead", {}};
   const AckResult refused = stale->ack({done(old_claim[0]), dead}, false);
@@ -67,23 +67,23 @@ TEST_CASE("only the oldest unfinished event of a key is claimable") {
   db.exec("SELECT pgrelay.emit('a', '{}', 'k1'), pgrelay.emit('a', '{}', 'k1'), pgrelay.emit('a', '{}', 'k2'), "
           "pgrelay.emit('a', '{}')");
   auto q = queue_for(db, "r");
-  auto c1 = q->claim(10, milliseconds(30000)).events;
+  auto c1 = q->claim(Queue::Limits{10, 10, 1}, milliseconds(30000)).events;
   REQUIRE(c1.size() == 3);  // head of k1, head of k2, the keyless one
   CHECK(c1[0].id == 1);
   CHECK(c1[1].id == 3);
   CHECK(c1[2].id == 4);
-  CHECK(q->claim(10, milliseconds(30000)).events.empty());
+  CHECK(q->claim(Queue::Limits{10, 10, 1}, milliseconds(30000)).events.empty());
   // A retry of the head holds back its key, not others.
   Ack retry{1, c1[0].claim_token, Ack::Kind::retry, 60000, "boom", {}};
   CHECK(q->ack({retry, done(c1[1]), done(c1[2])}, false).applied == 3);
-  CHECK(q->claim(10, milliseconds(30000)).events.empty());
+  CHECK(q->claim(Queue::Limits{10, 10, 1}, milliseconds(30000)).events.empty());
   db.exec("UPDATE pgrelay.db_events SET next_attempt_at = now() WHERE id = 1");
-  auto c2 = q->claim(10, milliseconds(30000)).events;
+  auto c2 = q->claim(Queue::Limits{10, 10, 1}, milliseconds(30000)).events;
   REQUIRE(c2.size() == 1);
   CHECK(c2[0].id == 1);
   CHECK(c2[0].attempt == 2);
   CHECK(q->ack({done(c2[0])}, false).applied == 1);
-  auto c3 = q->claim(10, milliseconds(30000)).events;
+  auto c3 = q->claim(Queue::Limits{10, 10, 1}, milliseconds(30000)).events;
   REQUIRE(c3.size() == 1);
   CHECK(c3[0].id == 2);
 }
@@ -92,7 +92,7 @@ TEST_CASE("outcomes record retry time, errors, finished handlers and dead letter
   TestDb db;
   db.exec("SELECT pgrelay.emit('a', '{}') FROM generate_series(1, 4)");
   auto q = queue_for(db, "r");
-  auto c = q->claim(10, milliseconds(30000)).events;
+  auto c = q->claim(Queue::Limits{10, 10, 1}, milliseconds(30000)).events;
   REQUIRE(c.size() == 4);
   std::vector<Ack> acks = {
       done(c[0]),
@@ -113,7 +113,7 @@ TEST_CASE("outcomes record retry time, errors, finished handlers and dead letter
   CHECK(r[2][2].as<std::string>() == "bad payload");
   CHECK(r[3][0].as<std::string>() == "pending");
   CHECK(r[3][1].as<int>() == 0);  // a release gives the attempt back
-  auto again = q->claim(10, milliseconds(30000)).events;
+  auto again = q->claim(Queue::Limits{10, 10, 1}, milliseconds(30000)).events;
   REQUIRE(again.size() == 1);
   CHECK(again[0].id == c[3].id);
 }
@@ -122,11 +122,11 @@ TEST_CASE("a heartbeat extends only leases still held") {
   TestDb db;
   db.exec("SELECT pgrelay.emit('a', '{}'), pgrelay.emit('a', '{}')");
   auto q = queue_for(db, "r");
-  auto c = q->claim(10, milliseconds(1000)).events;
+  auto c = q->claim(Queue::Limits{10, 10, 1}, milliseconds(1000)).events;
   REQUIRE(c.size() == 2);
   CHECK(q->extend({{c[0].id, c[0].claim_token}, {c[1].id, c[1].claim_token + 999}}, milliseconds(60000)) == std::vector<int64_t>{c[0].id});
   std::this_thread::sleep_for(milliseconds(1100));
-  auto other = queue_for(db, "other")->claim(10, milliseconds(1000)).events;
+  auto other = queue_for(db, "other")->claim(Queue::Limits{10, 10, 1}, milliseconds(1000)).events;
   REQUIRE(other.size() == 1);
   CHECK(other[0].id == c[1].id);
 }
@@ -140,7 +140,7 @@ TEST_CASE("the claim query takes each event once under concurrent claimers") {
     ts.emplace_back([&, i] {
       auto q = queue_for(db, "r" + std::to_string(i));
       for (;;) {
-        auto c = q->claim(50, milliseconds(30000)).events;
+        auto c = q->claim(Queue::Limits{50, 50, 1}, milliseconds(30000)).events;
         if (c.empty()) break;
         std::vector<Ack> acks;
         for (auto& e : c) {

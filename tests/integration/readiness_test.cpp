@@ -93,7 +93,7 @@ TEST_CASE("readiness flips to 503 when the database is stopped and back to 200 w
   t.stop();
 }
 
-TEST_CASE("readiness reports a backlog above the threshold with the reason in the body") {
+TEST_CASE("readiness reports a routed backlog above the threshold with the reason in the body") {
   OwnCluster cluster;
   {
     auto conn = connect(cluster.url(), "test");
@@ -102,8 +102,14 @@ TEST_CASE("readiness reports a backlog above the threshold with the reason in th
   Config c = test_config(cluster.url());
   c.admin.listen = "127.0.0.1:0";
   c.admin.ready_max_backlog = 5;
+  c.relay.max_in_flight = 1;  // one at a time, slowly: the rest is a backlog
   Relay relay(c);
-  relay.add_handler("rec", std::make_unique<RecordingHandler>());
+  relay.add_handler("rec", std::make_unique<RecordingHandler>(
+                              [](const Event&) {
+                                std::this_thread::sleep_for(seconds(2));
+                                return Outcome::ok();
+                              },
+                              1));
   relay.add_route("handled.*", {"rec"});
   RelayThread t(relay);
   REQUIRE(eventually([&] { return relay.admin_port() != 0; }, seconds(10)));
@@ -112,16 +118,54 @@ TEST_CASE("readiness reports a backlog above the threshold with the reason in th
   {
     auto conn = connect(cluster.url(), "test");
     pqxx::work tx(*conn);
-    tx.exec("SELECT pgrelay.emit('unhandled.x', '{}') FROM generate_series(1, 6)");
+    tx.exec("SELECT pgrelay.emit('handled.x', '{}') FROM generate_series(1, 8)");
+    tx.exec("SELECT pgrelay.emit('nobody.routes.this', '{}') FROM generate_series(1, 50)");
     tx.commit();
   }
   HttpReply r;
   REQUIRE(eventually(
       [&] {
         r = http_get(port, "/readyz");
-        return r.status == 503;
+        return r.status == 503 && r.body.find("50 unrouted") != std::string::npos;  // once set aside
       },
       seconds(10)));
-  CHECK(r.body.find("backlog 6") != std::string::npos);
+  INFO(r.body);
+  CHECK(r.body.find("backlog 7") != std::string::npos);
   CHECK(r.body.find("ready_max_backlog 5") != std::string::npos);
+  CHECK(r.body.find("50 unrouted") != std::string::npos);
+}
+
+TEST_CASE("a paused or unrouted backlog leaves a relay whose own routes are drained ready") {
+  OwnCluster cluster;
+  {
+    auto conn = connect(cluster.url(), "test");
+    migrate(*conn);
+  }
+  Config c = test_config(cluster.url());
+  c.admin.listen = "127.0.0.1:0";
+  c.admin.ready_max_backlog = 5;
+  c.admin.ready_max_oldest_pending_s = 1;
+  Relay relay(c);
+  RecordingHandler* rec = add_recorder(relay, "mine.*");
+  RelayThread t(relay);
+  REQUIRE(eventually([&] { return relay.admin_port() != 0; }, seconds(10)));
+  const uint16_t port = relay.admin_port();
+  {
+    auto conn = connect(cluster.url(), "test");
+    pqxx::work tx(*conn);
+    tx.exec("SELECT pgrelay.pause('mine.held', 'test')");
+    tx.exec("SELECT pgrelay.emit('mine.held', '{}') FROM generate_series(1, 40)");
+    tx.exec("SELECT pgrelay.emit('theirs.x', '{}') FROM generate_series(1, 40)");
+    tx.exec("SELECT pgrelay.emit('mine.ok', '{}') FROM generate_series(1, 3)");
+    tx.commit();
+  }
+  REQUIRE(eventually([&] { return rec->count() == 3; }, seconds(10)));
+  std::this_thread::sleep_for(milliseconds(2500));  // past ready_max_oldest_pending_s, a sample later
+  const HttpReply r = http_get(port, "/readyz");
+  INFO(r.body);
+  CHECK(r.status == 200);
+  const std::string metrics = http_get(port, "/metrics").body;
+  CHECK(metrics.find("pgrelay_backlog_events 0") != std::string::npos);
+  CHECK(metrics.find("pgrelay_paused_backlog_events 40") != std::string::npos);
+  CHECK(metrics.find("pgrelay_unrouted_events 40") != std::string::npos);
 }

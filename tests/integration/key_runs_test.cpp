@@ -1,0 +1,104 @@
+// Per-key runs: a claim takes a key's head and the events behind it, the relay
+// delivers them one after another without a round trip between them, and a
+// failure stops the run there while other keys flow.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include "support/child_process.hpp"
+#include "support/recording_handler.hpp"
+#include "support/test_db.hpp"
+
+using namespace pgrelay;
+using namespace pgrelay::test;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+TEST_CASE("a key's events go one after another in commit order, many per claim") {
+  TestDb db;
+  Config c = test_config(db.url());
+  c.relay.wake = "poll";
+  Relay relay(c);
+  RecordingHandler* rec = add_recorder(relay);
+  db.exec("SELECT pgrelay.emit('acct.moved', jsonb_build_object('n', g), 'acct:1') FROM generate_series(1, 300) g");
+  RelayThread t(relay);
+  REQUIRE(eventually([&] { return rec->count() == 300; }, seconds(20)));
+  t.stop();
+  const auto log = rec->deliveries();
+  for (size_t i = 1; i < log.size(); ++i) CHECK(log[i - 1].id < log[i].id);
+  CHECK(rec->overlaps() == 0);
+  // One event per claim round trip would take 300 claims.
+  MESSAGE("claims: " << relay.stats().claim_batches.load());
+  CHECK(relay.stats().claim_batches < 30);
+}
+
+TEST_CASE("a run stops at a failing event: its key's later events wait while other keys flow") {
+  TestDb db;
+  Config c = test_config(db.url());
+  c.relay.wake = "poll";
+  Relay relay(c);
+  std::atomic<bool> healed{false};
+  auto h = std::make_unique<RecordingHandler>([&](const Event& e) {
+    if (!healed && e.json.find("\"n\": 3") != std::string::npos) return Outcome::retry("receiver down");
+    return Outcome::ok();
+  });
+  RecordingHandler* rec = h.get();
+  relay.add_handler("rec", std::move(h), RetryPolicy{20, 100, 200, 0.0});
+  relay.add_route("*", {"rec"});
+  db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g), 'k1') FROM generate_series(1, 10) g");
+  db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', 100 + g), 'k' || (g % 5 + 2)) FROM generate_series(1, 50) g");
+  RelayThread t(relay);
+  // Every other key is delivered while k1 is stuck at its third event.
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE key <> 'k1'") == 0; },
+                     seconds(10)));
+  std::this_thread::sleep_for(milliseconds(500));  // a few retries of n=3
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE key = 'k1'") == 8);
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE key = 'k1' AND status = 'blocked'") == 7);
+  CHECK(db.scalar("SELECT attempts FROM pgrelay.db_events WHERE payload->>'n' = '4'") == 0);  // held, not spent
+  for (const auto& d : rec->deliveries()) {
+    if (d.key && *d.key == "k1") CHECK(d.id <= db.scalar("SELECT id FROM pgrelay.db_events WHERE payload->>'n' = '3'"));
+  }
+  healed = true;
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10)));
+  t.stop();
+  std::vector<int64_t> k1;
+  for (const auto& d : rec->deliveries()) {
+    if (d.key && *d.key == "k1" && (k1.empty() || k1.back() != d.id)) k1.push_back(d.id);
+  }
+  REQUIRE(k1.size() == 10);
+  for (size_t i = 1; i < k1.size(); ++i) CHECK(k1[i - 1] < k1[i]);
+  CHECK(rec->overlaps() == 0);
+}
+
+TEST_CASE("a relay's last run ends at shutdown with the rest of the key waiting, none of it spent") {
+  TestDb db;
+  Config c = test_config(db.url());
+  Relay relay(c);
+  auto h = std::make_unique<RecordingHandler>(
+      [](const Event&) {
+        std::this_thread::sleep_for(milliseconds(30));
+        return Outcome::ok();
+      },
+      1);
+  RecordingHandler* rec = h.get();
+  relay.add_handler("rec", std::move(h));
+  relay.add_route("*", {"rec"});
+  db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g), 'k') FROM generate_series(1, 100) g");
+  {
+    RelayThread t(relay);
+    REQUIRE(eventually([&] { return rec->count() >= 5; }, seconds(10)));
+  }
+  const int64_t left = db.scalar("SELECT count(*) FROM pgrelay.db_events");
+  CHECK(left > 0);
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE attempts > 0") == 0);
+  // One head, the rest behind it; a new relay finishes the key in order.
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'pending'") == 1);
+  Relay next(test_config(db.url()));
+  RecordingHandler* rec2 = add_recorder(next);
+  RelayThread t2(next);
+  REQUIRE(eventually([&] { return static_cast<int64_t>(rec2->count()) == left; }, seconds(10)));
+  const auto log = rec2->deliveries();
+  for (size_t i = 1; i < log.size(); ++i) CHECK(log[i - 1].id < log[i].id);
+}
