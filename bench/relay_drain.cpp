@@ -4,7 +4,12 @@
 // once --expect events are delivered; then checks the table is empty.
 // Prints one JSON object: {"relays","events","seconds","claim","events_per_s","claim_batches","left"}.
 // --claim transaction measures relay.claim = "transaction" instead of leases.
+// --route TYPE routes only that type (default "*"); --handler-us N makes the handler
+// take N microseconds per event (one worker thread: a key's events are serial anyway).
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -21,6 +26,47 @@ namespace {
 class NoopHandler : public pgrelay::Handler {
  public:
   void deliver(std::shared_ptr<const pgrelay::Event>, Done done) override { done(pgrelay::Outcome::ok()); }
+};
+
+// Answers after a fixed time, from one worker thread, like a handler that waits on I/O.
+class DelayHandler : public pgrelay::Handler {
+ public:
+  explicit DelayHandler(int64_t us) : us_(us), worker_([this] { work(); }) {}
+  ~DelayHandler() override {
+    {
+      std::lock_guard<std::mutex> l(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
+  void deliver(std::shared_ptr<const pgrelay::Event>, Done done) override {
+    std::lock_guard<std::mutex> l(m_);
+    queue_.push_back(std::move(done));
+    cv_.notify_one();
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      Done d;
+      {
+        std::unique_lock<std::mutex> l(m_);
+        cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        d = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(us_));
+      d(pgrelay::Outcome::ok());
+    }
+  }
+  int64_t us_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<Done> queue_;
+  bool stop_ = false;
+  std::thread worker_;
 };
 
 }  // namespace
@@ -43,8 +89,10 @@ int main(int argc, char** argv) {
       if (f.count("max-in-flight")) c.relay.max_in_flight = static_cast<int>(bench::flag_int(f, "max-in-flight", 1024));
       c.relay.claim = bench::flag(f, "claim", "lease");  // lease | transaction
       auto r = std::make_unique<pgrelay::Relay>(c);
-      r->add_handler("noop", std::make_unique<NoopHandler>());
-      r->add_route("*", {"noop"});
+      const int64_t handler_us = bench::flag_int(f, "handler-us", 0);
+      if (handler_us > 0) r->add_handler("noop", std::make_unique<DelayHandler>(handler_us));
+      else r->add_handler("noop", std::make_unique<NoopHandler>());
+      r->add_route(bench::flag(f, "route", "*"), {"noop"});
       rs.push_back(std::move(r));
     }
     const auto t0 = std::chrono::steady_clock::now();
@@ -79,7 +127,7 @@ int main(int argc, char** argv) {
     }
     pqxx::connection c(db);
     pqxx::nontransaction tx(c);
-    const int64_t left = tx.exec1("SELECT count(*) FROM pgrelay.db_events WHERE status <> 'done'")[0].as<int64_t>();
+    const int64_t left = tx.exec1("SELECT count(*) FROM pgrelay.db_events WHERE status NOT IN ('done', 'dead')")[0].as<int64_t>();
     std::cout << "{\"relays\":" << relays << ",\"events\":" << delivered << ",\"seconds\":" << s
               << ",\"claim\":\"" << bench::flag(f, "claim", "lease") << "\",\"events_per_s\":" << delivered / s << ",\"claim_batches\":" << batches << ",\"left\":" << left
               << "}\n";

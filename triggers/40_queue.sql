@@ -2,7 +2,9 @@
 -- waiting events out of the claim's way (docs/claim-query.md). One round trip each, no
 -- named prepared statement needed (PgBouncer in transaction mode), and each statement
 -- inside takes a fresh snapshot (READ COMMITTED), which the key handshake below relies on.
--- Re-applied by `pgrelay migrate` whenever this file changes.
+-- Re-applied by `pgrelay migrate` whenever this file changes. The hot ones carry
+-- SET jit = off: their estimated cost can cross jit_above_cost, and compiling them
+-- cost more than running them (a per-call setting, so it holds behind a pooler).
 --
 -- Unfinished states: pending, processing, blocked, paused, unrouted (migration 0004).
 -- Only pending events (and processing ones whose lease ran out) are in the due index.
@@ -37,7 +39,7 @@ CREATE OR REPLACE FUNCTION pgrelay.claim(
   routes_all boolean, routes_exact text[], routes_prefix text[])
 RETURNS TABLE (ev_id bigint, ev_type text, ev_key text, ev_attempt int, ev_token bigint, ev_done text[],
                ev_was text, ev_doc text)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET jit = off AS $fn$
 #variable_conflict use_column
 DECLARE
   paused text[] := ARRAY(SELECT pgrelay.type_pattern(p.event_type) FROM pgrelay.paused_types p);
@@ -199,7 +201,7 @@ $fn$;
 -- have seen the finished head unfinished has committed and is visible. A key whose lock is
 -- busy is returned: its producer is still in its transaction, and the caller tries again.
 CREATE OR REPLACE FUNCTION pgrelay.promote(keys text[]) RETURNS text[]
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET jit = off AS $fn$
 DECLARE
   locked text[];
 BEGIN
@@ -230,7 +232,7 @@ $fn$;
 -- Returns the ids whose outcome was applied and the keys still to promote.
 CREATE OR REPLACE FUNCTION pgrelay.ack(acks jsonb, keep_done boolean, locked boolean, more_keys text[],
                                        OUT applied bigint[], OUT busy_keys text[])
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET jit = off AS $fn$
 DECLARE
   finished text[];
 BEGIN
@@ -269,7 +271,7 @@ $fn$;
 -- The common case of ack(): every outcome a success and nothing kept, without JSON.
 CREATE OR REPLACE FUNCTION pgrelay.ack_done(ids bigint[], tokens bigint[], locked boolean, more_keys text[],
                                             OUT applied bigint[], OUT busy_keys text[])
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET jit = off AS $fn$
 DECLARE
   finished text[];
 BEGIN

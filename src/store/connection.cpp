@@ -26,12 +26,11 @@ std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std
   const std::string params =
       "keepalives=1 keepalives_idle=10 keepalives_interval=5 keepalives_count=3 connect_timeout=5 "
       "application_name=pgrelay-" + role;
-  auto conn = std::make_unique<pqxx::connection>(with_params(conninfo, params));
-  // pgrelay only runs short queries. The claim's estimated cost (a per-row key
-  // sub-plan over the whole backlog) crosses jit_above_cost, and compiling it took
-  // 10 ms per claim, five times the claim itself.
-  pqxx::nontransaction(*conn).exec("SET jit = off");
-  return conn;
+  // No session settings here: behind a pooler in transaction mode a SET reaches one
+  // server connection and then leaks to other clients. What needs jit off (compiling
+  // a claim once took five times the claim) sets it per call: the queue functions
+  // carry SET jit = off (triggers/40_queue.sql), the admin sample a SET LOCAL.
+  return std::make_unique<pqxx::connection>(with_params(conninfo, params));
 }
 
 }  // namespace pgrelay

@@ -114,6 +114,10 @@ int64_t delete_finished(pqxx::connection& conn, int64_t retention_s, int batch) 
 DbSample read_sample(pqxx::connection& conn) {
   DbSample s;
   pqxx::read_transaction tx(conn);
+  // Per transaction, so that it holds behind a pooler too: a sample never waits long
+  // (readiness answers from it), and a large backlog's count is not worth compiling.
+  tx.exec("SET LOCAL statement_timeout = '5s'");
+  tx.exec("SET LOCAL jit = off");
   // Unfinished rows through the partial due index, dead ones through their own.
   const auto g = tx.exec1(
       "SELECT count(*) FILTER (WHERE due AND NOT paused), count(*) FILTER (WHERE due AND paused), "

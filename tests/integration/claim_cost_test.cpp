@@ -51,7 +51,13 @@ int64_t cost_beside(const std::string& shape) {
     pgrelay::Relay other(c);
     add_recorder(other, "setup.only");
     RelayThread t(other);
-    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    // Until its claims have met everything the shape left pending (paused or unrouted types).
+    REQUIRE(eventually(
+        [&] {
+          return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'pending' AND event_type <> 'ordinary'") ==
+                 0;
+        },
+        std::chrono::seconds(60)));
   }
   db.exec("UPDATE pgrelay.relays SET seen_at = now() WHERE id = 'probe'");
   {

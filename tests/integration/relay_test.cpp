@@ -61,7 +61,7 @@ TEST_CASE("events whose type no relay routes are set aside, and delivered once a
   RecordingHandler* rec = add_recorder(users, "users.*");
   RelayThread t(users);
   REQUIRE(eventually([&] { return rec->count() == 1; }, seconds(10)));
-  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);
+  CHECK(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10)));
 }
 
 TEST_CASE("two handlers on one type, one failing twice: the good one runs once, the failing one three times") {
