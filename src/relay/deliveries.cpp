@@ -157,11 +157,27 @@ void Relay::settle(InFlight& f, size_t index, Outcome outcome) {
   p.outcome = std::move(outcome);
   --f.unsettled;
   note_delivery(f, p);
-  if (!p.outcome.is_ok() && log::enabled(log::Level::warn)) {
+  if (p.outcome.kind == Outcome::Kind::defer) {
+    note_deferral(p.slot->name, p.outcome.reason);
+  } else if (!p.outcome.is_ok() && log::enabled(log::Level::warn)) {
     log::warn("delivery failed", {{"event_id", f.event->id}, {"type", f.event->type}, {"handler", p.slot->name},
-                                  {"attempt", f.event->attempt}, {"outcome", kind_word(p.outcome.kind)},
-                                  {"error", p.outcome.reason}});
+                                  {"attempt", f.event->attempt}, {"max_attempts", p.slot->retry.max_attempts},
+                                  {"outcome", kind_word(p.outcome.kind)}, {"error", p.outcome.reason}});
   }
+}
+
+// A deferral sent nothing (an open circuit): one line when a handler starts deferring,
+// then one a minute with the count, instead of one per event per attempt.
+void Relay::note_deferral(const std::string& handler, const std::string& reason) {
+  constexpr auto kEvery = std::chrono::seconds(60);
+  DeferralLog& d = deferrals_[handler];
+  const auto now = Clock::now();
+  ++d.since_logged;
+  if (d.logged_at != Clock::time_point{} && now - d.logged_at < kEvery) return;
+  log::warn("deliveries deferred without an attempt", {{"handler", handler}, {"count", d.since_logged},
+                                                        {"reason", reason}});
+  d.logged_at = now;
+  d.since_logged = 0;
 }
 
 void Relay::complete(InFlight& f) {

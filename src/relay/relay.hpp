@@ -136,6 +136,7 @@ class Relay {
   // relay could not renew it): the held deliveries or outcome take the new token.
   bool adopt(const Event& event);
   void settle(InFlight& f, size_t index, Outcome outcome);
+  void note_deferral(const std::string& handler, const std::string& reason);
   // Queues the event's outcome for the next ack (and erases it from in_flight_, so
   // `f` is gone after), or for the ack transaction when sql handlers still have to run.
   void complete(InFlight& f);
@@ -189,6 +190,11 @@ class Relay {
   std::chrono::steady_clock::time_point first_ack_at_;
   uint64_t next_generation_ = 1;
   bool recovering_ = false;  // the queue was reopened: recover_holdings() before the next claim
+  struct DeferralLog {
+    std::chrono::steady_clock::time_point logged_at;
+    int64_t since_logged = 0;
+  };
+  std::map<std::string, DeferralLog> deferrals_;  // by handler
   int waiting_in_runs_ = 0;
   bool stopping_ = false;    // no new deliveries start (shutdown)  // in_flight_ entries not started (a run's later events)
   std::chrono::steady_clock::time_point next_promotion_at_;  // busy keys' promotion, tried again

@@ -1,6 +1,7 @@
 // The relay end to end in-process: bursts, retries, fan-out, per-key order,
 // replicas, the listener's recovery and commit-order safety.
 #include <doctest/doctest.h>
+#include <sys/resource.h>
 
 #include <signal.h>
 #include <unistd.h>
@@ -412,4 +413,37 @@ TEST_CASE("transactional claims: a killed relay's events are free at once, with 
   CHECK(took < 2000);  // far below any lease: the rows were free when the connection dropped
   CHECK(rec->count() == 20);
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);
+}
+
+namespace {
+
+double process_cpu_s() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+void idle_relay_sleeps(const std::string& claim_mode) {
+  CAPTURE(claim_mode);
+  TestDb db;
+  Config c = test_config(db.url());
+  c.relay.claim = claim_mode;
+  c.relay.wake = "notify";
+  Relay relay(c);
+  add_recorder(relay);
+  RelayThread t(relay);
+  std::this_thread::sleep_for(milliseconds(1000));  // settled
+  const double before = process_cpu_s();
+  std::this_thread::sleep_for(milliseconds(5000));
+  const double used = process_cpu_s() - before;
+  MESSAGE(claim_mode << ": " << used * 1000 << " ms of CPU in 5 s idle");
+  CHECK(used < 0.05);  // under 1% of a core
+}
+
+}  // namespace
+
+TEST_CASE("an idle relay uses under 1% of a core in either claim mode") {
+  idle_relay_sleeps("lease");
+  idle_relay_sleeps("transaction");
 }
