@@ -33,7 +33,9 @@ $fn$;
 -- `lease_ms` = 0: a transactional claim: the rows are only locked; the caller's transaction
 -- stays open while they are delivered (token 0).
 -- On its way through the due index it sets aside events of paused types and of types no live
--- relay routes, so that later claims do not walk them again. It reads at most four windows.
+-- relay routes, so that later claims do not walk them again. It reads at most four windows;
+-- when it stops there with due events left unread, it returns a last row with id 0 (and
+-- nothing else in it): the caller should claim again at once rather than wait.
 CREATE OR REPLACE FUNCTION pgrelay.claim(
   heads_max int, events_max int, run_max int, lease_ms bigint, owner_name text,
   routes_all boolean, routes_exact text[], routes_prefix text[])
@@ -57,6 +59,7 @@ DECLARE
   member_keys text[];
   locked bigint[];
   token bigint := 0;
+  more boolean := false;
 BEGIN
   FOR pass IN 1..4 LOOP
     EXIT WHEN cardinality(heads) >= heads_max;
@@ -114,7 +117,12 @@ BEGIN
     EXIT WHEN scanned < window_size;  -- the window reached the end of what is due
     after_at := last_at;
     after_id := last_id;
+    more := pass = 4;
   END LOOP;
+  IF more AND cardinality(heads) < heads_max THEN
+    ev_id := 0;
+    RETURN NEXT;
+  END IF;
 
   IF cardinality(heads) = 0 THEN
     RETURN;
@@ -309,13 +317,24 @@ LANGUAGE sql STABLE AS $fn$
 $fn$;
 
 -- A relay that routes these types takes back the events set aside as unrouted.
+-- It visits each type set aside once (a skip scan of db_events_parked), then only the
+-- events of the types it routes: every relay runs it at every report.
 CREATE OR REPLACE FUNCTION pgrelay.take_back_unrouted(routes_all boolean, routes_exact text[], routes_prefix text[])
 RETURNS bigint
 LANGUAGE sql AS $fn$
-  WITH back AS (
+  WITH RECURSIVE t(type) AS (
+    (SELECT e.event_type::text FROM pgrelay.db_events e WHERE e.status IN ('paused', 'unrouted')
+      ORDER BY e.event_type LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.event_type::text FROM pgrelay.db_events e
+             WHERE e.status IN ('paused', 'unrouted') AND e.event_type > t.type ORDER BY e.event_type LIMIT 1)
+      FROM t WHERE t.type IS NOT NULL
+  ), mine AS (
+    SELECT t.type FROM t
+     WHERE t.type IS NOT NULL AND (routes_all OR t.type = ANY (routes_exact) OR t.type LIKE ANY (routes_prefix))
+  ), back AS (
     UPDATE pgrelay.db_events e SET status = 'pending'
-     WHERE e.status = 'unrouted'
-       AND (routes_all OR e.event_type = ANY (routes_exact) OR e.event_type LIKE ANY (routes_prefix))
+      FROM mine WHERE e.event_type = mine.type AND e.status = 'unrouted'
     RETURNING 1
   )
   SELECT count(*) FROM back

@@ -324,7 +324,9 @@ void Relay::claim_more() {
       it->second = e.id;
     }
   }
-  claim_wanted_ = heads == limit;
+  // A claim that stopped at its scan limit (setting aside a paused or unrouted backlog
+  // as it went) goes on at once.
+  claim_wanted_ = heads == limit || r.more_due;
   backlog_empty_ = r.events.empty();
   auto next = milliseconds(opt.poll_interval_ms);
   if (opt.wake == "poll") {

@@ -185,6 +185,10 @@ ClaimResult Queue::claim(const Limits& limits, std::chrono::milliseconds lease) 
                                         prefix_literal_);
   out.events.reserve(r.size());
   for (const auto& row : r) {
+    if (row[0].as<int64_t>() == 0) {  // the claim stopped at its window limit: more is due
+      out.more_due = true;
+      continue;
+    }
     if (std::string_view(row[6].c_str()) == "processing") ++out.lease_expiries;
     out.events.push_back(event_from(row));
   }
@@ -197,7 +201,9 @@ std::vector<Event> Queue::claim_in_transaction(const Limits& limits) {
                                           everything_, exact_literal_, prefix_literal_);
   std::vector<Event> out;
   out.reserve(r.size());
-  for (const auto& row : r) out.push_back(event_from(row));
+  for (const auto& row : r) {
+    if (row[0].as<int64_t>() != 0) out.push_back(event_from(row));  // id 0: more is due (see claim())
+  }
   if (out.empty()) {
     tx_->commit();  // nothing held: do not keep a transaction open while idle
     tx_.reset();

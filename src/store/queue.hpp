@@ -67,6 +67,7 @@ struct AckResult {
 struct ClaimResult {
   std::vector<Event> events;
   int lease_expiries = 0;  // events reclaimed because another claim's lease ran out
+  bool more_due = false;   // the claim stopped at its scan limit with due events unread
 };
 
 class Queue {
