@@ -11,6 +11,7 @@
 #include "core/log.hpp"
 #include "relay/relay.hpp"
 #include "store/admin_queries.hpp"
+#include "store/reconcile_queries.hpp"
 
 namespace pgrelay::cli {
 namespace {
@@ -79,62 +80,126 @@ void add_run(CLI::App& app, Globals& g, Action& action) {
   });
 }
 
+namespace {
+
+// "90", "90s", "5m", "1h": seconds. Throws UsageError naming the value otherwise.
+int parse_duration_s(const std::string& text) {
+  size_t used = 0;
+  long long n = -1;
+  try {
+    n = std::stoll(text, &used);
+  } catch (const std::exception&) {
+  }
+  const std::string unit = n >= 0 ? text.substr(used) : "";
+  const long long scale = unit.empty() || unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
+  if (n < 1 || scale == 0 || n * scale > 86400) {
+    throw UsageError("--max-duration " + text + ": give seconds, or a number with s, m or h (1s to 24h), e.g. 30s, 5m, 1h");
+  }
+  return static_cast<int>(n * scale);
+}
+
+}  // namespace
+
 void add_reconcile(CLI::App& app, Globals& g, Action& action) {
   auto* cmd = app.add_subcommand(
       "reconcile",
-      "Run once, for cron: reclaim events whose lease expired, deliver everything due until the\n"
-      "backlog is empty or --max-duration-s passes, print a summary.\n"
-      "Exit 0 when clean, 3 when dead events exist or pending events are older than --stuck-after-s,\n"
-      "1 on failure.");
-  auto max_s = std::make_shared<int>(300);
+      "Run once, for cron: reclaim events whose lease expired, deliver everything due, and wait\n"
+      "for retries and expired leases that come due before --max-duration; then print a summary.\n"
+      "Exit codes (the summary's last line says which and why):\n"
+      "  0  every routed event due within the run was delivered and nothing failed during it\n"
+      "  3  something is dead, failing (a retry scheduled after a failure), stuck past\n"
+      "     --stuck-after-s, or a circuit breaker is open\n"
+      "  4  stopped at --max-duration with due work left (nothing failed)\n"
+      "  1  could not run (database unreachable, ...); 2 bad usage or config");
+  auto max_text = std::make_shared<std::string>("300s");
+  auto max_s = std::make_shared<int>(0);
   auto stuck_s = std::make_shared<int>(3600);
   auto json = std::make_shared<bool>(false);
-  cmd->add_option("--max-duration-s", *max_s, "Stop delivering after this many seconds")
-      ->check(CLI::Range(1, 86400))
+  cmd->add_option("--max-duration", *max_text, "Time limit: seconds, or 30s, 5m, 1h (at most 24h)")
       ->capture_default_str();
-  cmd->add_option("--stuck-after-s", *stuck_s, "Pending events older than this count as stuck")
+  cmd->add_option("--max-duration-s", *max_s, "The same in seconds (kept for older crontabs)")
+      ->check(CLI::Range(1, 86400));
+  cmd->add_option("--stuck-after-s", *stuck_s, "Unfinished events older than this count as stuck")
       ->check(CLI::Range(1, 365 * 86400))
       ->capture_default_str();
   cmd->add_flag("--json", *json, "Print the summary as JSON");
-  cmd->callback([&g, &action, max_s, stuck_s, json] {
-    action = [&g, max_s, stuck_s, json] {
+  cmd->callback([&g, &action, max_text, max_s, stuck_s, json] {
+    action = [&g, max_text, max_s, stuck_s, json] {
+      const int limit_s = *max_s > 0 ? *max_s : parse_duration_s(*max_text);
       Config c = load_config(g);
       if (c.routes.empty()) throw UsageError("config has no routes: nothing would be delivered (see config/README.md)");
       block_stop_signals();
+      auto conn = open_db(c, "reconcile");
+      const int64_t due_at_start = due_now(*conn);
       Relay relay(c);
       const bool tty = isatty(STDERR_FILENO);
+      const auto t0 = std::chrono::steady_clock::now();
       ReconcileReport r;
       {
         SignalStop stop(relay);
-        r = relay.reconcile(std::chrono::seconds(*max_s), [tty](int64_t delivered) {
-          if (tty) std::cerr << "\rreconcile: delivered " << delivered << std::flush;
+        r = relay.reconcile(std::chrono::seconds(limit_s), [&](int64_t delivered) {
+          if (!tty) return;
+          const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          std::cerr << "\rreconcile: delivered " << delivered << " of " << due_at_start << " due at start, "
+                    << std::lround(delivered / std::max(el, 0.001)) << "/s, " << std::max(0L, std::lround(limit_s - el))
+                    << " s left   " << std::flush;
         });
       }
-      if (tty) std::cerr << "\r";
-      auto conn = open_db(c, "reconcile");
+      if (tty) std::cerr << "\r" << std::string(70, ' ') << "\r";
       Status s = read_status(*conn);
       int64_t pending = 0, dead = 0;
       for (const auto& sc : s.counts) {
         if (sc.status != "done" && sc.status != "dead") pending += sc.count;  // every unfinished state
         if (sc.status == "dead") dead += sc.count;
       }
+      const auto groups = problem_groups(*conn);
+      int64_t failing = 0;
+      for (const auto& p : groups) failing += p.status == "failing" ? p.count : 0;
+      const int64_t due_left = due_now(*conn);
       const double oldest = s.oldest_pending_age_s.value_or(0);
       const bool stuck = pending > 0 && oldest > *stuck_s;
-      const int code = (dead > 0 || stuck) ? kProblems : kOk;
+      std::vector<std::string> why;
+      if (dead > 0) why.push_back(std::to_string(dead) + " dead (pgrelay dead list)");
+      if (failing > 0) why.push_back(std::to_string(failing) + " failing, retries scheduled");
+      if (stuck) why.push_back("unfinished events older than " + std::to_string(*stuck_s) + " s");
+      if (r.deferred > 0) why.push_back("a circuit breaker is open (" + std::to_string(r.deferred) + " deliveries deferred)");
+      int code = kOk;
+      std::string reason = "clean: everything due was delivered";
+      if (!why.empty()) {
+        code = kProblems;
+        reason.clear();
+        for (const auto& w : why) reason += (reason.empty() ? "" : "; ") + w;
+      } else if (r.timed_out && due_left > 0) {
+        code = kTimeLimit;
+        reason = "stopped at the time limit (" + std::to_string(limit_s) + " s) with " + std::to_string(due_left) +
+                 " due events left";
+      }
       if (*json) {
         std::cout << "{\"delivered\":" << r.delivered << ",\"retried\":" << r.retried << ",\"dead_now\":" << r.dead
-                  << ",\"dead_total\":" << dead << ",\"pending\":" << pending
+                  << ",\"dead_total\":" << dead << ",\"failing\":" << failing << ",\"pending\":" << pending
+                  << ",\"due_left\":" << due_left << ",\"deferred\":" << r.deferred << ",\"released\":" << r.released
                   << ",\"oldest_pending_age_s\":" << std::round(oldest * 1000) / 1000
                   << ",\"lease_expiries\":" << r.lease_expiries
                   << ",\"timed_out\":" << (r.timed_out ? "true" : "false") << ",\"stuck\":" << (stuck ? "true" : "false")
-                  << ",\"exit_code\":" << code << "}\n";
+                  << ",\"problems\":[";
+        for (size_t i = 0; i < groups.size(); ++i) {
+          std::cout << (i ? "," : "") << "{\"status\":\"" << groups[i].status << "\",\"type\":" << log::json_quoted(groups[i].type)
+                    << ",\"handler\":" << log::json_quoted(groups[i].handler) << ",\"count\":" << groups[i].count
+                    << ",\"last_error\":" << log::json_quoted(groups[i].last_error.substr(0, 300)) << "}";
+        }
+        std::cout << "],\"exit_code\":" << code << ",\"reason\":" << log::json_quoted(reason) << "}\n";
       } else {
         std::cout << "reconcile: delivered " << r.delivered << ", retried " << r.retried << ", dead-lettered "
                   << r.dead << ", reclaimed from expired leases " << r.lease_expiries << "\n"
                   << "still pending " << pending << " (oldest " << std::round(oldest) << " s), dead in total " << dead
-                  << (r.timed_out ? "; stopped at --max-duration-s" : "") << "\n";
+                  << (r.timed_out ? "; stopped at the time limit" : "") << "\n";
+        for (const auto& p : groups) {
+          std::cout << "  " << p.status << " " << p.count << " " << p.type << " via " << p.handler << ": "
+                    << p.last_error.substr(0, 200) << "\n";
+        }
         if (dead > 0) std::cout << "problem: " << dead << " dead events (see: pgrelay dead list)\n";
         if (stuck) std::cout << "problem: pending events older than " << *stuck_s << " s\n";
+        std::cout << "result: exit " << code << ": " << reason << "\n";
       }
       return code;
     };

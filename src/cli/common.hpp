@@ -13,7 +13,8 @@
 
 namespace pgrelay::cli {
 
-enum Exit { kOk = 0, kFailure = 1, kUsage = 2, kProblems = 3 };
+// 4: a run stopped at its time limit with due work left (reconcile).
+enum Exit { kOk = 0, kFailure = 1, kUsage = 2, kProblems = 3, kTimeLimit = 4 };
 
 // A user error detected by the CLI itself (exit 2).
 struct UsageError : std::runtime_error {

@@ -170,6 +170,7 @@ void Relay::settle(InFlight& f, size_t index, Outcome outcome) {
 // then one a minute with the count, instead of one per event per attempt.
 void Relay::note_deferral(const std::string& handler, const std::string& reason) {
   constexpr auto kEvery = std::chrono::seconds(60);
+  stats_.deferred++;
   DeferralLog& d = deferrals_[handler];
   const auto now = Clock::now();
   ++d.since_logged;

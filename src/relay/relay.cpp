@@ -142,7 +142,8 @@ void Relay::run() {
 
 ReconcileReport Relay::reconcile(milliseconds max_duration, const std::function<void(int64_t)>& progress) {
   open_queue();
-  const int64_t d0 = stats_.delivered, r0 = stats_.retried, x0 = stats_.dead, l0 = stats_.lease_expiries;
+  const int64_t d0 = stats_.delivered, r0 = stats_.retried, x0 = stats_.dead, l0 = stats_.lease_expiries,
+                f0 = stats_.deferred, g0 = stats_.released;
   const auto until = Clock::now() + max_duration;
   loop(Mode::reconcile, until, progress);
   ReconcileReport rep;
@@ -150,6 +151,8 @@ ReconcileReport Relay::reconcile(milliseconds max_duration, const std::function<
   rep.retried = stats_.retried - r0;
   rep.dead = stats_.dead - x0;
   rep.lease_expiries = stats_.lease_expiries - l0;
+  rep.deferred = stats_.deferred - f0;
+  rep.released = stats_.released - g0;
   rep.timed_out = Clock::now() >= until;
   return rep;
 }
@@ -245,7 +248,12 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
       reconnect_wait = std::min(reconnect_wait * 2, kReconnectMax);
       continue;
     }
-    if (mode == Mode::reconcile && in_flight_.empty() && acks_.empty() && backlog_empty_ && !claim_wanted_) break;
+    // A reconcile run ends when nothing is left to do before its limit: it waits for
+    // retries and expired leases that come due within it, as a daemon would.
+    if (mode == Mode::reconcile && in_flight_.empty() && acks_.empty() && backlog_empty_ && !claim_wanted_ &&
+        next_due_at_ >= until && !(queue_ && queue_->promotions_waiting())) {
+      break;
+    }
 
     auto deadline = std::min({next_claim_at_, next_heartbeat_at_, next_promotion_at_,
                               mode == Mode::serve ? next_report_at_ : until});
@@ -259,7 +267,9 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
   // Shutdown: no more claims; give deliveries in flight their chance, then give
   // back what is left without spending an attempt.
   stopping_ = true;
-  const auto grace = Clock::now() + milliseconds(opt.shutdown_timeout_ms);
+  // A reconcile run keeps its limit: what is still running then is given back at once
+  // (without spending an attempt) instead of waiting out handler timeouts.
+  const auto grace = mode == Mode::reconcile ? Clock::now() : Clock::now() + milliseconds(opt.shutdown_timeout_ms);
   while (in_flight_.size() > tx_ready_.size() + waiting_in_runs_ && Clock::now() < grace) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -339,7 +349,11 @@ void Relay::claim_more() {
   }
   if (r.events.empty()) {
     // Nothing claimable now: sleep until the next retry or lease expiry is due.
-    if (auto due = queue_->next_due()) next = std::min(next, *due + milliseconds(1));
+    next_due_at_ = Clock::time_point::max();
+    if (auto due = queue_->next_due()) {
+      next = std::min(next, *due + milliseconds(1));
+      next_due_at_ = now + *due;
+    }
     // A walsender is woken by the commit's WAL flush, a moment before the committing
     // backend makes the transaction visible: a wal wake can arrive early. Look once more.
     if (claim_after_wake_ && waker_) next = std::min(next, kWalRecheck);

@@ -41,12 +41,15 @@ struct RelayStats {
   std::atomic<int64_t> invariant_violations{0};  // bookkeeping errors caught and refused (should stay 0)
   std::atomic<int64_t> lease_expiries{0};  // events reclaimed after another claim's lease ran out
   std::atomic<int64_t> timeouts{0};      // handler deliveries that hit their timeout
+  std::atomic<int64_t> deferred{0};      // deliveries deferred by an open circuit (nothing sent)
   std::atomic<int64_t> claim_batches{0};
 };
 
 struct ReconcileReport {
   int64_t delivered = 0, retried = 0, dead = 0, lease_expiries = 0;
-  bool timed_out = false;  // --max-duration passed with work left
+  int64_t deferred = 0;    // deliveries not attempted because a circuit was open
+  int64_t released = 0;    // given back unfinished at the limit, attempts not spent
+  bool timed_out = false;  // the limit came before the work ran out
 };
 
 class Relay {
@@ -196,7 +199,9 @@ class Relay {
   };
   std::map<std::string, DeferralLog> deferrals_;  // by handler
   int waiting_in_runs_ = 0;
-  bool stopping_ = false;    // no new deliveries start (shutdown)  // in_flight_ entries not started (a run's later events)
+  bool stopping_ = false;    // no new deliveries start (shutdown)
+  // When the next retry or lease expiry comes due (after an empty claim); max if none.
+  std::chrono::steady_clock::time_point next_due_at_ = std::chrono::steady_clock::time_point::max();  // in_flight_ entries not started (a run's later events)
   std::chrono::steady_clock::time_point next_promotion_at_;  // busy keys' promotion, tried again
   std::chrono::steady_clock::time_point next_orphan_sweep_at_;
   bool claim_wanted_ = true;

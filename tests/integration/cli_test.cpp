@@ -193,7 +193,7 @@ TEST_CASE("reconcile delivers the backlog and exits 0, or 3 when something is de
   db.exec("SELECT pgrelay.emit('good.e', '{}'), pgrelay.emit('bad', '{}')");
   auto dirty = run_pgrelay({"-d", db.url(), "-c", cfg.path, "reconcile", "--json"});
   CHECK(dirty.code == 3);
-  CHECK(contains(dirty.out, "\"delivered\":1,\"retried\":0,\"dead_now\":1,\"dead_total\":1,\"pending\":0"));
+  CHECK(contains(dirty.out, "\"delivered\":1,\"retried\":0,\"dead_now\":1,\"dead_total\":1,\"failing\":0,\"pending\":0"));
   CHECK(contains(dirty.out, "\"exit_code\":3"));
 }
 
