@@ -35,13 +35,6 @@ const std::string kCorpus = std::string(PGRELAY_SOURCE_DIR) + "/tests/bad_input"
 
 bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 // "\xNN" escapes in a corpus line become that byte.
 std::string unescape(const std::string& s) {
   std::string out;

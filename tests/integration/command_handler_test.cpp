@@ -36,13 +36,6 @@ Event sample(int attempt) {
   return e;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 }  // namespace
 
 TEST_CASE("a command gets the event on stdin and its id, type, key and attempt in the environment") {
@@ -52,8 +45,8 @@ TEST_CASE("a command gets the event on stdin and its id, type, key and attempt i
                         out + ".env"},
                    5000, 1);
   CHECK(run_once(h, sample(3)).is_ok());
-  CHECK(slurp(out + ".in") == sample(3).json);
-  CHECK(slurp(out + ".env") == "42 orders.paid order:7 3\n");
+  CHECK(read_file(out + ".in") == sample(3).json);
+  CHECK(read_file(out + ".env") == "42 orders.paid order:7 3\n");
   ::unlink((out + ".in").c_str());
   ::unlink((out + ".env").c_str());
 }
@@ -77,7 +70,7 @@ TEST_CASE("a command that outlives its timeout is killed with its whole process 
   CHECK(o.kind == Outcome::Kind::retry);
   CHECK(o.reason == "command: timed out after 500 ms");
   CHECK(took < 3000);
-  const pid_t grandchild = static_cast<pid_t>(std::stol(slurp(pidfile)));
+  const pid_t grandchild = static_cast<pid_t>(std::stol(read_file(pidfile)));
   CHECK(eventually([&] { return ::kill(grandchild, 0) != 0; }, seconds(3)));  // gone too
   ::unlink(pidfile.c_str());
 }

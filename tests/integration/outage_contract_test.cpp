@@ -61,13 +61,6 @@ void outage(OwnCluster& cluster, milliseconds lease) {
   cluster.start_server();
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 }  // namespace
 
 TEST_CASE("an outage longer than the lease during sql acks leaves exactly one ledger row per event") {
@@ -135,7 +128,7 @@ TEST_CASE("a mixed route across an outage: no event is done unless its command h
   // it records success only together with the event's outcome.
   CHECK(db->scalar("SELECT count(*) FROM app.ledger") == 60);
   CHECK(db->scalar("SELECT count(DISTINCT event_id) FROM app.ledger") == 60);
-  const std::string log = "\n" + slurp(runs);
+  const std::string log = "\n" + read_file(runs);
   for (const auto& row : db->exec("SELECT id FROM pgrelay.db_events WHERE status = 'dead'")) {
     CHECK(log.find("\n" + row[0].as<std::string>() + " rc0\n") == std::string::npos);
   }
@@ -158,14 +151,14 @@ TEST_CASE("a relay frozen past its lease claims its own events again without del
     "routes": [{"match": "*", "handlers": ["cmd"]}]})");
   db.exec("SELECT pgrelay.emit('order.paid', jsonb_build_object('n', g)) FROM generate_series(1, 40) g");
   ChildProcess relay({PGRELAY_BIN, "-d", cluster.url(), "-c", cfg.path, "run"});
-  REQUIRE(eventually([&] { return !slurp(runs).empty(); }, seconds(10)));
+  REQUIRE(eventually([&] { return !read_file(runs).empty(); }, seconds(10)));
   relay.signal(SIGSTOP);
   std::this_thread::sleep_for(milliseconds(2000));  // past every lease it holds, within the handler timeout
   relay.signal(SIGCONT);
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(30)));
   relay.signal(SIGTERM);
   CHECK(relay.wait(seconds(10)) == 0);
-  std::istringstream lines(slurp(runs));
+  std::istringstream lines(read_file(runs));
   std::map<std::string, int> times;
   for (std::string id; std::getline(lines, id);) times[id]++;
   CHECK(times.size() == 40);

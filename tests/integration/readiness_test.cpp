@@ -14,6 +14,7 @@
 #include "support/child_process.hpp"
 #include "support/http_get.hpp"
 #include "support/recording_handler.hpp"
+#include "support/test_db.hpp"
 
 using namespace pgrelay;
 using namespace pgrelay::test;
@@ -93,15 +94,21 @@ TEST_CASE("readiness flips to 503 when the database is stopped and back to 200 w
   t.stop();
 }
 
-TEST_CASE("readiness reports a routed backlog above the threshold with the reason in the body") {
-  OwnCluster cluster;
-  {
-    auto conn = connect(cluster.url(), "test");
-    migrate(*conn);
-  }
-  Config c = test_config(cluster.url());
+namespace {
+
+// A relay with its admin server on a free port that is unready above 5 due events.
+Config ready_config(const std::string& url) {
+  Config c = test_config(url);
   c.admin.listen = "127.0.0.1:0";
   c.admin.ready_max_backlog = 5;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("readiness reports a routed backlog above the threshold with the reason in the body") {
+  TestDb db;
+  Config c = ready_config(db.url());
   c.relay.max_in_flight = 1;  // one at a time, slowly: the rest is a backlog
   Relay relay(c);
   relay.add_handler("rec", std::make_unique<RecordingHandler>(
@@ -116,7 +123,7 @@ TEST_CASE("readiness reports a routed backlog above the threshold with the reaso
   const uint16_t port = relay.admin_port();
   REQUIRE(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(10)));
   {
-    auto conn = connect(cluster.url(), "test");
+    auto conn = db.connect();
     pqxx::work tx(*conn);
     tx.exec("SELECT pgrelay.emit('handled.x', '{}') FROM generate_series(1, 8)");
     tx.exec("SELECT pgrelay.emit('nobody.routes.this', '{}') FROM generate_series(1, 50)");
@@ -136,14 +143,8 @@ TEST_CASE("readiness reports a routed backlog above the threshold with the reaso
 }
 
 TEST_CASE("a paused or unrouted backlog leaves a relay whose own routes are drained ready") {
-  OwnCluster cluster;
-  {
-    auto conn = connect(cluster.url(), "test");
-    migrate(*conn);
-  }
-  Config c = test_config(cluster.url());
-  c.admin.listen = "127.0.0.1:0";
-  c.admin.ready_max_backlog = 5;
+  TestDb db;
+  Config c = ready_config(db.url());
   c.admin.ready_max_oldest_pending_s = 1;
   Relay relay(c);
   RecordingHandler* rec = add_recorder(relay, "mine.*");
@@ -151,7 +152,7 @@ TEST_CASE("a paused or unrouted backlog leaves a relay whose own routes are drai
   REQUIRE(eventually([&] { return relay.admin_port() != 0; }, seconds(10)));
   const uint16_t port = relay.admin_port();
   {
-    auto conn = connect(cluster.url(), "test");
+    auto conn = db.connect();
     pqxx::work tx(*conn);
     tx.exec("SELECT pgrelay.pause('mine.held', 'test')");
     tx.exec("SELECT pgrelay.emit('mine.held', '{}') FROM generate_series(1, 40)");

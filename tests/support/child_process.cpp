@@ -15,12 +15,6 @@
 namespace pgrelay::test {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::string temp_path(const char* tag) {
   char buf[] = "/tmp/pgrelay-test-XXXXXX";
@@ -85,8 +79,15 @@ std::optional<int> ChildProcess::wait(std::chrono::milliseconds timeout) {
   }
 }
 
-std::string ChildProcess::out() const { return slurp(out_path_); }
-std::string ChildProcess::err() const { return slurp(err_path_); }
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string ChildProcess::out() const { return read_file(out_path_); }
+std::string ChildProcess::err() const { return read_file(err_path_); }
 
 RunResult run_pgrelay(std::vector<std::string> args, std::map<std::string, std::string> env,
                       const std::string& stdin_text) {

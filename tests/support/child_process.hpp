@@ -30,6 +30,9 @@ class ChildProcess {
   std::string out_path_, err_path_;
 };
 
+// The whole of a file ("" if it cannot be read).
+std::string read_file(const std::string& path);
+
 struct RunResult {
   int code;
   std::string out, err;
