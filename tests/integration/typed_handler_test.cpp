@@ -5,6 +5,7 @@
 
 #include <mutex>
 #include <pgrelay/pgrelay.hpp>
+#include <thread>
 
 #include "support/child_process.hpp"
 #include "support/recording_handler.hpp"
@@ -25,24 +26,61 @@ struct OrderPaid {
   }
 };
 
+// The public API's relay on a thread of its own, stopped on scope exit.
+class ApiRelayThread {
+ public:
+  explicit ApiRelayThread(api::Relay& relay) : relay_(relay), thread_([this] {
+    try {
+      relay_.run();
+    } catch (const std::exception& e) {
+      error_ = e.what();
+    }
+  }) {}
+  ~ApiRelayThread() { stop(); }
+  // Stops the relay; returns what run() threw, empty if nothing.
+  std::string stop() {
+    if (thread_.joinable()) {
+      relay_.request_stop();
+      thread_.join();
+    }
+    return error_;
+  }
+
+ private:
+  api::Relay& relay_;
+  std::string error_;
+  std::thread thread_;
+};
+
+// test_config()'s settings, through the public Config.
+api::Config api_test_config(const std::string& url) {
+  api::Config c = api::Config::parse(
+      R"({"relay": {"poll_interval_ms": 500, "lease_ms": 5000, "shutdown_timeout_ms": 2000}, "log": {"level": "warn"}})",
+      api::Config::no_environment());
+  c.set_database_url(url);
+  return c;
+}
+
 }  // namespace
 
-TEST_CASE("a typed handler receives its struct; a malformed payload is dead with the field named") {
+TEST_CASE("a typed handler receives its struct, and a malformed payload is dead with the field named") {
   TestDb db;
-  Relay relay(test_config(db.url()));
+  api::Relay relay(api_test_config(db.url()));
   std::mutex m;
   std::vector<std::pair<int64_t, OrderPaid>> got;
-  on<OrderPaid>(relay, "orders.paid", [&](const EventInfo& e, const OrderPaid& p) {
+  api::on<OrderPaid>(relay, "orders.paid", [&](const api::EventInfo& e, const OrderPaid& p) {
     std::lock_guard<std::mutex> l(m);
     got.emplace_back(e.id, p);
-    return Outcome::ok();
+    return api::Outcome::ok();
   });
-  RelayThread t(relay);
+  ApiRelayThread t(relay);
   db.exec(R"(SELECT pgrelay.emit('orders.paid', '{"order_id": 42, "email": "a@b.c"}'))");
   db.exec(R"(SELECT pgrelay.emit('orders.paid', '{"order_id": "42", "email": "a@b.c"}'))");
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status <> 'dead'") == 0; },
                      seconds(10)));
-  t.stop();
+  CHECK(t.stop() == "");
+  CHECK(relay.stats().delivered == 1);
+  CHECK(relay.stats().dead == 1);
   REQUIRE(got.size() == 1);
   CHECK(got[0].first == 1);
   CHECK(got[0].second.order_id == 42);
@@ -84,4 +122,24 @@ TEST_CASE("the typed handler example program builds and delivers a struct from a
   auto code = example.wait(seconds(10));
   REQUIRE(code.has_value());
   CHECK(*code == 0);
+}
+
+TEST_CASE("the public API refuses a bad config, a taken handler name and options out of range, saying which") {
+  try {
+    api::Config::parse(R"({"relay": {"batch_size": "many"}})", api::Config::no_environment());
+    FAIL("a bad config was accepted");
+  } catch (const api::ConfigError& e) {
+    CHECK(std::string(e.what()).find("relay.batch_size") != std::string::npos);
+  }
+  api::Relay relay(api_test_config("dbname=never_connected"));
+  auto ok = [](const api::EventInfo&, const OrderPaid&) { return api::Outcome::ok(); };
+  api::on<OrderPaid>(relay, "orders.paid", ok);
+  CHECK_THROWS_WITH_AS(api::on<OrderPaid>(relay, "orders.paid", ok),
+                       "add_handler: a handler named \"typed:orders.paid\" is already defined", std::invalid_argument);
+  api::HandlerOptions zero_attempts;
+  zero_attempts.retry.max_attempts = 0;
+  CHECK_THROWS_WITH_AS(api::on<OrderPaid>(relay, "orders.other", ok, zero_attempts),
+                       "add_handler: handler \"typed:orders.other\": retry.max_attempts must be at least 1",
+                       std::invalid_argument);
+  CHECK_THROWS_AS(relay.add_route("x", {"nobody"}), std::invalid_argument);
 }
