@@ -27,7 +27,7 @@ using std::chrono::milliseconds;
 
 constexpr auto kReportEvery = std::chrono::seconds(5);
 constexpr auto kReconnectMax = milliseconds(5000);
-constexpr auto kWalRecheck = milliseconds(10);  // second look after an empty claim on a wal wake
+constexpr auto kWalRecheck = milliseconds(10);  // first second look after an empty claim on a wal wake
 constexpr auto kPromotionRetry = milliseconds(5);
 constexpr auto kOrphanSweepEvery = std::chrono::seconds(30);
 
@@ -356,7 +356,14 @@ void Relay::claim_more() {
     }
     // A walsender is woken by the commit's WAL flush, a moment before the committing
     // backend makes the transaction visible: a wal wake can arrive early. Look once more.
-    if (claim_after_wake_ && waker_) next = std::min(next, kWalRecheck);
+    // A few looks, further apart each time: a loaded server can take a while.
+    if (claim_after_wake_ && waker_) wal_rechecks_left_ = 3;
+    if (waker_ && wal_rechecks_left_ > 0) {
+      next = std::min(next, kWalRecheck * (1 << (2 * (3 - wal_rechecks_left_))));  // 10, 40, 160 ms
+      --wal_rechecks_left_;
+    }
+  } else {
+    wal_rechecks_left_ = 0;
   }
   claim_after_wake_ = false;
   next_claim_at_ = now + next;

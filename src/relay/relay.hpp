@@ -210,6 +210,7 @@ class Relay {
   std::chrono::milliseconds poll_gap_{1};  // wake "poll": current idle gap
   int empty_polls_ = 0;                    // wake "poll": empty checks in a row
   bool claim_after_wake_ = false;          // the next claim answers a wake
+  int wal_rechecks_left_ = 0;              // wake "wal": more looks after an empty claim on a wake
   std::chrono::steady_clock::time_point next_heartbeat_at_;
   std::chrono::steady_clock::time_point next_report_at_;
 
