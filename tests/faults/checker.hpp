@@ -29,7 +29,14 @@ struct Phase {
   int64_t start_ms = 0;
   int64_t end_ms = 0;           // when the fault was lifted
   int64_t in_flight_bound = 0;  // events claimed (processing) by the victims just before the fault
-  int64_t recovery_ms = -1;     // fault lifted -> first delivery of an event committed afterwards
+  int64_t recovery_ms = -1;     // fault lifted -> every relay of the phase delivers again; -1 never did
+};
+
+// Everything a run recorded, for check().
+struct RunRecord {
+  std::unordered_map<int64_t, Produced> produced;  // by sequence number
+  std::vector<Delivery> deliveries;                // in the order the receiver answered them
+  std::vector<Phase> phases;
 };
 
 struct PhaseResult {
@@ -41,14 +48,18 @@ struct Summary {
   int64_t committed = 0, rolled_back = 0, savepoint_rolled_back = 0, failed = 0, in_doubt = 0;
   int64_t in_doubt_delivered = 0;
   int64_t delivered = 0;          // distinct committed events answered 2xx
-  int64_t deliveries = 0;         // 2xx answers, duplicates included
-  int64_t attempts = 0;           // every request, failed ones included
+  int64_t deliveries = 0;         // webhook 2xx answers, duplicates included
+  int64_t attempts = 0;           // every webhook request, failed ones included
   int64_t lost = 0;               // committed, never answered 2xx
   int64_t unexpected = 0;         // delivered but never committed (rolled back, failed, unknown)
-  int64_t duplicates = 0;         // 2xx answers beyond the first per event
+  int64_t duplicates = 0;         // webhook 2xx answers beyond the first per event
   int64_t max_copies = 0;         // most 2xx answers for one event
   int64_t order_violations = 0;   // a key's first deliveries out of commit order
   int64_t late_redeliveries = 0;  // a copy of an event arriving after a later event of its key
+  int64_t commit_order_mismatches = 0;   // a key's ids not in its commit order (the key clock's)
+  int64_t cross_producer_handoffs = 0;   // consecutive transactions of a key from different connections
+  int64_t overlapping_handoffs = 0;      // ... where the later began before the earlier committed
+  int64_t recovery_failures = 0;         // phases after which a relay never delivered again
   int64_t rows_pending = 0, rows_processing = 0, rows_done = 0, rows_dead = 0, expired_leases = 0;
   int64_t committed_missing_in_db = 0, uncommitted_in_db = 0;
   double notify_queue_usage = 0;
@@ -57,9 +68,7 @@ struct Summary {
   bool ok() const;
 };
 
-Summary check(const std::unordered_map<int64_t, Fate>& fates, const std::unordered_map<int64_t, int64_t>& commit_ms,
-              const std::vector<Delivery>& deliveries, const std::vector<Phase>& phases,
-              const std::string& db_url);
+Summary check(const RunRecord& run, const std::string& db_url);
 
 void print_summary(const Summary& s, std::ostream& out);
 

@@ -1,10 +1,11 @@
 // fault_run: the fault suite. Starts a dedicated PostgreSQL cluster, two real
 // `pgrelay run` processes behind a TCP proxy, a webhook receiver behind another
-// proxy and a producer; injects every fault of the matrix in turn while events
-// flow; then drains and checks (tests/faults/checker.hpp).
+// proxy and producers on several connections; injects every fault of the matrix
+// in turn while events flow; then drains and checks (tests/faults/checker.hpp).
 //   fault_run [--profile bounded|full] [--rate EVENTS_PER_S] [--out DIR] [--root SRC] [--pgrelay BIN]
 // Exits 0 if nothing was lost, nothing unexpected delivered, per-key order
-// held and every row is done or dead; 1 otherwise; 2 on bad usage.
+// held, every relay recovered from every fault and every row is done or dead;
+// 1 otherwise; 2 on bad usage.
 #include <rapidjson/document.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,7 +43,7 @@ namespace {
 
 struct Profile {
   std::string name;
-  int rate = 200, per_tx = 5, keys = 40;
+  int rate = 200, per_tx = 5, keys = 40, connections = 3;
   int kills = 3, pg_restarts = 1, terminations = 2, proxy_rounds = 1;
   milliseconds stall{5000}, webhook_fault{5000}, webhook_gone{5000};
   milliseconds between{1000};
@@ -58,6 +59,7 @@ Profile profile_named(const std::string& name) {
     p.keys = 400;  // each key is delivered one event at a time: 2.5 events/s per key
     p.kills = 20;
     p.pg_restarts = 5;
+    p.connections = 4;
     p.terminations = 5;
     p.proxy_rounds = 3;
     p.stall = milliseconds(15000);
@@ -263,7 +265,7 @@ int main(int argc, char** argv) {
     const std::string direct = cluster.url;
     const auto pg_port = static_cast<uint16_t>(std::stoi(field(direct, "port")));
     shell("'" + bin + "' -d '" + direct + "' migrate >/dev/null");
-    Producer::prepare(direct);
+    Producer::prepare(direct, prof.keys);
 
     const auto t0 = Clock::now();
     auto now_ms = [&] { return std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count(); };
@@ -287,6 +289,7 @@ int main(int argc, char** argv) {
     po.events_per_s = prof.rate;
     po.events_per_tx = prof.per_tx;
     po.keys = prof.keys;
+    po.connections = prof.connections;
     po.log_path = out_dir + "/producer.log";
     Producer producer(po);
     producer.start();
@@ -402,9 +405,14 @@ int main(int argc, char** argv) {
         f << d.ms << ' ' << d.relay << ' ' << d.seq << ' ' << d.event_id << ' ' << d.attempt << ' ' << d.key << ' '
           << d.status << '\n';
     }
-    const Summary s = check(producer.fates(), producer.commit_ms(), deliveries, phases, direct);
+    RunRecord record;
+    record.produced = producer.produced();
+    record.deliveries = deliveries;
+    record.phases = phases;
+    const Summary s = check(record, direct);
     std::ostringstream report;
-    report << "pgrelay fault run, profile " << prof.name << " (" << prof.rate << " events/s target, 2 relays)\n";
+    report << "pgrelay fault run, profile " << prof.name << " (" << prof.rate << " events/s target from "
+           << prof.connections << " connections, 2 relays)\n";
     print_summary(s, report);
     std::ofstream(out_dir + "/summary.txt") << report.str();
     std::cout << report.str() << std::flush;
