@@ -1,11 +1,13 @@
 // fault_run: the fault suite. Starts a dedicated PostgreSQL cluster, two real
 // `pgrelay run` processes behind a TCP proxy, a webhook receiver behind another
-// proxy and producers on several connections; injects every fault of the matrix
-// in turn while events flow; then drains and checks (tests/faults/checker.hpp).
+// proxy, an sql ledger and a flaky command beside it on mixed routes, and
+// producers on several connections; injects every fault of the matrix in turn
+// while events flow; then drains and checks (tests/faults/checker.hpp).
 //   fault_run [--profile bounded|full] [--rate EVENTS_PER_S] [--out DIR] [--root SRC] [--pgrelay BIN]
-// Exits 0 if nothing was lost, nothing unexpected delivered, per-key order
-// held, every relay recovered from every fault and every row is done or dead;
-// 1 otherwise; 2 on bad usage.
+// Exits 0 if nothing was lost, nothing unexpected delivered, no sql effect
+// happened twice, no event is done without every routed handler's success,
+// per-key order held, every relay recovered from every fault and every row is
+// done or dead; 1 otherwise; 2 on bad usage.
 #include <rapidjson/document.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,7 +29,9 @@
 #include <vector>
 
 #include "faults/checker.hpp"
+#include "faults/effects.hpp"
 #include "faults/producer.hpp"
+#include "faults/routes.hpp"
 #include "faults/tcp_proxy.hpp"
 #include "support/child_process.hpp"
 #include "support/http_receiver.hpp"
@@ -40,6 +44,9 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 namespace {
+
+// The relays' lease.
+constexpr milliseconds kLease{3000};
 
 struct Profile {
   std::string name;
@@ -116,6 +123,9 @@ class Recorder {
     }
     d.relay = req.header("x-relay");
     d.ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0_).count();
+    d.wall_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
     const HookMode m = mode_.load();
     Reply r = Reply::with_status(m == HookMode::error500 ? 500 : 200, "ok");
     if (m == HookMode::hang) r.never_answer = true;
@@ -199,10 +209,43 @@ class Relay {
   std::unique_ptr<ChildProcess> child_;
 };
 
-std::string relay_config(const std::string& name, const std::string& db, uint16_t hook_port) {
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (static_cast<unsigned char>(ch) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", ch);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+// Lease claims (the default, and what sql handlers need), finished events kept as
+// done so the checker can read them; the routes of routes.hpp.
+std::string relay_config(const std::string& name, const std::string& db, uint16_t hook_port,
+                         const std::string& command_log) {
+  const std::string retry = R"("retry": { "max_attempts": 1000, "base_ms": 100, "cap_ms": 2000, "jitter": 0.2 })";
+  std::string command;
+  for (const auto& arg : flaky_command(command_log, name)) command += (command.empty() ? "" : ", ") + json_string(arg);
+  std::string routes;
+  for (const RoutedType& r : kRoutedTypes) {
+    std::string handlers;
+    if (r.webhook) handlers += "\"hook\"";
+    if (r.sql) handlers += std::string(handlers.empty() ? "" : ", ") + "\"ledger\"";
+    if (r.command) handlers += std::string(handlers.empty() ? "" : ", ") + "\"flaky\"";
+    routes += std::string(routes.empty() ? "" : ",\n    ") + R"({ "match": ")" + r.type + R"(", "handlers": [)" +
+              handlers + "] }";
+  }
   return R"({
   "database": { "url": ")" + db + R"(" },
-  "relay": { "id": ")" + name + R"(", "batch_size": 64, "max_in_flight": 256, "lease_ms": 3000,
+  "relay": { "id": ")" + name + R"(", "claim": "lease", "batch_size": 64, "max_in_flight": 256,
+             "lease_ms": )" + std::to_string(kLease.count()) + R"(,
              "poll_interval_ms": 1000, "done_retention_s": 86400, "shutdown_timeout_ms": 3000 },
   "log": { "level": "info", "format": "json" },
   "handlers": {
@@ -210,9 +253,14 @@ std::string relay_config(const std::string& name, const std::string& db, uint16_
               "headers": { "x-relay": ")" + name + R"(" },
               "timeout_ms": 2000, "connect_timeout_ms": 1000, "concurrency": 64,
               "circuit_breaker": { "failures": 20, "cooldown_ms": 500 },
-              "retry": { "max_attempts": 1000, "base_ms": 100, "cap_ms": 2000, "jitter": 0.2 } }
+              )" + retry + R"( },
+    "ledger": { "type": "sql", "function": ")" + kLedgerFunction + R"(", "timeout_ms": 2500, )" + retry + R"( },
+    "flaky": { "type": "command", "command": [)" + command + R"(], "timeout_ms": 2000, "concurrency": 16,
+               )" + retry + R"( }
   },
-  "routes": [ { "match": "fault.*", "handlers": ["hook"] }, { "match": "fault_items.*", "handlers": ["hook"] } ]
+  "routes": [
+    )" + routes + R"(
+  ]
 })";
 }
 
@@ -266,6 +314,9 @@ int main(int argc, char** argv) {
     const auto pg_port = static_cast<uint16_t>(std::stoi(field(direct, "port")));
     shell("'" + bin + "' -d '" + direct + "' migrate >/dev/null");
     Producer::prepare(direct, prof.keys);
+    prepare_ledger(direct);
+    const std::string command_log = out_dir + "/commands.log";
+    std::ofstream(command_log, std::ios::trunc).close();
 
     const auto t0 = Clock::now();
     auto now_ms = [&] { return std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count(); };
@@ -280,8 +331,10 @@ int main(int argc, char** argv) {
     std::vector<std::unique_ptr<Relay>> relays;
     for (const std::string name : {"r1", "r2"}) {
       const std::string cfg = out_dir + "/" + name + ".json";
-      std::ofstream(cfg) << relay_config(name, via_proxy, hook_proxy.port());
-      relays.push_back(std::make_unique<Relay>(bin, name, via_proxy, cfg, out_dir + "/" + name + ".log"));
+      std::ofstream(cfg) << relay_config(name, via_proxy, hook_proxy.port(), command_log);
+      const std::string log = out_dir + "/" + name + ".log";
+      std::ofstream(log, std::ios::trunc).close();
+      relays.push_back(std::make_unique<Relay>(bin, name, via_proxy, cfg, log));
     }
 
     ProducerOptions po;
@@ -403,16 +456,23 @@ int main(int argc, char** argv) {
       std::ofstream f(out_dir + "/deliveries.log");
       for (const auto& d : deliveries)
         f << d.ms << ' ' << d.relay << ' ' << d.seq << ' ' << d.event_id << ' ' << d.attempt << ' ' << d.key << ' '
-          << d.status << '\n';
+          << d.status << ' ' << d.wall_us << '\n';
     }
     RunRecord record;
     record.produced = producer.produced();
     record.deliveries = deliveries;
+    record.command_runs = read_command_runs(command_log);
     record.phases = phases;
+    for (const std::string name : {"r1", "r2"}) {
+      std::ifstream in(out_dir + "/" + name + ".log");
+      for (std::string line; std::getline(in, line);) {
+        if (line.find("bookkeeping error") != std::string::npos) record.relay_guard_errors++;
+      }
+    }
     const Summary s = check(record, direct);
     std::ostringstream report;
     report << "pgrelay fault run, profile " << prof.name << " (" << prof.rate << " events/s target from "
-           << prof.connections << " connections, 2 relays)\n";
+           << prof.connections << " connections, 2 relays, lease " << kLease.count() << " ms)\n";
     print_summary(s, report);
     std::ofstream(out_dir + "/summary.txt") << report.str();
     std::cout << report.str() << std::flush;

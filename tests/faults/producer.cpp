@@ -8,6 +8,8 @@
 #include <random>
 #include <tuple>
 
+#include "faults/routes.hpp"
+
 namespace pgrelay::faults {
 namespace {
 
@@ -120,7 +122,7 @@ void Producer::run(int index) {
       if (seq % 2) {
         inserted.push_back(Row{seq, "fault_items:t" + k, "t" + k});
       } else {
-        emitted.push_back(Row{seq, "e" + k, "fault.emit"});
+        emitted.push_back(Row{seq, "e" + k, routing_of(seq).type});
       }
     }
     auto by_key = [](const Row& a, const Row& b) { return std::tie(a.key, a.seq) < std::tie(b.key, b.seq); };
