@@ -324,7 +324,8 @@ void print_summary(const Summary& s, std::ostream& out) {
   for (const auto& r : s.phases) {
     out << std::left << std::setw(22) << r.phase.name << std::right << std::setw(8) << r.produced << std::setw(6)
         << r.lost << std::setw(6) << r.duplicates << std::setw(17) << r.phase.in_flight_bound << std::setw(13)
-        << (r.phase.recovery_ms < 0 ? std::string("NEVER") : std::to_string(r.phase.recovery_ms)) << "\n";
+        << (r.phase.recovery_ms < 0 ? std::string("NEVER") : std::to_string(r.phase.recovery_ms))
+        << (r.phase.note.empty() ? "" : "  (" + r.phase.note + ")") << "\n";
   }
   out << "\ntotal: committed " << s.committed << ", rolled back " << s.rolled_back << " (+" << s.savepoint_rolled_back
       << " to a savepoint), failed before commit " << s.failed << ", in doubt " << s.in_doubt << " ("

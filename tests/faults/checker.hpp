@@ -33,6 +33,7 @@ struct Phase {
   int64_t end_ms = 0;           // when the fault was lifted
   int64_t in_flight_bound = 0;  // events claimed (processing) by the victims just before the fault
   int64_t recovery_ms = -1;     // fault lifted -> every relay of the phase delivers again; -1 never did
+  std::string note;             // what the fault script observed, for the report
 };
 
 // Everything a run recorded, for check().

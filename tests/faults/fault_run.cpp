@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -45,13 +46,14 @@ using std::chrono::milliseconds;
 
 namespace {
 
-// The relays' lease.
+// The relays' lease: short, so that an outage or a stall can outlast it.
 constexpr milliseconds kLease{3000};
 
 struct Profile {
   std::string name;
   int rate = 200, per_tx = 5, keys = 40, connections = 3;
-  int kills = 3, pg_restarts = 1, terminations = 2, proxy_rounds = 1;
+  int kills = 3, pg_restarts = 1, pg_outages = 1, stalls = 1, terminations = 2, proxy_rounds = 1;
+  int burst = 400;  // events committed at once before an outage or a stall
   milliseconds stall{5000}, webhook_fault{5000}, webhook_gone{5000};
   milliseconds between{1000};
   milliseconds drain{240000};
@@ -66,7 +68,10 @@ Profile profile_named(const std::string& name) {
     p.keys = 400;  // each key is delivered one event at a time: 2.5 events/s per key
     p.kills = 20;
     p.pg_restarts = 5;
+    p.pg_outages = 3;
+    p.stalls = 4;
     p.connections = 4;
+    p.burst = 800;
     p.terminations = 5;
     p.proxy_rounds = 3;
     p.stall = milliseconds(15000);
@@ -180,6 +185,9 @@ struct Cluster {
   }
   std::string env() const { return "PGRELAY_PG_DIR='" + dir + "' "; }
   void restart_immediate() const { shell(env() + root + "/scripts/pg restart-immediate"); }
+  // pg_ctl stop -m fast (sessions are ended, open transactions roll back) and start.
+  void stop_server() const { shell(env() + root + "/scripts/pg pg-stop"); }
+  void start_server() const { shell(env() + root + "/scripts/pg pg-start"); }
 };
 
 class Relay {
@@ -195,8 +203,12 @@ class Relay {
   ~Relay() { stop(SIGTERM); }
   const std::string& name() const { return name_; }
   void start() { child_ = std::make_unique<ChildProcess>(std::vector<std::string>{bin_, "-d", db_, "-c", config_, "run"}); }
+  void signal(int sig) {
+    if (child_) child_->signal(sig);
+  }
   void stop(int sig) {
     if (!child_) return;
+    if (sig != SIGKILL) child_->signal(SIGCONT);  // a stalled relay would never see the signal
     child_->signal(sig);
     auto code = child_->wait(milliseconds(20000));
     std::ofstream(log_path_, std::ios::app) << child_->err() << "--- exit " << (code ? *code : -1) << " after signal "
@@ -268,6 +280,28 @@ int64_t scalar(const std::string& url, const std::string& sql) {
   pqxx::connection c{url};
   pqxx::nontransaction tx{c};
   return tx.exec1(sql)[0].as<int64_t>();
+}
+
+// Watches (every 2 ms, for at most `limit`) for a relay's ack transaction running
+// an sql handler; returns whether it saw one.
+bool sql_ack_running_within(const std::string& url, milliseconds limit) {
+  pqxx::connection c{url};
+  pqxx::nontransaction tx{c};
+  const auto until = Clock::now() + limit;
+  while (Clock::now() < until) {
+    if (tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                 "AND query LIKE '%pgrelay.call_handler(%' AND pid <> pg_backend_pid()")[0]
+            .as<int64_t>() > 0)
+      return true;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  return false;
+}
+
+std::string text(const std::string& url, const std::string& sql) {
+  pqxx::connection c{url};
+  pqxx::nontransaction tx{c};
+  return tx.exec1(sql)[0].as<std::string>();
 }
 
 }  // namespace
@@ -381,24 +415,39 @@ int main(int argc, char** argv) {
     if (fresh_delivery(milliseconds(60000)) < 0) throw std::runtime_error("no event delivered within 60 s of start");
 
     std::vector<Phase> phases;
+    std::string phase_note;  // what an inject or lift step saw, for the phase's report line
+    // `setup` runs first, inside the phase's window: what it produces counts there.
     auto phase = [&](const std::string& name, const std::string& where, const std::function<void()>& inject,
                      const std::function<void()>& lift, milliseconds hold,
-                     const std::vector<std::string>& who = {"r1", "r2"}) {
+                     const std::vector<std::string>& who = {"r1", "r2"},
+                     const std::function<void()>& setup = [] {}) {
       Phase p;
       p.name = name;
       p.start_ms = now_ms();
+      setup();
       p.in_flight_bound = in_flight(where);
       inject();
       std::this_thread::sleep_for(hold);
       lift();
       p.end_ms = now_ms();
       p.recovery_ms = recovery(who, milliseconds(120000));
+      p.note = phase_note;
+      phase_note.clear();
       say(name + ": in flight " + std::to_string(p.in_flight_bound) + ", recovered in " +
-          std::to_string(p.recovery_ms) + " ms");
+          std::to_string(p.recovery_ms) + " ms" + (p.note.empty() ? "" : "; " + p.note));
       phases.push_back(p);
       std::this_thread::sleep_for(prof.between);
     };
     auto nothing = [] {};
+    // A backlog at once, and a wait (at most 5 s) until the relays (`where`) hold
+    // at least `events` of it: so that a fault finds many deliveries and acks under
+    // way rather than the handful that a steady flow keeps in flight.
+    auto backlog = [&](int events, const std::string& where, int64_t held) {
+      return [&, events, where, held] {
+        producer.burst(events);
+        pgrelay::test::eventually([&] { return in_flight(where) >= held; }, milliseconds(5000));
+      };
+    };
     auto terminate = [&](const std::string& app) {
       return [&, app] {
         scalar(direct, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '" +
@@ -406,7 +455,7 @@ int main(int argc, char** argv) {
       };
     };
 
-    phases.push_back(Phase{"baseline", now_ms(), now_ms(), 0, 0});
+    phases.push_back(Phase{"baseline", now_ms(), now_ms(), 0, 0, ""});
     std::this_thread::sleep_for(prof.between * 2);
     for (int i = 0; i < prof.kills; ++i) {
       Relay& victim = *relays[static_cast<size_t>(i) % relays.size()];
@@ -415,6 +464,47 @@ int main(int argc, char** argv) {
     }
     for (int i = 0; i < prof.pg_restarts; ++i)
       phase("pg restart immediate", "", [&] { cluster.restart_immediate(); }, nothing, milliseconds(0));
+    // The server away for longer than the lease while the relays hold outcomes and
+    // sql work waiting for their ack (a backlog first, so they hold many): when it
+    // returns every lease has run out, and each relay may claim its own events
+    // again.
+    for (int i = 0; i < prof.pg_outages; ++i) {
+      phase("pg down > lease", "",
+            [&] {
+              const bool acking = sql_ack_running_within(direct, milliseconds(2000));
+              cluster.stop_server();
+              phase_note = std::string(acking ? "stopped while an sql ack ran" : "no sql ack seen running") +
+                           ", down " + std::to_string((kLease + milliseconds(1500)).count()) + " ms";
+            },
+            [&] { cluster.start_server(); }, kLease + milliseconds(1500), {"r1", "r2"},
+            backlog(prof.burst, "", 48));
+    }
+    // One relay frozen past its lease while the other runs on: the other claims the
+    // frozen relay's events once their leases run out, and the frozen relay's
+    // outcomes for them, arriving late, must change nothing.
+    for (int i = 0; i < prof.stalls; ++i) {
+      Relay& victim = *relays[static_cast<size_t>(i) % relays.size()];
+      const std::string owned = " AND lease_owner = '" + victim.name() + "'";
+      std::string held;
+      phase("stall " + victim.name() + " > lease", owned,
+            [&] {
+              held = text(direct, "SELECT coalesce(string_agg(id::text, ','), '') FROM pgrelay.db_events "
+                                  "WHERE status = 'processing'" + owned);
+              victim.signal(SIGSTOP);
+            },
+            [&] {
+              if (!held.empty()) {
+                const int64_t taken = scalar(direct, "SELECT count(*) FROM pgrelay.db_events WHERE id IN (" + held +
+                                                         ") AND (status = 'done' OR lease_owner <> '" +
+                                                         victim.name() + "')");
+                phase_note = std::to_string(taken) + " of " +
+                             std::to_string(std::count(held.begin(), held.end(), ',') + 1) +
+                             " held events taken over or done while it was frozen";
+              }
+              victim.signal(SIGCONT);
+            },
+            kLease + milliseconds(1500), {"r1", "r2"}, backlog(prof.burst, owned, 12));
+    }
     for (int i = 0; i < prof.terminations; ++i) {
       phase("terminate listener", "", terminate("pgrelay-listener"), nothing, milliseconds(0));
       phase("terminate claimer", "", terminate("pgrelay-claimer"), nothing, milliseconds(0));

@@ -106,9 +106,10 @@ void Producer::run(int index) {
         continue;
       }
     }
-    const int events = options_.events_per_tx;
+    const int burst = index == 0 ? burst_.exchange(0) : 0;
+    const int events = burst > 0 ? burst : options_.events_per_tx;
     const int64_t tx_no = next_tx_++;
-    const bool roll_back = tx_no % options_.rollback_every == 0;
+    const bool roll_back = burst == 0 && tx_no % options_.rollback_every == 0;
     const bool savepoint = !roll_back && tx_no % options_.savepoint_every == 0;
     const int64_t first = next_seq_.fetch_add(events + (savepoint ? 1 : 0));
     // Keys drawn at random from the set every connection shares, so producers of

@@ -63,6 +63,9 @@ class Producer {
   static void prepare(const std::string& url, int keys);
   void start();
   void stop();
+  // The next transaction of the first connection carries `events` events instead
+  // of events_per_tx (and is never rolled back on purpose): a backlog at once.
+  void burst(int events) { burst_ = events; }
 
   // The highest sequence number whose COMMIT has returned (0 before any).
   int64_t last_committed() const { return last_committed_.load(); }
@@ -77,6 +80,7 @@ class Producer {
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> next_seq_{1};
   std::atomic<int64_t> next_tx_{1};
+  std::atomic<int> burst_{0};
   std::atomic<int64_t> last_committed_{0};
   std::atomic<int> reconnects_{0};
   mutable std::mutex mu_;
