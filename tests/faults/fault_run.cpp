@@ -1,14 +1,18 @@
 // fault_run: the fault suite. Starts a dedicated PostgreSQL cluster, two real
 // `pgrelay run` processes behind a TCP proxy, a webhook receiver behind another
-// proxy and a producer; injects every fault of the matrix in turn while events
-// flow; then drains and checks (tests/faults/checker.hpp).
+// proxy, an sql ledger and a flaky command beside it on mixed routes, and
+// producers on several connections; injects every fault of the matrix in turn
+// while events flow; then drains and checks (tests/faults/checker.hpp).
 //   fault_run [--profile bounded|full] [--rate EVENTS_PER_S] [--out DIR] [--root SRC] [--pgrelay BIN]
-// Exits 0 if nothing was lost, nothing unexpected delivered, per-key order
-// held and every row is done or dead; 1 otherwise; 2 on bad usage.
+// Exits 0 if nothing was lost, nothing unexpected delivered, no sql effect
+// happened twice, no event is done without every routed handler's success,
+// per-key order held, every relay recovered from every fault and every row is
+// done or dead; 1 otherwise; 2 on bad usage.
 #include <rapidjson/document.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -26,7 +30,9 @@
 #include <vector>
 
 #include "faults/checker.hpp"
+#include "faults/effects.hpp"
 #include "faults/producer.hpp"
+#include "faults/routes.hpp"
 #include "faults/tcp_proxy.hpp"
 #include "support/child_process.hpp"
 #include "support/http_receiver.hpp"
@@ -40,10 +46,14 @@ using std::chrono::milliseconds;
 
 namespace {
 
+// The relays' lease: short, so that an outage or a stall can outlast it.
+constexpr milliseconds kLease{3000};
+
 struct Profile {
   std::string name;
-  int rate = 200, per_tx = 5, keys = 40;
-  int kills = 3, pg_restarts = 1, terminations = 2, proxy_rounds = 1;
+  int rate = 200, per_tx = 5, keys = 40, connections = 3;
+  int kills = 3, pg_restarts = 1, pg_outages = 1, stalls = 1, terminations = 2, proxy_rounds = 1;
+  int burst = 400;  // events committed at once before an outage or a stall
   milliseconds stall{5000}, webhook_fault{5000}, webhook_gone{5000};
   milliseconds between{1000};
   milliseconds drain{240000};
@@ -58,6 +68,10 @@ Profile profile_named(const std::string& name) {
     p.keys = 400;  // each key is delivered one event at a time: 2.5 events/s per key
     p.kills = 20;
     p.pg_restarts = 5;
+    p.pg_outages = 3;
+    p.stalls = 4;
+    p.connections = 4;
+    p.burst = 800;
     p.terminations = 5;
     p.proxy_rounds = 3;
     p.stall = milliseconds(15000);
@@ -114,6 +128,9 @@ class Recorder {
     }
     d.relay = req.header("x-relay");
     d.ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0_).count();
+    d.wall_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
     const HookMode m = mode_.load();
     Reply r = Reply::with_status(m == HookMode::error500 ? 500 : 200, "ok");
     if (m == HookMode::hang) r.never_answer = true;
@@ -168,6 +185,9 @@ struct Cluster {
   }
   std::string env() const { return "PGRELAY_PG_DIR='" + dir + "' "; }
   void restart_immediate() const { shell(env() + root + "/scripts/pg restart-immediate"); }
+  // pg_ctl stop -m fast (sessions are ended, open transactions roll back) and start.
+  void stop_server() const { shell(env() + root + "/scripts/pg pg-stop"); }
+  void start_server() const { shell(env() + root + "/scripts/pg pg-start"); }
 };
 
 class Relay {
@@ -183,8 +203,12 @@ class Relay {
   ~Relay() { stop(SIGTERM); }
   const std::string& name() const { return name_; }
   void start() { child_ = std::make_unique<ChildProcess>(std::vector<std::string>{bin_, "-d", db_, "-c", config_, "run"}); }
+  void signal(int sig) {
+    if (child_) child_->signal(sig);
+  }
   void stop(int sig) {
     if (!child_) return;
+    if (sig != SIGKILL) child_->signal(SIGCONT);  // a stalled relay would never see the signal
     child_->signal(sig);
     auto code = child_->wait(milliseconds(20000));
     std::ofstream(log_path_, std::ios::app) << child_->err() << "--- exit " << (code ? *code : -1) << " after signal "
@@ -197,10 +221,43 @@ class Relay {
   std::unique_ptr<ChildProcess> child_;
 };
 
-std::string relay_config(const std::string& name, const std::string& db, uint16_t hook_port) {
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (static_cast<unsigned char>(ch) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", ch);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+// Lease claims (the default, and what sql handlers need), finished events kept as
+// done so the checker can read them; the routes of routes.hpp.
+std::string relay_config(const std::string& name, const std::string& db, uint16_t hook_port,
+                         const std::string& command_log) {
+  const std::string retry = R"("retry": { "max_attempts": 1000, "base_ms": 100, "cap_ms": 2000, "jitter": 0.2 })";
+  std::string command;
+  for (const auto& arg : flaky_command(command_log, name)) command += (command.empty() ? "" : ", ") + json_string(arg);
+  std::string routes;
+  for (const RoutedType& r : kRoutedTypes) {
+    std::string handlers;
+    if (r.webhook) handlers += "\"hook\"";
+    if (r.sql) handlers += std::string(handlers.empty() ? "" : ", ") + "\"ledger\"";
+    if (r.command) handlers += std::string(handlers.empty() ? "" : ", ") + "\"flaky\"";
+    routes += std::string(routes.empty() ? "" : ",\n    ") + R"({ "match": ")" + r.type + R"(", "handlers": [)" +
+              handlers + "] }";
+  }
   return R"({
   "database": { "url": ")" + db + R"(" },
-  "relay": { "id": ")" + name + R"(", "batch_size": 64, "max_in_flight": 256, "lease_ms": 3000,
+  "relay": { "id": ")" + name + R"(", "claim": "lease", "batch_size": 64, "max_in_flight": 256,
+             "lease_ms": )" + std::to_string(kLease.count()) + R"(,
              "poll_interval_ms": 1000, "done_retention_s": 86400, "shutdown_timeout_ms": 3000 },
   "log": { "level": "info", "format": "json" },
   "handlers": {
@@ -208,9 +265,14 @@ std::string relay_config(const std::string& name, const std::string& db, uint16_
               "headers": { "x-relay": ")" + name + R"(" },
               "timeout_ms": 2000, "connect_timeout_ms": 1000, "concurrency": 64,
               "circuit_breaker": { "failures": 20, "cooldown_ms": 500 },
-              "retry": { "max_attempts": 1000, "base_ms": 100, "cap_ms": 2000, "jitter": 0.2 } }
+              )" + retry + R"( },
+    "ledger": { "type": "sql", "function": ")" + kLedgerFunction + R"(", "timeout_ms": 2500, )" + retry + R"( },
+    "flaky": { "type": "command", "command": [)" + command + R"(], "timeout_ms": 2000, "concurrency": 16,
+               )" + retry + R"( }
   },
-  "routes": [ { "match": "fault.*", "handlers": ["hook"] }, { "match": "fault_items.*", "handlers": ["hook"] } ]
+  "routes": [
+    )" + routes + R"(
+  ]
 })";
 }
 
@@ -218,6 +280,28 @@ int64_t scalar(const std::string& url, const std::string& sql) {
   pqxx::connection c{url};
   pqxx::nontransaction tx{c};
   return tx.exec1(sql)[0].as<int64_t>();
+}
+
+// Watches (every 2 ms, for at most `limit`) for a relay's ack transaction running
+// an sql handler; returns whether it saw one.
+bool sql_ack_running_within(const std::string& url, milliseconds limit) {
+  pqxx::connection c{url};
+  pqxx::nontransaction tx{c};
+  const auto until = Clock::now() + limit;
+  while (Clock::now() < until) {
+    if (tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                 "AND query LIKE '%pgrelay.call_handler(%' AND pid <> pg_backend_pid()")[0]
+            .as<int64_t>() > 0)
+      return true;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  return false;
+}
+
+std::string text(const std::string& url, const std::string& sql) {
+  pqxx::connection c{url};
+  pqxx::nontransaction tx{c};
+  return tx.exec1(sql)[0].as<std::string>();
 }
 
 }  // namespace
@@ -263,7 +347,10 @@ int main(int argc, char** argv) {
     const std::string direct = cluster.url;
     const auto pg_port = static_cast<uint16_t>(std::stoi(field(direct, "port")));
     shell("'" + bin + "' -d '" + direct + "' migrate >/dev/null");
-    Producer::prepare(direct);
+    Producer::prepare(direct, prof.keys);
+    prepare_ledger(direct);
+    const std::string command_log = out_dir + "/commands.log";
+    std::ofstream(command_log, std::ios::trunc).close();
 
     const auto t0 = Clock::now();
     auto now_ms = [&] { return std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count(); };
@@ -278,8 +365,10 @@ int main(int argc, char** argv) {
     std::vector<std::unique_ptr<Relay>> relays;
     for (const std::string name : {"r1", "r2"}) {
       const std::string cfg = out_dir + "/" + name + ".json";
-      std::ofstream(cfg) << relay_config(name, via_proxy, hook_proxy.port());
-      relays.push_back(std::make_unique<Relay>(bin, name, via_proxy, cfg, out_dir + "/" + name + ".log"));
+      std::ofstream(cfg) << relay_config(name, via_proxy, hook_proxy.port(), command_log);
+      const std::string log = out_dir + "/" + name + ".log";
+      std::ofstream(log, std::ios::trunc).close();
+      relays.push_back(std::make_unique<Relay>(bin, name, via_proxy, cfg, log));
     }
 
     ProducerOptions po;
@@ -287,6 +376,7 @@ int main(int argc, char** argv) {
     po.events_per_s = prof.rate;
     po.events_per_tx = prof.per_tx;
     po.keys = prof.keys;
+    po.connections = prof.connections;
     po.log_path = out_dir + "/producer.log";
     Producer producer(po);
     producer.start();
@@ -325,24 +415,39 @@ int main(int argc, char** argv) {
     if (fresh_delivery(milliseconds(60000)) < 0) throw std::runtime_error("no event delivered within 60 s of start");
 
     std::vector<Phase> phases;
+    std::string phase_note;  // what an inject or lift step saw, for the phase's report line
+    // `setup` runs first, inside the phase's window: what it produces counts there.
     auto phase = [&](const std::string& name, const std::string& where, const std::function<void()>& inject,
                      const std::function<void()>& lift, milliseconds hold,
-                     const std::vector<std::string>& who = {"r1", "r2"}) {
+                     const std::vector<std::string>& who = {"r1", "r2"},
+                     const std::function<void()>& setup = [] {}) {
       Phase p;
       p.name = name;
       p.start_ms = now_ms();
+      setup();
       p.in_flight_bound = in_flight(where);
       inject();
       std::this_thread::sleep_for(hold);
       lift();
       p.end_ms = now_ms();
       p.recovery_ms = recovery(who, milliseconds(120000));
+      p.note = phase_note;
+      phase_note.clear();
       say(name + ": in flight " + std::to_string(p.in_flight_bound) + ", recovered in " +
-          std::to_string(p.recovery_ms) + " ms");
+          std::to_string(p.recovery_ms) + " ms" + (p.note.empty() ? "" : "; " + p.note));
       phases.push_back(p);
       std::this_thread::sleep_for(prof.between);
     };
     auto nothing = [] {};
+    // A backlog at once, and a wait (at most 5 s) until the relays (`where`) hold
+    // at least `events` of it: so that a fault finds many deliveries and acks under
+    // way rather than the handful that a steady flow keeps in flight.
+    auto backlog = [&](int events, const std::string& where, int64_t held) {
+      return [&, events, where, held] {
+        producer.burst(events);
+        pgrelay::test::eventually([&] { return in_flight(where) >= held; }, milliseconds(5000));
+      };
+    };
     auto terminate = [&](const std::string& app) {
       return [&, app] {
         scalar(direct, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '" +
@@ -350,7 +455,7 @@ int main(int argc, char** argv) {
       };
     };
 
-    phases.push_back(Phase{"baseline", now_ms(), now_ms(), 0, 0});
+    phases.push_back(Phase{"baseline", now_ms(), now_ms(), 0, 0, ""});
     std::this_thread::sleep_for(prof.between * 2);
     for (int i = 0; i < prof.kills; ++i) {
       Relay& victim = *relays[static_cast<size_t>(i) % relays.size()];
@@ -359,6 +464,47 @@ int main(int argc, char** argv) {
     }
     for (int i = 0; i < prof.pg_restarts; ++i)
       phase("pg restart immediate", "", [&] { cluster.restart_immediate(); }, nothing, milliseconds(0));
+    // The server away for longer than the lease while the relays hold outcomes and
+    // sql work waiting for their ack (a backlog first, so they hold many): when it
+    // returns every lease has run out, and each relay may claim its own events
+    // again.
+    for (int i = 0; i < prof.pg_outages; ++i) {
+      phase("pg down > lease", "",
+            [&] {
+              const bool acking = sql_ack_running_within(direct, milliseconds(2000));
+              cluster.stop_server();
+              phase_note = std::string(acking ? "stopped while an sql ack ran" : "no sql ack seen running") +
+                           ", down " + std::to_string((kLease + milliseconds(1500)).count()) + " ms";
+            },
+            [&] { cluster.start_server(); }, kLease + milliseconds(1500), {"r1", "r2"},
+            backlog(prof.burst, "", 48));
+    }
+    // One relay frozen past its lease while the other runs on: the other claims the
+    // frozen relay's events once their leases run out, and the frozen relay's
+    // outcomes for them, arriving late, must change nothing.
+    for (int i = 0; i < prof.stalls; ++i) {
+      Relay& victim = *relays[static_cast<size_t>(i) % relays.size()];
+      const std::string owned = " AND lease_owner = '" + victim.name() + "'";
+      std::string held;
+      phase("stall " + victim.name() + " > lease", owned,
+            [&] {
+              held = text(direct, "SELECT coalesce(string_agg(id::text, ','), '') FROM pgrelay.db_events "
+                                  "WHERE status = 'processing'" + owned);
+              victim.signal(SIGSTOP);
+            },
+            [&] {
+              if (!held.empty()) {
+                const int64_t taken = scalar(direct, "SELECT count(*) FROM pgrelay.db_events WHERE id IN (" + held +
+                                                         ") AND (status = 'done' OR lease_owner <> '" +
+                                                         victim.name() + "')");
+                phase_note = std::to_string(taken) + " of " +
+                             std::to_string(std::count(held.begin(), held.end(), ',') + 1) +
+                             " held events taken over or done while it was frozen";
+              }
+              victim.signal(SIGCONT);
+            },
+            kLease + milliseconds(1500), {"r1", "r2"}, backlog(prof.burst, owned, 12));
+    }
     for (int i = 0; i < prof.terminations; ++i) {
       phase("terminate listener", "", terminate("pgrelay-listener"), nothing, milliseconds(0));
       phase("terminate claimer", "", terminate("pgrelay-claimer"), nothing, milliseconds(0));
@@ -400,11 +546,23 @@ int main(int argc, char** argv) {
       std::ofstream f(out_dir + "/deliveries.log");
       for (const auto& d : deliveries)
         f << d.ms << ' ' << d.relay << ' ' << d.seq << ' ' << d.event_id << ' ' << d.attempt << ' ' << d.key << ' '
-          << d.status << '\n';
+          << d.status << ' ' << d.wall_us << '\n';
     }
-    const Summary s = check(producer.fates(), producer.commit_ms(), deliveries, phases, direct);
+    RunRecord record;
+    record.produced = producer.produced();
+    record.deliveries = deliveries;
+    record.command_runs = read_command_runs(command_log);
+    record.phases = phases;
+    for (const std::string name : {"r1", "r2"}) {
+      std::ifstream in(out_dir + "/" + name + ".log");
+      for (std::string line; std::getline(in, line);) {
+        if (line.find("bookkeeping error") != std::string::npos) record.relay_guard_errors++;
+      }
+    }
+    const Summary s = check(record, direct);
     std::ostringstream report;
-    report << "pgrelay fault run, profile " << prof.name << " (" << prof.rate << " events/s target, 2 relays)\n";
+    report << "pgrelay fault run, profile " << prof.name << " (" << prof.rate << " events/s target from "
+           << prof.connections << " connections, 2 relays, lease " << kLease.count() << " ms)\n";
     print_summary(s, report);
     std::ofstream(out_dir + "/summary.txt") << report.str();
     std::cout << report.str() << std::flush;
