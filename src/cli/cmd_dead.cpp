@@ -17,7 +17,11 @@ struct FilterArgs {
   int limit = 100;
   bool all = false, yes = false, json = false;
 
+  // A filter that PostgreSQL text cannot hold would be cut short and match more.
   DeadFilter filter() const {
+    require_text(type, "--type");
+    require_text(key, "--key");
+    require_text(error, "--error");
     DeadFilter f;
     f.ids = ids;
     if (!type.empty()) f.type = type;
@@ -62,9 +66,16 @@ void add_dead(CLI::App& app, Globals& g, Action& action) {
   list->add_flag("--json", a->json, "One JSON object per line, with the payload");
   list->callback([&g, &action, a] {
     action = [&g, a] {
+      const DeadFilter f = a->filter();
       Config c = load_config(g);
       auto conn = open_db(c, "dead");
-      for (const DeadEvent& d : list_dead(*conn, a->filter())) {
+      const std::vector<DeadEvent> dead = list_dead(*conn, f);
+      if (dead.empty()) {
+        // On stderr with --json, so a consumer of the JSON lines reads none.
+        (a->json ? std::cerr : std::cout) << "dead list: no dead events" << (a->narrowed() ? " match the filter" : "")
+                                          << "\n";
+      }
+      for (const DeadEvent& d : dead) {
         if (a->json) {
           std::cout << "{\"id\":" << d.id << ",\"type\":" << log::json_quoted(d.type)
                     << ",\"key\":" << (d.key ? log::json_quoted(*d.key) : "null") << ",\"attempts\":" << d.attempts
@@ -85,9 +96,10 @@ void add_dead(CLI::App& app, Globals& g, Action& action) {
   retry->callback([&g, &action, a] {
     action = [&g, a] {
       if (!a->narrowed() && !a->all) throw UsageError("name events with --id/--type/--key/--older-than-s/--error, or pass --all");
+      const DeadFilter f = a->filter();
       Config c = load_config(g);
       auto conn = open_db(c, "dead");
-      std::cout << "dead retry: " << retry_dead(*conn, a->filter()) << " events pending again\n";
+      std::cout << "dead retry: " << retry_dead(*conn, f) << " events pending again\n";
       return kOk;
     };
   });
@@ -99,15 +111,15 @@ void add_dead(CLI::App& app, Globals& g, Action& action) {
   purge->callback([&g, &action, a] {
     action = [&g, a] {
       if (!a->narrowed() && !a->all) throw UsageError("name events with --id/--type/--key/--older-than-s/--error, or pass --all");
+      DeadFilter f = a->filter();
       Config c = load_config(g);
       auto conn = open_db(c, "dead");
       if (!a->yes) {
-        DeadFilter f = a->filter();
         f.limit = 1000000;
         std::cout << "dead purge: would delete " << list_dead(*conn, f).size() << " events; add --yes to delete\n";
         return kUsage;
       }
-      std::cout << "dead purge: deleted " << purge_dead(*conn, a->filter()) << " events\n";
+      std::cout << "dead purge: deleted " << purge_dead(*conn, f) << " events\n";
       return kOk;
     };
   });

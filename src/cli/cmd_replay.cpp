@@ -49,7 +49,11 @@ void add_replay(CLI::App& app, Globals& g, Action& action) {
   cmd->add_flag("--all", a->all, "Replay every finished event (required when no filter is given)");
   cmd->add_flag("--json", a->json, "With --dry-run: one JSON object per line");
   cmd->callback([&g, &action, a] {
-    action = [&g, a] {
+    action = [&g, a]() -> int {
+      for (const auto& [value, option] : {std::pair{&a->type, "--type"}, {&a->key, "--key"}, {&a->since, "--since"},
+                                          {&a->until, "--until"}}) {
+        require_text(*value, option);
+      }
       ReplayFilter f;
       if (!a->type.empty()) f.type = a->type;
       if (!a->key.empty()) f.key = a->key;
@@ -61,13 +65,15 @@ void add_replay(CLI::App& app, Globals& g, Action& action) {
       if (!f.narrowed() && !a->all) throw UsageError("name events with --type/--key/--since/--until/--from-id/--to-id, or pass --all");
       Config c = load_config(g);
       auto conn = open_db(c, "replay");
-      auto nothing = [&c] {
+      // A dry run that finds nothing did what was asked (exit 0); a replay that
+      // replays nothing did not (exit 1). Both say why there may be nothing.
+      auto nothing = [&c](int code) -> int {
         std::cerr << "pgrelay replay: no finished events match. Finished events are only kept when "
                      "relay.done_retention_s > 0 (the relays' config; "
                   << (c.relay.done_retention_s > 0 ? "this config keeps them for " + std::to_string(c.relay.done_retention_s) + " s"
                                                    : std::string("this config has 0: they are deleted at once"))
                   << "); dead events are retried with `pgrelay dead retry`.\n";
-        return kFailure;
+        return code;
       };
       if (a->dry_run) {
         const auto events = replay_candidates(*conn, f);
@@ -82,12 +88,15 @@ void add_replay(CLI::App& app, Globals& g, Action& action) {
                       << "  finished " << e.finished_at << "\n";
           }
         }
-        if (events.empty()) return nothing();
+        if (events.empty()) {
+          if (!a->json) std::cout << "replay --dry-run: 0 events would be replayed\n";
+          return nothing(kOk);
+        }
         if (!a->json) std::cout << "replay --dry-run: " << events.size() << " events would be replayed\n";
         return kOk;
       }
       const int64_t n = replay(*conn, f);
-      if (n == 0) return nothing();
+      if (n == 0) return nothing(kFailure);
       std::cout << "replay: " << n << " events pending again"
                 << (f.rate_per_s > 0 ? " (due over the next " + std::to_string(static_cast<int64_t>(n / f.rate_per_s)) + " s)" : "")
                 << "\n";

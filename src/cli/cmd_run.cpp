@@ -16,8 +16,25 @@
 namespace pgrelay::cli {
 namespace {
 
+// What `run` and `reconcile` check before starting: the config can deliver
+// (the same checks as check-config, then the handlers are built by the Relay),
+// the database is migrated; then the config's warnings are logged.
+Config load_runnable_config(const Globals& g, const char* role) {
+  Config c = load_config(g, Secrets::required);
+  require_deliverable(c);
+  open_db(c, role);
+  for (const std::string& w : config_warnings(c)) log::warn(w);
+  return c;
+}
+
+// A signal this soon after the first is the same request, not an impatient
+// second one: coreutils `timeout -s TERM` signals the relay and then its
+// process group, so it gets SIGTERM twice within microseconds.
+constexpr auto kRepeatedSignalGrace = std::chrono::seconds(1);
+
 // Blocks SIGINT/SIGTERM in every thread and turns them into request_stop() on a
-// dedicated thread; a second signal exits at once (leases then cover the events).
+// dedicated thread; a second signal (a second or more after the first) exits at
+// once (leases then cover the events).
 // REQUIRES: block_stop_signals() ran before any thread was started, so that no
 // handler thread inherits the default (fatal) disposition.
 void block_stop_signals() {
@@ -40,8 +57,14 @@ class SignalStop {
       if (done_) return;
       log::info("stopping: finishing deliveries in flight", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
       relay.request_stop();
-      sigwait(&set_, &sig);
-      if (done_) return;
+      const auto first_at = std::chrono::steady_clock::now();
+      for (;;) {
+        sigwait(&set_, &sig);
+        if (done_) return;
+        if (std::chrono::steady_clock::now() - first_at >= kRepeatedSignalGrace) break;
+        log::debug("repeated stop signal within a second of the first: still finishing",
+                   {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+      }
       log::warn("second signal: exiting now; unfinished events are retried when their lease expires");
       _exit(kFailure);
     });
@@ -66,11 +89,11 @@ void add_run(CLI::App& app, Globals& g, Action& action) {
                                  "Run the relay until SIGINT/SIGTERM: wake on NOTIFY (or poll), claim due events,\n"
                                  "deliver them to the handlers their type is routed to, record outcomes.\n"
                                  "On a signal it stops claiming, waits up to relay.shutdown_timeout_ms for\n"
-                                 "deliveries in flight and gives the rest back; exits 0.");
+                                 "deliveries in flight and gives the rest back; exits 0. Another signal a second\n"
+                                 "or more later exits at once (1); one within a second is the same request.");
   cmd->callback([&g, &action] {
     action = [&g] {
-      Config c = load_config(g);
-      if (c.routes.empty()) throw UsageError("config has no routes: nothing would be delivered (see config/README.md)");
+      Config c = load_runnable_config(g, "run");
       block_stop_signals();
       Relay relay(c);
       SignalStop stop(relay);
@@ -126,8 +149,7 @@ void add_reconcile(CLI::App& app, Globals& g, Action& action) {
   cmd->callback([&g, &action, max_text, max_s, stuck_s, json] {
     action = [&g, max_text, max_s, stuck_s, json] {
       const int limit_s = *max_s > 0 ? *max_s : parse_duration_s(*max_text);
-      Config c = load_config(g);
-      if (c.routes.empty()) throw UsageError("config has no routes: nothing would be delivered (see config/README.md)");
+      Config c = load_runnable_config(g, "reconcile");
       block_stop_signals();
       auto conn = open_db(c, "reconcile");
       const int64_t due_at_start = due_now(*conn);

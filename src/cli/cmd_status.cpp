@@ -60,7 +60,7 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
         out += "],\"paused\":[";
         for (size_t i = 0; i < paused.size(); ++i) {
           out += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(paused[i].event_type) +
-                 ",\"paused_at\":" + log::json_quoted(paused[i].paused_at) + ",\"reason\":" + log::json_quoted(paused[i].reason) + "}";
+                 ",\"pattern\":" + (paused[i].pattern() ? "true" : "false") + ",\"paused_at\":" + log::json_quoted(paused[i].paused_at) + ",\"reason\":" + log::json_quoted(paused[i].reason) + "}";
         }
         std::cout << out << "]}\n";
         return kOk;
@@ -79,8 +79,10 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
       if (!paused.empty()) {
         std::printf("\npaused types (not claimed until `pgrelay resume TYPE`): %zu\n", paused.size());
         for (const auto& p : paused) {
-          std::printf("  %s since %s%s%s\n", p.event_type.c_str(), p.paused_at.c_str(), p.reason.empty() ? "" : ": ",
-                      p.reason.c_str());
+          const std::string below =
+              p.pattern() ? " (every type below " + p.event_type.substr(0, p.event_type.size() - 1) + ")" : "";
+          std::printf("  %s%s since %s%s%s\n", p.event_type.c_str(), below.c_str(), p.paused_at.c_str(),
+                      p.reason.empty() ? "" : ": ", p.reason.c_str());
         }
       }
       std::printf("\nrelays (seen in the last minute): %zu\n", s.relays.size());

@@ -12,13 +12,11 @@ int main(int argc, char** argv) {
       "pgrelay: a reliable event relay on a PostgreSQL outbox.\n"
       "Events written to pgrelay.db_events (pgrelay.emit() or capture triggers) are claimed and\n"
       "delivered to handlers at least once, in order per key, with retries and dead letters.\n\n"
-      "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config, 3 reconcile found dead or stuck events."};
+      "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config (or a database not migrated yet),\n"
+      "3 reconcile found dead or stuck events. -c and -d go before or after the subcommand."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "pgrelay 0.1.0");
   Globals g;
-  app.add_option("-c,--config", g.config_path, "Config file (JSON); default $PGRELAY_CONFIG, else built-in defaults");
-  app.add_option("-d,--database", g.database,
-                 "Connection string or URL; wins over the config and DATABASE_URL (PG* variables also work)");
   Action action;
   add_migrate(app, g, action);
   add_run(app, g, action);
@@ -30,6 +28,7 @@ int main(int argc, char** argv) {
   add_check_config(app, g, action);
   add_pause(app, g, action);
   add_replay(app, g, action);
+  add_global_options(app, g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -39,7 +38,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
+    // CLI11 quotes the arguments it did not expect, which may be a connection string.
+    std::cerr << mask_passwords(CLI::FailureMessage::simple(&app, e));
     return kUsage;
   }
   const std::string name = app.get_subcommands().empty() ? "" : app.get_subcommands().front()->get_name();

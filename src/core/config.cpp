@@ -5,252 +5,31 @@
 #include <rapidjson/error/en.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <regex>
-#include <set>
+
+#include "core/config_handler.hpp"
+#include "core/config_json.hpp"
 
 namespace pgrelay {
 namespace {
 
-using Value = rapidjson::Value;
+using namespace config_json;
 
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw ConfigError("config: " + path + " " + what);
-}
-
-std::string join(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
-
-const char* type_name(const Value& v) {
-  if (v.IsNull()) return "null";
-  if (v.IsBool()) return "a boolean";
-  if (v.IsNumber()) return "a number";
-  if (v.IsString()) return "a string";
-  if (v.IsArray()) return "an array";
-  return "an object";
-}
-
-// JSON allows a key twice in one object and RapidJSON keeps both; which one a
-// lookup sees is an accident, so a repeated key is an error wherever it is.
-// Walks with an explicit stack: a config may nest deeper than the call stack.
-void reject_duplicate_keys(const Value& root) {
-  std::vector<std::pair<const Value*, std::string>> todo{{&root, ""}};
-  while (!todo.empty()) {
-    auto [v, path] = std::move(todo.back());
-    todo.pop_back();
-    if (v->IsArray()) {
-      for (rapidjson::SizeType i = 0; i < v->Size(); ++i) todo.emplace_back(&(*v)[i], path + "[" + std::to_string(i) + "]");
-      continue;
+// Host names as a browser sends them in Host (no port, no scheme), lower-cased.
+std::vector<std::string> parse_allowed_hosts(const Value& v, const std::string& path) {
+  std::vector<std::string> hosts = need_string_array(v, path, true);
+  static const std::regex host("^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}))$");
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    if (!std::regex_match(hosts[i], host)) {
+      fail(path + "[" + std::to_string(i) + "]",
+           "must be a host name or address without port or scheme, like pgrelay.internal (got \"" + hosts[i] + "\")");
     }
-    if (!v->IsObject()) continue;
-    std::set<std::string> seen;
-    for (auto m = v->MemberBegin(); m != v->MemberEnd(); ++m) {
-      std::string key(m->name.GetString(), m->name.GetStringLength());
-      std::string at = path.empty() ? key : path + "." + key;
-      if (!seen.insert(std::move(key)).second) fail(at, "appears twice in the same object");
-      todo.emplace_back(&m->value, std::move(at));
-    }
+    std::transform(hosts[i].begin(), hosts[i].end(), hosts[i].begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
   }
-}
-
-// Rejects keys of `obj` not in `known`, naming the closest thing: the list.
-void check_keys(const Value& obj, const std::string& path, const std::vector<std::string>& known) {
-  for (auto it = obj.MemberBegin(); it != obj.MemberEnd(); ++it) {
-    const std::string k = it->name.GetString();
-    if (std::find(known.begin(), known.end(), k) == known.end()) {
-      fail(path.empty() ? k : path + "." + k, "is not a known key (known: " + join(known) + ")");
-    }
-  }
-}
-
-const Value& need_object(const Value& v, const std::string& path) {
-  if (!v.IsObject()) fail(path, std::string("must be an object, not ") + type_name(v));
-  return v;
-}
-
-std::string need_string(const Value& v, const std::string& path, size_t max_len = 4096) {
-  if (!v.IsString()) fail(path, std::string("must be a string, not ") + type_name(v));
-  if (v.GetStringLength() > max_len) fail(path, "is longer than " + std::to_string(max_len) + " characters");
-  return std::string(v.GetString(), v.GetStringLength());
-}
-
-int64_t need_int(const Value& v, const std::string& path, int64_t lo, int64_t hi) {
-  if (!v.IsInt64()) fail(path, std::string("must be an integer, not ") + type_name(v));
-  const int64_t n = v.GetInt64();
-  if (n < lo || n > hi) {
-    fail(path, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + " (got " +
-                   std::to_string(n) + ")");
-  }
-  return n;
-}
-
-double need_fraction(const Value& v, const std::string& path) {
-  if (!v.IsNumber()) fail(path, std::string("must be a number, not ") + type_name(v));
-  const double d = v.GetDouble();
-  if (!(d >= 0.0 && d <= 1.0)) fail(path, "must be between 0 and 1");
-  return d;
-}
-
-std::string need_choice(const Value& v, const std::string& path, const std::vector<std::string>& choices) {
-  std::string s = need_string(v, path);
-  if (std::find(choices.begin(), choices.end(), s) == choices.end()) {
-    fail(path, "must be one of " + join(choices) + " (got \"" + s + "\")");
-  }
-  return s;
-}
-
-std::vector<std::string> need_string_array(const Value& v, const std::string& path, bool allow_empty) {
-  if (!v.IsArray()) fail(path, std::string("must be an array of strings, not ") + type_name(v));
-  if (!allow_empty && v.Empty()) fail(path, "must not be empty");
-  std::vector<std::string> out;
-  for (rapidjson::SizeType i = 0; i < v.Size(); ++i) {
-    out.push_back(need_string(v[i], path + "[" + std::to_string(i) + "]"));
-  }
-  return out;
-}
-
-// Calls fn(key, value, path) for each member of the optional object `name` of `parent`.
-template <typename Fn>
-void each(const Value& parent, const char* name, const std::string& path, const std::vector<std::string>& known,
-          Fn fn) {
-  auto it = parent.FindMember(name);
-  if (it == parent.MemberEnd()) return;
-  const Value& obj = need_object(it->value, path);
-  check_keys(obj, path, known);
-  for (auto m = obj.MemberBegin(); m != obj.MemberEnd(); ++m) {
-    fn(std::string(m->name.GetString()), m->value, path + "." + m->name.GetString());
-  }
-}
-
-const std::regex& name_pattern() {
-  static const std::regex re("^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$");
-  return re;
-}
-
-RetryPolicy parse_retry(const Value& v, const std::string& path) {
-  RetryPolicy p;
-  need_object(v, path);
-  check_keys(v, path, {"max_attempts", "base_ms", "cap_ms", "jitter"});
-  for (auto m = v.MemberBegin(); m != v.MemberEnd(); ++m) {
-    const std::string k = m->name.GetString();
-    const std::string kp = path + "." + k;
-    if (k == "max_attempts") p.max_attempts = static_cast<int>(need_int(m->value, kp, 1, 1000));
-    else if (k == "base_ms") p.base_ms = need_int(m->value, kp, 0, 86400000);
-    else if (k == "cap_ms") p.cap_ms = need_int(m->value, kp, 0, 7 * 86400000LL);
-    else if (k == "jitter") p.jitter = need_fraction(m->value, kp);
-  }
-  if (p.cap_ms < p.base_ms) fail(path + ".cap_ms", "must not be below base_ms");
-  return p;
-}
-
-// A secret given inline (`key`) or by the name of an environment variable (`key_env`).
-std::string read_secret(const Value& obj, const std::string& path, const char* key, const EnvLookup& env) {
-  const std::string env_key = std::string(key) + "_env";
-  auto lit = obj.FindMember(key);
-  auto var = obj.FindMember(env_key.c_str());
-  if (lit != obj.MemberEnd() && var != obj.MemberEnd()) fail(path, std::string("sets both ") + key + " and " + env_key);
-  if (lit != obj.MemberEnd()) {
-    std::string s = need_string(lit->value, path + "." + key, 4096);
-    if (s.empty()) fail(path + "." + key, "must not be empty");
-    return s;
-  }
-  if (var != obj.MemberEnd()) {
-    const std::string name = need_string(var->value, path + "." + env_key, 200);
-    auto v = env(name);
-    if (!v || v->empty()) fail(path + "." + env_key, "names " + name + ", which is not set in the environment");
-    return *v;
-  }
-  return {};
-}
-
-CircuitBreakerOptions parse_breaker(const Value& v, const std::string& path) {
-  CircuitBreakerOptions b;
-  need_object(v, path);
-  check_keys(v, path, {"failures", "cooldown_ms"});
-  for (auto m = v.MemberBegin(); m != v.MemberEnd(); ++m) {
-    const std::string k = m->name.GetString();
-    if (k == "failures") b.failures = static_cast<int>(need_int(m->value, path + "." + k, 0, 1000000));
-    else b.cooldown_ms = need_int(m->value, path + "." + k, 1, 86400000);
-  }
-  return b;
-}
-
-HandlerConfig parse_handler(const std::string& name, const Value& v, const std::string& path, const EnvLookup& env) {
-  HandlerConfig h;
-  h.name = name;
-  if (!std::regex_match(name, name_pattern())) fail(path, "is not a valid handler name (letters, digits, _ . : -)");
-  need_object(v, path);
-  auto t = v.FindMember("type");
-  if (t == v.MemberEnd()) fail(path + ".type", "is missing (one of stdout, command, webhook, sql, nats)");
-  h.type = need_choice(t->value, path + ".type", {"stdout", "command", "webhook", "sql", "nats"});
-  std::vector<std::string> known = {"type", "retry", "timeout_ms", "concurrency"};
-  if (h.type == "command") known.push_back("command");
-  if (h.type == "webhook") {
-    for (const char* k : {"url", "headers", "secret", "secret_env", "connect_timeout_ms", "pool_size", "dead_statuses",
-                          "circuit_breaker", "tls_verify", "ca_file"}) {
-      known.push_back(k);
-    }
-  }
-  if (h.type == "sql") known.push_back("function");
-  if (h.type == "nats") {
-    known.push_back("url");
-    known.push_back("subject");
-  }
-  check_keys(v, path, known);
-  for (auto m = v.MemberBegin(); m != v.MemberEnd(); ++m) {
-    const std::string k = m->name.GetString();
-    const std::string kp = path + "." + k;
-    if (k == "retry") h.retry = parse_retry(m->value, kp);
-    else if (k == "timeout_ms") h.timeout_ms = need_int(m->value, kp, 1, 86400000);
-    else if (k == "concurrency") h.concurrency = static_cast<int>(need_int(m->value, kp, 1, 4096));
-    else if (k == "command") h.argv = need_string_array(m->value, kp, false);
-    else if (k == "url" && h.type == "webhook") {
-      h.url = need_string(m->value, kp);
-      if (h.url.rfind("http://", 0) != 0 && h.url.rfind("https://", 0) != 0) {
-        fail(kp, "must start with http:// or https:// (got \"" + h.url + "\")");
-      }
-    } else if (k == "url") {
-      h.nats_url = need_string(m->value, kp);
-      if (h.nats_url.rfind("nats://", 0) != 0) fail(kp, "must start with nats:// (got \"" + h.nats_url + "\")");
-    } else if (k == "headers") {
-      const Value& hs = need_object(m->value, kp);
-      for (auto hm = hs.MemberBegin(); hm != hs.MemberEnd(); ++hm) {
-        const std::string hk = hm->name.GetString();
-        const std::string hv = need_string(hm->value, kp + "." + hk, 8192);
-        const bool bad_name = hk.empty() || hk.find_first_of(" :\r\n\t") != std::string::npos;
-        if (bad_name || hv.find_first_of("\r\n") != std::string::npos) fail(kp + "." + hk, "is not a valid HTTP header");
-        h.headers.emplace_back(hk, hv);
-      }
-    } else if (k == "connect_timeout_ms") h.connect_timeout_ms = need_int(m->value, kp, 1, 600000);
-    else if (k == "pool_size") h.pool_size = static_cast<int>(need_int(m->value, kp, 1, 1024));
-    else if (k == "dead_statuses") {
-      if (!m->value.IsArray()) fail(kp, std::string("must be an array of HTTP statuses, not ") + type_name(m->value));
-      h.dead_statuses.clear();
-      for (rapidjson::SizeType i = 0; i < m->value.Size(); ++i) {
-        h.dead_statuses.push_back(static_cast<int>(need_int(m->value[i], kp + "[" + std::to_string(i) + "]", 100, 599)));
-      }
-    } else if (k == "circuit_breaker") h.breaker = parse_breaker(m->value, kp);
-    else if (k == "tls_verify") {
-      if (!m->value.IsBool()) fail(kp, std::string("must be true or false, not ") + type_name(m->value));
-      h.tls_verify = m->value.GetBool();
-    } else if (k == "ca_file") h.ca_file = need_string(m->value, kp);
-    else if (k == "function") {
-      h.function = need_string(m->value, kp, 200);
-      static const std::regex fn("^[A-Za-z_][A-Za-z0-9_$]*(\\.[A-Za-z_][A-Za-z0-9_$]*)?$");
-      if (!std::regex_match(h.function, fn)) fail(kp, "must be a function name like schema.fn (got \"" + h.function + "\")");
-    } else if (k == "subject") {
-      h.subject = need_string(m->value, kp, 200);
-      if (h.subject.empty() || h.subject.find_first_of(" \t\r\n") != std::string::npos) fail(kp, "is not a valid NATS subject");
-    }
-  }
-  if (h.type == "webhook") h.secret = read_secret(v, path, "secret", env);
-  if (h.type == "command" && h.argv.empty()) fail(path + ".command", "is missing (the program and its arguments)");
-  if (h.type == "webhook" && h.url.empty()) fail(path + ".url", "is missing (the endpoint, http:// or https://)");
-  if (h.type == "sql" && h.function.empty()) fail(path + ".function", "is missing (a function f(event jsonb))");
-  return h;
+  return hosts;
 }
 
 EventTypeDecl parse_event_type(const std::string& type, const Value& v, const std::string& path) {
@@ -339,14 +118,14 @@ EnvLookup process_env() {
   };
 }
 
-Config parse_config(const std::string& json_text, const EnvLookup& env) {
+Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets secrets) {
   rapidjson::Document doc;
   constexpr unsigned kFlags = rapidjson::kParseCommentsFlag | rapidjson::kParseTrailingCommasFlag |
                               rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
   doc.Parse<kFlags>(json_text.c_str(), json_text.size());
   if (doc.HasParseError()) {
-    throw ConfigError(std::string("config: invalid JSON at offset ") + std::to_string(doc.GetErrorOffset()) + ": " +
-                      rapidjson::GetParseError_En(doc.GetParseError()));
+    throw ConfigError("config: invalid JSON at " + text_position(json_text, doc.GetErrorOffset()) + " (byte " +
+                      std::to_string(doc.GetErrorOffset()) + "): " + rapidjson::GetParseError_En(doc.GetParseError()));
   }
   if (!doc.IsObject()) throw ConfigError(std::string("config: the document must be an object, not ") + type_name(doc));
   reject_duplicate_keys(doc);
@@ -384,7 +163,8 @@ Config parse_config(const std::string& json_text, const EnvLookup& env) {
     });
     if (auto it = doc.FindMember("admin"); it != doc.MemberEnd()) {
       const Value& a = need_object(it->value, "admin");
-      check_keys(a, "admin", {"listen", "token", "token_env", "ready_max_backlog", "ready_max_oldest_pending_s"});
+      check_keys(a, "admin",
+                 {"listen", "token", "token_env", "ready_max_backlog", "ready_max_oldest_pending_s", "allowed_hosts"});
       for (auto m = a.MemberBegin(); m != a.MemberEnd(); ++m) {
         const std::string k = m->name.GetString();
         const std::string p = "admin." + k;
@@ -398,14 +178,15 @@ Config parse_config(const std::string& json_text, const EnvLookup& env) {
           }
         } else if (k == "ready_max_backlog") c.admin.ready_max_backlog = need_int(m->value, p, 1, 1000000000000LL);
         else if (k == "ready_max_oldest_pending_s") c.admin.ready_max_oldest_pending_s = need_int(m->value, p, 1, 365LL * 86400);
+        else if (k == "allowed_hosts") c.admin.allowed_hosts = parse_allowed_hosts(m->value, p);
       }
-      c.admin.token = read_secret(a, "admin", "token", env);
+      c.admin.token = read_secret(a, "admin", "token", env, secrets);
     }
     if (auto it = doc.FindMember("handlers"); it != doc.MemberEnd()) {
       const Value& hs = need_object(it->value, "handlers");
       for (auto m = hs.MemberBegin(); m != hs.MemberEnd(); ++m) {
         c.handlers.push_back(
-            parse_handler(m->name.GetString(), m->value, std::string("handlers.") + m->name.GetString(), env));
+            parse_handler(m->name.GetString(), m->value, std::string("handlers.") + m->name.GetString(), env, secrets));
       }
     }
     if (auto it = doc.FindMember("event_types"); it != doc.MemberEnd()) {
@@ -474,5 +255,30 @@ Config parse_config(const std::string& json_text, const EnvLookup& env) {
 }
 
 Config default_config(const EnvLookup& env) { return parse_config("{}", env); }
+
+int webhook_pool_size(const HandlerConfig& h) {
+  const int concurrency = std::max(1, h.concurrency);
+  return h.pool_size > 0 ? std::min(h.pool_size, concurrency) : concurrency;
+}
+
+void require_deliverable(const Config& c) {
+  if (c.routes.empty()) {
+    throw ConfigError(
+        "config: routes is empty: no event would be delivered (add {\"match\": \"orders.*\", \"handlers\": [\"...\"]}; "
+        "see config/README.md)");
+  }
+}
+
+std::vector<std::string> config_warnings(const Config& c) {
+  std::vector<std::string> out;
+  for (const auto& h : c.handlers) {
+    if (h.type != "webhook" || h.pool_size <= 0 || h.pool_size >= h.concurrency) continue;
+    out.push_back("handlers." + h.name + ".pool_size " + std::to_string(h.pool_size) + " is below its concurrency " +
+                  std::to_string(h.concurrency) + ": at most " + std::to_string(h.pool_size) +
+                  " requests are in flight and the other deliveries wait for a connection (remove pool_size to "
+                  "follow concurrency)");
+  }
+  return out;
+}
 
 }  // namespace pgrelay

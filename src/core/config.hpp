@@ -66,7 +66,10 @@ struct HandlerConfig {
   std::vector<std::pair<std::string, std::string>> headers;  // extra request headers
   std::string secret;                              // Standard Webhooks signing secret (from secret or secret_env)
   int64_t connect_timeout_ms = 5000;
-  int pool_size = 8;                               // keep-alive connections per destination
+  // Keep-alive connections per destination, so at most this many requests are
+  // in flight; 0 (default) follows `concurrency`. Below concurrency, the other
+  // deliveries queue for a connection (config_warnings() says so).
+  int pool_size = 0;
   std::vector<int> dead_statuses = {400, 401, 403, 404, 410, 422};  // answered with these: dead at once
   CircuitBreakerOptions breaker;
   bool tls_verify = true;
@@ -89,6 +92,9 @@ struct AdminOptions {
   std::string token;          // bearer token for admin actions (from token or token_env); empty: actions off
   int64_t ready_max_backlog = 100000;          // /readyz fails above this many due events
   int64_t ready_max_oldest_pending_s = 300;    // /readyz fails when the oldest due event is older
+  // Host header values (names, lower case, without port) accepted besides IP
+  // literals, "localhost" and the listen host; stops DNS rebinding.
+  std::vector<std::string> allowed_hosts;
 };
 
 struct Route {
@@ -108,17 +114,37 @@ struct Config {
   const HandlerConfig* handler(const std::string& name) const;
 };
 
+// The connections a webhook handler opens: pool_size when set (never more than
+// concurrency, which bounds the requests anyway), else concurrency.
+int webhook_pool_size(const HandlerConfig& h);
+
 // Looks up an environment variable; returns nullopt when unset.
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 EnvLookup process_env();
+
+// Whether secrets named by `*_env` keys must be set. Only commands that deliver
+// events or serve the admin API need them; the others (status, dead, pause...)
+// read the same file on a machine that may not hold the relay's secrets.
+enum class Secrets { required, optional };
 
 // Parses and validates a config document, then applies environment overrides:
 // DATABASE_URL / PGRELAY_DATABASE_URL, PGRELAY_LISTEN_DATABASE_URL, PGRELAY_RELAY_ID,
 // PGRELAY_BATCH_SIZE, PGRELAY_MAX_IN_FLIGHT, PGRELAY_LEASE_MS, PGRELAY_POLL_INTERVAL_MS, PGRELAY_POLL_MAX_MS,
 // PGRELAY_WAKE, PGRELAY_DONE_RETENTION_S, PGRELAY_LOG_LEVEL, PGRELAY_LOG_FORMAT,
 // PGRELAY_ADMIN_LISTEN.
-// Throws ConfigError naming the key path (and the variable, for overrides).
-Config parse_config(const std::string& json_text, const EnvLookup& env);
+// Throws ConfigError naming the key path (and the variable, for overrides), or
+// the line and column of a JSON syntax error. With Secrets::optional, a
+// `secret_env`/`token_env` naming an unset variable leaves the secret empty.
+Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets secrets = Secrets::required);
+
+// What a config must have to be run (`run`, `reconcile`, and `check-config`,
+// which checks exactly what run will refuse): at least one route. Throws ConfigError.
+void require_deliverable(const Config& c);
+
+// Valid settings that are probably not what was meant, one sentence each
+// (a webhook whose pool_size caps its concurrency). Logged by `run` at start,
+// printed by `check-config`.
+std::vector<std::string> config_warnings(const Config& c);
 
 // A config with no handlers or routes, for commands that only need the database.
 Config default_config(const EnvLookup& env);

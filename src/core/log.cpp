@@ -69,6 +69,19 @@ bool parse_format(std::string_view s, Format* out) {
   return true;
 }
 
+int64_t Throttle::admit() {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (now < next_) {
+    ++silenced_;
+    return 0;
+  }
+  next_ = now + interval_;
+  const int64_t n = silenced_ + 1;
+  silenced_ = 0;
+  return n;
+}
+
 void append_json_escaped(std::string& out, std::string_view s) {
   static const char* hex = "0123456789abcdef";
   for (unsigned char c : s) {

@@ -1,8 +1,10 @@
 // Structured logging: one JSON object per line, or readable text on a terminal.
 // Thread-safe; writes to stderr (stdout belongs to the stdout handler).
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -37,6 +39,23 @@ inline void debug(std::string_view m, std::initializer_list<Field> f = {}) { wri
 inline void info(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::info, m, f); }
 inline void warn(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::warn, m, f); }
 inline void error(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::error, m, f); }
+
+// Lets one line of a kind through per interval and counts the rest, so a
+// flood (a probe sending hundreds of bad requests) costs one line per interval
+// that says how many it stands for. Thread-safe.
+class Throttle {
+ public:
+  explicit Throttle(std::chrono::milliseconds interval) : interval_(interval) {}
+  // 0: stay silent. Otherwise log now: the occurrences this line stands for
+  // (this one and those kept silent since the last line).
+  int64_t admit();
+
+ private:
+  const std::chrono::milliseconds interval_;
+  std::mutex mutex_;
+  std::chrono::steady_clock::time_point next_{};
+  int64_t silenced_ = 0;
+};
 
 // Appends `s` to `out` as the inside of a JSON string (no quotes added).
 void append_json_escaped(std::string& out, std::string_view s);

@@ -10,6 +10,7 @@
 #include <future>
 #include <thread>
 
+#include "core/breaker_board.hpp"
 #include "core/log.hpp"
 #include "handlers/circuit_breaker.hpp"
 #include "handlers/http_client_pool.hpp"
@@ -50,6 +51,15 @@ std::string excerpt(const std::string& body, size_t limit) {
 
 bool retryable_status(int status) { return status == 408 || status == 429 || status >= 500; }
 
+const char* state_name(CircuitBreaker::State s) {
+  switch (s) {
+    case CircuitBreaker::State::closed: return "closed";
+    case CircuitBreaker::State::open: return "open";
+    case CircuitBreaker::State::half_open: return "half_open";
+  }
+  return "closed";
+}
+
 }  // namespace
 
 struct WebhookHandler::Impl {
@@ -63,14 +73,16 @@ struct WebhookHandler::Impl {
     if (!cfg.secret.empty()) {
       auto key = webhook_signing_key(cfg.secret);
       if (!key) {
+        // parse_config() refuses such secrets first; this guards handlers built by hand.
         throw ConfigError("config: " + where +
-                          ".secret starts with \"whsec_\" but the rest is not valid base64 "
+                          ".secret is \"whsec_\" without base64 of a non-empty key after it "
                           "(use the secret exactly as issued, or one without the whsec_ prefix)");
       }
       signing_key = std::move(*key);
     }
+    board_destination = std::string(destination.tls ? "https://" : "http://") + destination.authority();
     HttpClientOptions options;
-    options.pool_size = std::max(1, std::min(cfg.pool_size, std::max(1, cfg.concurrency)));
+    options.pool_size = webhook_pool_size(cfg);
     options.connect_timeout_ms = cfg.connect_timeout_ms;
     options.tls_verify = cfg.tls_verify;
     options.ca_file = cfg.ca_file;
@@ -79,7 +91,21 @@ struct WebhookHandler::Impl {
     } catch (const std::exception& e) {
       throw ConfigError("config: " + where + ".ca_file: " + e.what());
     }
+    report_breaker();
     thread = std::thread([this] { io.run(); });
+  }
+
+  // Tells the board (so /metrics, /status.json and the status page) when the
+  // breaker's state or failure count changed since the last report.
+  // I/O thread only (and the constructor, before the thread starts).
+  void report_breaker() {
+    const CircuitBreaker::State s = breaker.state();
+    const int failures = breaker.consecutive_failures();
+    if (reported && s == reported_state && failures == reported_failures) return;
+    reported = true;
+    reported_state = s;
+    reported_failures = failures;
+    BreakerBoard::global().report(config.name, board_destination, state_name(s), failures);
   }
 
   // Runs on the I/O thread.
@@ -104,6 +130,7 @@ struct WebhookHandler::Impl {
     auto wait = std::make_shared<std::chrono::milliseconds>(0);
     req.admit = [this, wait] {
       const CircuitBreaker::Decision d = breaker.allow();
+      report_breaker();
       *wait = d.wait;
       return d.allowed;
     };
@@ -111,6 +138,7 @@ struct WebhookHandler::Impl {
       const bool was_open = breaker.state() != CircuitBreaker::State::closed;
       Outcome o = classify(r, *wait);
       const bool is_open = breaker.state() != CircuitBreaker::State::closed;
+      report_breaker();
       if (is_open && !was_open) {
         log::warn("webhook circuit opened", {{"handler", config.name}, {"destination", destination.authority()},
                                              {"cooldown_ms", config.breaker.cooldown_ms}, {"error", o.reason}});
@@ -151,6 +179,10 @@ struct WebhookHandler::Impl {
   HttpDestination destination;
   std::string signing_key;
   CircuitBreaker breaker;                 // I/O thread only
+  std::string board_destination;          // "https://host:port", the board's and the metric's label
+  bool reported = false;                  // I/O thread only: the last report_breaker() values
+  CircuitBreaker::State reported_state = CircuitBreaker::State::closed;
+  int reported_failures = 0;
   net::io_context io;
   net::executor_work_guard<net::io_context::executor_type> work;
   std::unique_ptr<HttpClientPool> pool;   // I/O thread only
@@ -167,6 +199,7 @@ WebhookHandler::~WebhookHandler() {
   impl_->work.reset();
   impl_->io.stop();
   if (impl_->thread.joinable()) impl_->thread.join();
+  BreakerBoard::global().forget(impl_->config.name);
 }
 
 void WebhookHandler::deliver(std::shared_ptr<const Event> event, Done done) {

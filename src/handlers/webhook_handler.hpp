@@ -9,10 +9,13 @@
 // timeouts -> retry with the reason.
 //
 // One destination per handler, with a bounded pool of keep-alive connections
-// (min(pool_size, concurrency); requests beyond it queue here, and their
-// timeout_ms includes the wait) and a circuit breaker: after
-// breaker.failures consecutive retryable failures, deliveries are deferred for
-// breaker.cooldown_ms without spending an attempt, then one probe goes through.
+// (webhook_pool_size(): concurrency, or pool_size when set lower; requests
+// beyond it queue here, and their timeout_ms includes the wait) and a circuit
+// breaker: after breaker.failures consecutive retryable failures, deliveries
+// are deferred for breaker.cooldown_ms without spending an attempt, then one
+// probe goes through. The breaker's state and failure count are reported to
+// BreakerBoard::global() under the handler's name and "scheme://host:port",
+// from construction (closed) until destruction (forgotten).
 // Pool and breaker belong to the handler: two handlers naming the same host
 // keep separate connections and breakers, each with its own settings.
 //

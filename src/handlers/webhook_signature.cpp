@@ -16,7 +16,15 @@ std::string base64_encode(std::string_view bytes) {
   return out;
 }
 
-std::optional<std::string> base64_decode(std::string_view text) {
+std::optional<std::string> base64_decode(std::string_view input) {
+  // Unpadded input (what some libraries hand out) is padded here: 2 or 3
+  // characters of a last group stand for 1 or 2 bytes; 1 stands for none.
+  std::string padded(input);
+  if (padded.find('=') == std::string::npos) {
+    if (padded.size() % 4 == 1) return std::nullopt;
+    if (padded.size() % 4 != 0) padded.append(4 - padded.size() % 4, '=');
+  }
+  const std::string_view text = padded;
   if (text.size() % 4 != 0) return std::nullopt;
   if (text.empty()) return std::string();
   size_t padding = 0;
@@ -37,8 +45,10 @@ std::optional<std::string> base64_decode(std::string_view text) {
 
 std::optional<std::string> webhook_signing_key(std::string_view secret) {
   constexpr std::string_view prefix = "whsec_";
-  if (secret.substr(0, prefix.size()) == prefix) return base64_decode(secret.substr(prefix.size()));
-  return std::string(secret);
+  std::optional<std::string> key = std::string(secret);
+  if (secret.substr(0, prefix.size()) == prefix) key = base64_decode(secret.substr(prefix.size()));
+  if (key && key->empty()) return std::nullopt;  // HMAC with an empty key proves nothing
+  return key;
 }
 
 std::string webhook_signature(std::string_view key, std::string_view id, int64_t timestamp_s,

@@ -30,7 +30,22 @@ std::string fixed3(double v) {
 
 std::string opt_number(const std::optional<double>& v) { return v ? fixed3(*v) : "null"; }
 
-AdminResponse text(int status, std::string body) {
+constexpr auto kRefusalLogEvery = std::chrono::seconds(10);
+constexpr size_t kHostShownBytes = 100;
+
+AdminResponse text(int status, std::string body) { return AdminResponse::text(status, std::move(body)); }
+AdminResponse json(int status, std::string body) { return AdminResponse::json(status, std::move(body)); }
+AdminResponse json_error(int status, const std::string& message) { return AdminResponse::json_error(status, message); }
+
+std::string path_of(const std::string& target) { return target.substr(0, target.find('?')); }
+
+// Probes answer whatever name they use: they read nothing a rebinding page wants,
+// and a liveness probe refused for its Host would restart a healthy relay.
+bool host_exempt(const std::string& path) { return path == "/healthz" || path == "/readyz"; }
+
+}  // namespace
+
+AdminResponse AdminResponse::text(int status, std::string body) {
   AdminResponse r;
   r.status = status;
   r.body = std::move(body);
@@ -38,7 +53,7 @@ AdminResponse text(int status, std::string body) {
   return r;
 }
 
-AdminResponse json(int status, std::string body) {
+AdminResponse AdminResponse::json(int status, std::string body) {
   AdminResponse r;
   r.status = status;
   r.content_type = "application/json";
@@ -47,95 +62,17 @@ AdminResponse json(int status, std::string body) {
   return r;
 }
 
-AdminResponse json_error(int status, const std::string& message) {
+AdminResponse AdminResponse::json_error(int status, const std::string& message) {
   return json(status, "{\"error\":" + log::json_quoted(message) + "}");
 }
 
-// A user-input problem in an admin action's body (answered with 400).
-struct BadRequest : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-std::optional<std::string> opt_string(const rapidjson::Value& doc, const char* name) {
-  auto it = doc.FindMember(name);
-  if (it == doc.MemberEnd() || it->value.IsNull()) return std::nullopt;
-  if (!it->value.IsString()) throw BadRequest(std::string("\"") + name + "\" must be a string");
-  std::string s(it->value.GetString(), it->value.GetStringLength());
-  if (s.empty()) return std::nullopt;
-  return s;
-}
-
-std::optional<int64_t> opt_int(const rapidjson::Value& doc, const char* name) {
-  auto it = doc.FindMember(name);
-  if (it == doc.MemberEnd() || it->value.IsNull()) return std::nullopt;
-  if (!it->value.IsInt64()) throw BadRequest(std::string("\"") + name + "\" must be an integer");
-  return it->value.GetInt64();
-}
-
-bool opt_bool(const rapidjson::Value& doc, const char* name) {
-  auto it = doc.FindMember(name);
-  if (it == doc.MemberEnd() || it->value.IsNull()) return false;
-  if (!it->value.IsBool()) throw BadRequest(std::string("\"") + name + "\" must be true or false");
-  return it->value.GetBool();
-}
-
-rapidjson::Document parse_body(const std::string& body) {
-  rapidjson::Document doc;
-  if (body.find_first_not_of(" \t\r\n") == std::string::npos) {
-    doc.SetObject();
-    return doc;
-  }
-  doc.Parse<rapidjson::kParseIterativeFlag>(body.c_str(), body.size());
-  if (doc.HasParseError() || !doc.IsObject()) throw BadRequest("the body must be a JSON object");
-  return doc;
-}
-
-DeadFilter dead_filter(const rapidjson::Document& doc) {
-  DeadFilter f;
-  auto it = doc.FindMember("ids");
-  if (it != doc.MemberEnd() && !it->value.IsNull()) {
-    if (!it->value.IsArray()) throw BadRequest("\"ids\" must be an array of integers");
-    for (const auto& v : it->value.GetArray()) {
-      if (!v.IsInt64()) throw BadRequest("\"ids\" must be an array of integers");
-      f.ids.push_back(v.GetInt64());
-    }
-  }
-  f.type = opt_string(doc, "type");
-  f.key = opt_string(doc, "key");
-  f.error_contains = opt_string(doc, "error");
-  f.older_than_s = opt_int(doc, "older_than_s");
-  const bool narrowed = !f.ids.empty() || f.type || f.key || f.error_contains || f.older_than_s;
-  if (!narrowed && !opt_bool(doc, "all")) {
-    throw BadRequest("name events with ids/type/key/error/older_than_s, or pass \"all\": true");
-  }
-  return f;
-}
-
-ReplayFilter replay_filter(const rapidjson::Document& doc) {
-  ReplayFilter f;
-  f.type = opt_string(doc, "type");
-  f.key = opt_string(doc, "key");
-  f.since = opt_string(doc, "since");
-  f.until = opt_string(doc, "until");
-  f.from_id = opt_int(doc, "from_id");
-  f.to_id = opt_int(doc, "to_id");
-  auto it = doc.FindMember("rate");
-  if (it != doc.MemberEnd() && !it->value.IsNull()) {
-    if (!it->value.IsNumber() || it->value.GetDouble() <= 0) throw BadRequest("\"rate\" must be a positive number (events per second)");
-    f.rate_per_s = it->value.GetDouble();
-  }
-  if (!f.narrowed() && !opt_bool(doc, "all")) {
-    throw BadRequest("name events with type/key/since/until/from_id/to_id, or pass \"all\": true");
-  }
-  return f;
-}
-
-std::string path_of(const std::string& target) { return target.substr(0, target.find('?')); }
-
-}  // namespace
-
 AdminApi::AdminApi(const AdminServerOptions& options, const Metrics* metrics, RelayProbe probe)
-    : options_(options), metrics_(metrics), probe_(std::move(probe)) {
+    : options_(options),
+      metrics_(metrics),
+      probe_(std::move(probe)),
+      hosts_(options.listen.substr(0, options.listen.rfind(':')), options.allowed_hosts),
+      unauthorized_log_(kRefusalLogEvery),
+      foreign_host_log_(kRefusalLogEvery) {
   sampler_ = std::thread([this] { sample_loop(); });
   worker_ = std::thread([this] { action_loop(); });
 }
@@ -232,6 +169,16 @@ void AdminApi::handle(AdminRequest req, std::function<void(AdminResponse)> reply
     r.allow = allowed;
     reply(std::move(r));
   };
+  if (!host_exempt(path) && !hosts_.allows(req.host)) {
+    const std::string shown = req.host.substr(0, kHostShownBytes);
+    if (const int64_t n = foreign_host_log_.admit()) {
+      log::warn("admin: refused requests for a Host that is not this server (DNS rebinding?)",
+                {{"host", shown}, {"path", path.substr(0, kHostShownBytes)}, {"count", n}});
+    }
+    return reply(text(403, "Host \"" + shown +
+                               "\" is not this server: use its IP address or localhost, or add the name to "
+                               "admin.allowed_hosts (a check against DNS rebinding)"));
+  }
   if (path == "/healthz") return get ? reply(text(200, "ok")) : only("GET, HEAD");
   if (path == "/readyz") {
     if (!get) return only("GET, HEAD");
@@ -252,7 +199,10 @@ void AdminApi::handle(AdminRequest req, std::function<void(AdminResponse)> reply
       return reply(json_error(404, "admin actions are disabled: set admin.token or admin.token_env"));
     }
     if (!bearer_matches(req.authorization, options_.token)) {
-      log::warn("admin: request without a valid bearer token", {{"path", path}});
+      if (const int64_t n = unauthorized_log_.admit()) {
+        log::warn("admin: refused requests without a valid bearer token",
+                  {{"path", path.substr(0, kHostShownBytes)}, {"count", n}});
+      }
       AdminResponse r = json_error(401, "a valid \"Authorization: Bearer <admin token>\" header is required");
       return reply(std::move(r));
     }
@@ -264,58 +214,6 @@ void AdminApi::handle(AdminRequest req, std::function<void(AdminResponse)> reply
     return;
   }
   reply(text(404, "not found"));
-}
-
-AdminResponse AdminApi::run_action(const AdminRequest& req) {
-  const std::string path = path_of(req.target);
-  try {
-    const rapidjson::Document doc = parse_body(req.body);
-    if (!action_conn_) action_conn_ = connect(options_.database_url, "admin-action");
-    pqxx::connection& c = *action_conn_;
-    std::string out;
-    if (path == "/admin/dead/retry") {
-      out = "{\"retried\":" + std::to_string(retry_dead(c, dead_filter(doc))) + "}";
-    } else if (path == "/admin/dead/purge") {
-      out = "{\"purged\":" + std::to_string(purge_dead(c, dead_filter(doc))) + "}";
-    } else if (path == "/admin/pause" || path == "/admin/resume") {
-      const auto type = opt_string(doc, "type");
-      if (!type) throw BadRequest("\"type\" is required");
-      if (path == "/admin/pause") {
-        const bool fresh = pause_type(c, *type, opt_string(doc, "reason").value_or(""));
-        out = "{\"paused\":" + log::json_quoted(*type) + ",\"was_paused\":" + (fresh ? "false" : "true") + "}";
-      } else {
-        const bool was = resume_type(c, *type);
-        out = "{\"resumed\":" + log::json_quoted(*type) + ",\"was_paused\":" + (was ? "true" : "false") + "}";
-      }
-    } else if (path == "/admin/replay") {
-      const ReplayFilter f = replay_filter(doc);
-      if (opt_bool(doc, "dry_run")) {
-        const auto events = replay_candidates(c, f);
-        out = "{\"dry_run\":true,\"count\":" + std::to_string(events.size()) + ",\"ids\":[";
-        for (size_t i = 0; i < events.size(); ++i) out += (i ? "," : "") + std::to_string(events[i].id);
-        out += "]}";
-      } else {
-        out = "{\"replayed\":" + std::to_string(replay(c, f)) + "}";
-      }
-    } else {
-      return json_error(404, "unknown admin action " + path +
-                                 " (known: /admin/dead/retry, /admin/dead/purge, /admin/pause, /admin/resume, /admin/replay)");
-    }
-    log::info("admin action", {{"action", path}, {"result", out}});
-    return json(200, out);
-  } catch (const BadRequest& e) {
-    return json_error(400, std::string(path) + ": " + e.what());
-  } catch (const pqxx::sql_error& e) {
-    const std::string state = e.sqlstate();
-    if (state.rfind("22", 0) == 0) return json_error(400, std::string(path) + ": " + e.what());
-    action_conn_.reset();
-    log::error("admin action failed", {{"action", path}, {"error", e.what()}});
-    return json_error(500, std::string(path) + ": " + e.what());
-  } catch (const std::exception& e) {
-    action_conn_.reset();
-    log::error("admin action failed", {{"action", path}, {"error", e.what()}});
-    return json_error(503, std::string(path) + ": database unavailable: " + e.what());
-  }
 }
 
 AdminResponse AdminApi::metrics_text() const {
@@ -440,7 +338,8 @@ AdminResponse AdminApi::status_json() const {
   }
   o += "],\"paused\":[";
   for (size_t i = 0; i < d.paused.size(); ++i) {
-    o += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(d.paused[i].event_type) + ",\"paused_at\":" +
+    o += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(d.paused[i].event_type) + ",\"pattern\":" +
+         (d.paused[i].pattern() ? "true" : "false") + ",\"paused_at\":" +
          log::json_quoted(d.paused[i].paused_at) + ",\"reason\":" + log::json_quoted(d.paused[i].reason) + "}";
   }
   o += "],\"relays\":[";

@@ -16,7 +16,9 @@
 
 #include <pqxx/connection>
 
+#include "core/log.hpp"
 #include "http/admin_server.hpp"
+#include "http/host_allow_list.hpp"
 #include "store/ops_queries.hpp"
 
 namespace pgrelay {
@@ -25,6 +27,7 @@ struct AdminRequest {
   std::string method;  // "GET", "POST", ...
   std::string target;  // path and query
   std::string authorization;
+  std::string host;  // the Host header, "" when absent
   std::string body;
 };
 
@@ -33,6 +36,10 @@ struct AdminResponse {
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
   std::string allow;  // for 405
+
+  static AdminResponse text(int status, std::string body);  // a newline is added if missing
+  static AdminResponse json(int status, std::string body);
+  static AdminResponse json_error(int status, const std::string& message);  // {"error": message}
 };
 
 class AdminApi {
@@ -66,6 +73,10 @@ class AdminApi {
   const AdminServerOptions options_;
   const Metrics* metrics_;
   const RelayProbe probe_;
+  const HostAllowList hosts_;
+  // Refused requests are logged once per interval with a count, not one line each.
+  log::Throttle unauthorized_log_;
+  log::Throttle foreign_host_log_;
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;

@@ -1,6 +1,7 @@
 // The admin server's socket layer on Boost.Beast: accept with a connection cap,
 // read one request at a time under size limits and a whole-request deadline,
-// hand it to AdminApi, write the answer, keep the connection alive if asked.
+// refuse framing that could smuggle a second request, hand it to AdminApi,
+// write the answer under its own deadline, keep the connection alive if asked.
 #include "http/admin_server.hpp"
 
 #include <atomic>
@@ -23,6 +24,27 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+
+// RFC 9112 §6.1 and §6.3: a request body is framed by Content-Length or by a
+// single, final "chunked" coding. Anything else (an unknown coding such as
+// gzip or "xchunked", chunked twice, Transfer-Encoding beside Content-Length,
+// or in HTTP/1.0) leaves the body's end unknown; Beast 1.74 would then read the
+// body as the next request, so one request could get two answers. Returns why
+// the request must be refused with 400 and the connection closed, or "".
+std::string framing_problem(const http::request_header<>& req) {
+  const auto [first, last] = req.equal_range(http::field::transfer_encoding);
+  const auto count = std::distance(first, last);
+  if (count == 0) return {};
+  if (count > 1) return "Transfer-Encoding appears more than once";
+  if (req.version() < 11) return "Transfer-Encoding is not allowed in HTTP/1.0";
+  if (req.count(http::field::content_length) > 0) return "Transfer-Encoding and Content-Length together";
+  const beast::string_view v = first->value();
+  size_t b = 0, e = v.size();
+  while (b < e && (v[b] == ' ' || v[b] == '\t')) ++b;
+  while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\t')) --e;
+  if (beast::iequals(v.substr(b, e - b), "chunked")) return {};
+  return "Transfer-Encoding must be \"chunked\" alone (no other coding is supported)";
+}
 
 }  // namespace
 
@@ -50,10 +72,12 @@ struct AdminServer::Impl {
       : options(std::move(o)), metrics(m), probe(std::move(p)) {}
 
   void do_accept();
-  // At the connection cap: closes the session that has waited longest for a
-  // request (half-sent or idle keep-alive), so a slow client cannot lock
-  // everyone else out. Returns false if every session is busy answering.
-  bool evict_oldest_waiting();
+  // At the connection cap, closes one session so a new client (a liveness
+  // probe) gets in: first the one stuck longest writing an answer (a client
+  // that does not read what it asked for), else the one that has waited
+  // longest for a request (half-sent or idle keep-alive). Returns false if
+  // every session is busy with an admin action.
+  bool evict_one();
 
   AdminServerOptions options;
   const Metrics* metrics;
@@ -84,27 +108,50 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
     server_.sessions.push_back(weak_from_this());
     read();
   }
-  // Waiting for (the rest of) a request since `waiting_since()`.
-  bool waiting() const { return waiting_; }
-  std::chrono::steady_clock::time_point waiting_since() const { return waiting_since_; }
-  void evict() { stream_.close(); }  // the pending read ends with operation_aborted
+  // reading: waiting for (the rest of) a request; handling: the API has it;
+  // writing: sending an answer; closing: evicted or done, about to go.
+  // `since()` is when the phase began.
+  enum class Phase { reading, handling, writing, closing };
+  Phase phase() const { return phase_; }
+  std::chrono::steady_clock::time_point since() const { return since_; }
+  // Closes at once, discarding unsent bytes (a reset, so the kernel does not keep
+  // them either); the pending read or write ends with operation_aborted.
+  void evict() {
+    enter(Phase::closing);
+    beast::error_code ignored;
+    stream_.socket().set_option(net::socket_base::linger(true, 0), ignored);
+    stream_.close();
+  }
 
  private:
+  void enter(Phase p) {
+    phase_ = p;
+    since_ = std::chrono::steady_clock::now();
+  }
+
   void read() {
-    waiting_ = true;
-    waiting_since_ = std::chrono::steady_clock::now();
+    enter(Phase::reading);
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_.options.header_limit_bytes));
     parser_->body_limit(server_.options.body_limit_bytes);
     // One deadline for the whole request (and for a keep-alive idle period):
     // a client trickling bytes cannot hold the connection past it.
     stream_.expires_after(std::chrono::milliseconds(server_.options.read_timeout_ms));
+    // The header first, so the body's framing is checked before any of it is read.
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) return on_read(ec);
+    const std::string problem = framing_problem(parser_->get());
+    if (!problem.empty()) return reply_and_close(400, "bad request framing: " + problem);
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+                     [self = shared_from_this()](beast::error_code e, std::size_t) { self->on_read(e); });
   }
 
   void on_read(beast::error_code ec) {
-    waiting_ = false;
+    enter(Phase::handling);
     if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted) {
       return close();
     }
@@ -126,6 +173,8 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
     r.target.assign(req.target().data(), req.target().size());
     const auto auth = req[http::field::authorization];
     r.authorization.assign(auth.data(), auth.size());
+    const auto host = req[http::field::host];
+    r.host.assign(host.data(), host.size());
     r.body = req.body();
     keep_alive_ = req.keep_alive();
     version_ = req.version();
@@ -164,6 +213,9 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
       res->body().clear();
       res->content_length(n);
     }
+    // The whole answer must be written within write_timeout_ms; a client that
+    // does not read is also the first evicted at the connection cap.
+    enter(Phase::writing);
     stream_.expires_after(std::chrono::milliseconds(server_.options.write_timeout_ms));
     http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
       if (ec) return self->close();
@@ -173,6 +225,7 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
   }
 
   void close() {
+    enter(Phase::closing);
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream_.close();
@@ -184,8 +237,8 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = false;
   bool head_ = false;
-  bool waiting_ = false;
-  std::chrono::steady_clock::time_point waiting_since_;
+  Phase phase_ = Phase::reading;
+  std::chrono::steady_clock::time_point since_ = std::chrono::steady_clock::now();
   unsigned version_ = 11;
 };
 
@@ -201,7 +254,7 @@ void AdminServer::Impl::do_accept() {
       });
       return;
     }
-    if (active >= options.max_connections && !evict_oldest_waiting()) {
+    if (active >= options.max_connections && !evict_one()) {
       if (rejected++ % 100 == 0) {
         log::warn("admin: connection cap reached, closing new connections",
                   {{"max_connections", options.max_connections}, {"rejected", rejected}});
@@ -215,19 +268,25 @@ void AdminServer::Impl::do_accept() {
   });
 }
 
-bool AdminServer::Impl::evict_oldest_waiting() {
-  std::shared_ptr<Session> oldest;
+bool AdminServer::Impl::evict_one() {
+  using Phase = Session::Phase;
+  std::shared_ptr<Session> writer, reader;
+  auto older = [](const std::shared_ptr<Session>& a, const std::shared_ptr<Session>& b) {
+    return !b || a->since() < b->since();
+  };
   for (auto it = sessions.begin(); it != sessions.end();) {
     auto s = it->lock();
     if (!s) {
       it = sessions.erase(it);
       continue;
     }
-    if (s->waiting() && (!oldest || s->waiting_since() < oldest->waiting_since())) oldest = s;
+    if (s->phase() == Phase::writing && older(s, writer)) writer = s;
+    if (s->phase() == Phase::reading && older(s, reader)) reader = s;
     ++it;
   }
-  if (!oldest) return false;
-  oldest->evict();
+  const auto victim = writer ? writer : reader;
+  if (!victim) return false;
+  victim->evict();
   return true;
 }
 

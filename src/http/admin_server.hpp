@@ -4,7 +4,12 @@
 // on two more threads with their own connections, so a slow or absent
 // database never stalls /healthz. Hostile clients are bounded: headers
 // <= 8 KiB, bodies <= 64 KiB, a whole request must arrive within
-// read_timeout_ms (slowloris), and at most max_connections are open at once.
+// read_timeout_ms (slowloris), a whole answer must be taken within
+// write_timeout_ms, and at most max_connections are open at once: at the cap
+// a new connection evicts the client stuck longest not reading its answers,
+// else the one waiting longest to finish a request, so /healthz stays
+// answerable. A request whose body framing is ambiguous (RFC 9112 §6.1) gets
+// 400 and the connection closes. Host must name this server (host_allow_list.hpp).
 //
 // Owned by the relay (or a test); start() and stop() from one thread.
 #pragma once
@@ -30,7 +35,8 @@ struct AdminServerOptions {
   bool expect_listener = false;        // wake=notify: /readyz also needs LISTEN alive
   int max_connections = 64;            // further connections are closed at once
   int64_t read_timeout_ms = 10000;     // a request (or a keep-alive idle period) must complete within this
-  int64_t write_timeout_ms = 10000;
+  int64_t write_timeout_ms = 5000;     // an answer must be written (taken by the client) within this
+  std::vector<std::string> allowed_hosts;  // Host names accepted besides IP literals, localhost and the listen host
   size_t header_limit_bytes = 8 * 1024;
   size_t body_limit_bytes = 64 * 1024;
   int64_t sample_interval_ms = 2000;   // gauges are read from the database this often, not per scrape

@@ -77,7 +77,9 @@ function render(s){
             cell(h.deferred,"num"), cell(h.mean_latency_ms === null ? null : h.mean_latency_ms.toFixed(1),"num"),
             cell(b || "–", open ? "bad" : "")];
   });
-  rows("types", s.by_type, function(t){
+  var patterns = s.paused.filter(function(p){return p.pattern;}).map(function(p){return {type: p.type, pattern: true};});
+  rows("types", s.by_type.concat(patterns), function(t){
+    if (t.pattern) return [cell(t.type), cell(""), cell(""), cell(""), cell("paused (every type below " + t.type.slice(0, -1) + ")", "warn")];
     return [cell(t.type), cell(t.pending,"num"), cell(t.processing,"num"), cell(t.dead, t.dead ? "num bad" : "num"), cell(t.paused ? "paused" : "", t.paused ? "warn" : "")];
   });
   rows("relays", s.relays, function(x){

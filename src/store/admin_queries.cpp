@@ -3,6 +3,7 @@
 
 #include <pqxx/pqxx>
 #include <pqxx/transaction>
+#include <regex>
 
 #include "store/queue.hpp"
 
@@ -25,8 +26,17 @@ std::string id_array(const std::vector<int64_t>& ids) {
   return out + "}";
 }
 
+void require_text(const std::optional<std::string>& s, const char* what) {
+  if (!s) return;
+  const std::string problem = text_problem(*s);
+  if (!problem.empty()) throw InvalidText(std::string(what) + " " + problem);
+}
+
 template <typename Tx>
 pqxx::result exec_dead(Tx& tx, const std::string& sql, const DeadFilter& f) {
+  require_text(f.type, "the dead-letter filter's type");
+  require_text(f.key, "the dead-letter filter's key");
+  require_text(f.error_contains, "the dead-letter filter's error text");
   return tx.exec_params(sql, id_array(f.ids), f.type, f.key, f.older_than_s, f.error_contains);
 }
 
@@ -36,6 +46,49 @@ std::optional<std::string> array_or_null(const std::optional<std::vector<std::st
 }
 
 }  // namespace
+
+std::string text_problem(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c == 0) return "contains a NUL byte (at byte " + std::to_string(i) + "), which PostgreSQL text cannot hold";
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size();
+    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (ok && len > 1) {
+      // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8 either.
+      const auto c1 = static_cast<unsigned char>(s[i + 1]);
+      if (len == 2) ok = c >= 0xC2;
+      if (len == 3) ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
+      if (len == 4) ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90) && c <= 0xF4;
+    }
+    if (!ok) return "is not valid UTF-8 (at byte " + std::to_string(i) + ")";
+    i += len;
+  }
+  return {};
+}
+
+std::string event_type_problem(const std::string& type) {
+  static const std::regex rule("^[A-Za-z0-9_][A-Za-z0-9_.:-]*$");
+  if (type.empty()) return "is empty";
+  if (type.size() > 200) return "is longer than 200 characters";
+  if (!std::regex_match(type, rule)) {
+    return "\"" + type + "\" is not an event type: letters, digits and _ . : - only, not starting with . : -";
+  }
+  return {};
+}
+
+bool is_migrated(pqxx::connection& conn) {
+  pqxx::read_transaction tx(conn);
+  return !tx.exec("SELECT 1 WHERE to_regclass('pgrelay.db_events') IS NOT NULL").empty();
+}
+
+bool has_primary_key(pqxx::connection& conn, const std::string& table) {
+  pqxx::read_transaction tx(conn);
+  return tx.exec_params1("SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::text::regclass AND indisprimary)",
+                         table)[0]
+      .as<bool>();
+}
 
 Status read_status(pqxx::connection& conn) {
   Status s;
@@ -77,6 +130,8 @@ std::vector<RelayInfo> live_relays(pqxx::transaction_base& tx) {
 
 int64_t emit_event(pqxx::connection& conn, const std::string& type, const std::string& payload_json,
                    const std::optional<std::string>& key, const std::string& headers_json) {
+  require_text(type, "the event type");
+  require_text(key, "the event key");
   pqxx::work tx(conn);
   const int64_t id =
       tx.exec_params1("SELECT pgrelay.emit($1, $2::jsonb, $3, $4::jsonb)", type, payload_json, key, headers_json)[0]

@@ -3,13 +3,32 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <pqxx/connection>
 #include <pqxx/transaction_base>
 
 namespace pgrelay {
+
+// Why `s` cannot travel as PostgreSQL text, or "" when it can: a NUL byte
+// (libpq ends the string there, so `{"error":"\u0000"}` became an empty filter
+// that matched every dead letter) or bytes that are not UTF-8. Callers check
+// every name and filter with this first, to name the field in their error.
+std::string text_problem(std::string_view s);
+
+// Why `type` is not an event type pgrelay.db_events takes (the rule of its
+// db_events_type_valid constraint: letters, digits, _ . : -, not starting with
+// . : -, at most 200 characters), or "" when it is.
+std::string event_type_problem(const std::string& type);
+
+// Thrown by the queries below when a name or filter fails text_problem(): the
+// last line of defence, so no caller can widen a filter by accident.
+struct InvalidText : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
 
 struct StatusCount {
   std::string event_type;
@@ -51,6 +70,11 @@ struct TrackOptions {
   std::optional<std::string> event_prefix;
 };
 void track_table(pqxx::connection& conn, const std::string& table, const TrackOptions& opts);
+// Whether `table` (regclass text) has a primary key; throws pqxx::sql_error
+// (undefined_table) when there is no such table.
+bool has_primary_key(pqxx::connection& conn, const std::string& table);
+// Whether the pgrelay schema is installed (pgrelay migrate ran); one catalog lookup.
+bool is_migrated(pqxx::connection& conn);
 bool untrack_table(pqxx::connection& conn, const std::string& table);
 
 // Which dead letters an operator means.

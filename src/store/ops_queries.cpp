@@ -25,12 +25,55 @@ constexpr const char* kReplayWhere = R"sql(
 
 template <typename Tx>
 pqxx::result exec_replay(Tx& tx, const std::string& sql, const ReplayFilter& f) {
+  const std::pair<const std::optional<std::string>*, const char*> texts[] = {
+      {&f.type, "type"}, {&f.key, "key"}, {&f.since, "since"}, {&f.until, "until"}};
+  for (const auto& [v, name] : texts) {
+    if (*v && !text_problem(**v).empty()) throw InvalidText(std::string("the replay filter's ") + name + " " + text_problem(**v));
+  }
   return tx.exec_params(sql, f.type, f.key, f.since, f.until, f.from_id, f.to_id, f.rate_per_s);
 }
 
 }  // namespace
 
+bool PausedType::pattern() const {
+  return event_type.size() > 2 && event_type.compare(event_type.size() - 2, 2, ".*") == 0;
+}
+
+std::string pause_pattern_problem(const std::string& pattern) {
+  if (pattern == "*") return "\"*\" would pause every type: stop the relays instead, or pause \"prefix.*\" patterns";
+  const bool wildcard = pattern.size() > 2 && pattern.compare(pattern.size() - 2, 2, ".*") == 0;
+  const std::string stem = wildcard ? pattern.substr(0, pattern.size() - 2) : pattern;
+  if (pattern.size() > 200 || !event_type_problem(stem).empty() || !text_problem(pattern).empty()) {
+    return "\"" + pattern + "\" is not an event type (letters, digits, _ . : -, at most 200) or \"prefix.*\"";
+  }
+  return {};
+}
+
+bool pause_covers(const std::string& pattern, const std::string& type) {
+  if (pattern == type) return true;
+  const bool wildcard = pattern.size() > 2 && pattern.compare(pattern.size() - 2, 2, ".*") == 0;
+  // "user.*" covers "user.signed_up" and "user.a.b", not "user" or "users.x" (as the SQL: starts_with "user.").
+  return wildcard && type.size() >= pattern.size() - 1 && type.compare(0, pattern.size() - 1, pattern, 0, pattern.size() - 1) == 0;
+}
+
+bool event_type_stored(pqxx::connection& conn, const std::string& type) {
+  pqxx::read_transaction tx(conn);
+  return tx.exec_params1("SELECT EXISTS (SELECT 1 FROM pgrelay.db_events WHERE event_type = $1)", type)[0].as<bool>();
+}
+
+std::vector<std::string> stored_event_types(pqxx::connection& conn, int limit) {
+  pqxx::read_transaction tx(conn);
+  std::vector<std::string> out;
+  for (const auto& row :
+       tx.exec_params("SELECT DISTINCT event_type::text FROM pgrelay.db_events ORDER BY 1 LIMIT $1", limit)) {
+    out.push_back(row[0].as<std::string>());
+  }
+  return out;
+}
+
 bool pause_type(pqxx::connection& conn, const std::string& type, const std::string& reason) {
+  if (!pause_pattern_problem(type).empty()) throw std::invalid_argument("pause_type: " + pause_pattern_problem(type));
+  if (!text_problem(reason).empty()) throw InvalidText("the pause reason " + text_problem(reason));
   pqxx::work tx(conn);
   // pgrelay.pause() also sets the type's pending events aside (triggers/40_queue.sql).
   const bool inserted = tx.exec_params1("SELECT pgrelay.pause($1, nullif($2, ''))", type, reason)[0].as<bool>();
@@ -39,6 +82,7 @@ bool pause_type(pqxx::connection& conn, const std::string& type, const std::stri
 }
 
 bool resume_type(pqxx::connection& conn, const std::string& type) {
+  if (!text_problem(type).empty()) throw InvalidText("the type to resume " + text_problem(type));
   pqxx::work tx(conn);
   // pgrelay.resume() makes the events set aside pending again and wakes the relays.
   const bool resumed = tx.exec_params1("SELECT pgrelay.resume($1)", type)[0].as<bool>();
@@ -161,9 +205,12 @@ DbSample read_sample(pqxx::connection& conn) {
   for (const auto& row :
        tx.exec("SELECT event_type, paused_at::text, coalesce(reason, '') FROM pgrelay.paused_types ORDER BY 1")) {
     s.paused.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()});
+    if (s.paused.back().pattern()) continue;  // marks the types below, is not a type itself
     TypeCounts& t = types[s.paused.back().event_type];
     t.event_type = s.paused.back().event_type;
-    t.paused = true;
+  }
+  for (auto& [name, t] : types) {
+    for (const auto& p : s.paused) t.paused = t.paused || pause_covers(p.event_type, name);
   }
   for (auto& [name, t] : types) s.by_type.push_back(std::move(t));
   s.relays = live_relays(tx);

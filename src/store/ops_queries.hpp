@@ -14,17 +14,33 @@
 namespace pgrelay {
 
 struct PausedType {
-  std::string event_type;
+  std::string event_type;  // an exact type, or a pattern "prefix.*" as the operator wrote it
   std::string paused_at;
   std::string reason;
+  bool pattern() const;    // "prefix.*": every type below "prefix."
 };
 
-// Pauses `type` (exact name); returns false when it was already paused (the
-// reason is then updated).
-bool pause_type(pqxx::connection& conn, const std::string& type, const std::string& reason);
-// Resumes `type` and wakes the relays; returns false when it was not paused.
-bool resume_type(pqxx::connection& conn, const std::string& type);
+// Why `pattern` cannot be paused, or "": it must be an event type (letters,
+// digits, _ . : -, at most 200) or "prefix.*" with such a prefix. "*" is
+// refused: stopping every type is stopping the relays.
+std::string pause_pattern_problem(const std::string& pattern);
+// Whether paused `pattern` (exact or "prefix.*") covers event type `type`.
+bool pause_covers(const std::string& pattern, const std::string& type);
+
+// Pauses `pattern` (an exact type or "prefix.*", stored as written); returns
+// false when it was already paused (the reason is then updated).
+// REQUIRES: pause_pattern_problem(pattern) is empty.
+bool pause_type(pqxx::connection& conn, const std::string& pattern, const std::string& reason);
+// Resumes exactly `pattern` as it was paused and wakes the relays; returns false
+// when it was not paused.
+bool resume_type(pqxx::connection& conn, const std::string& pattern);
 std::vector<PausedType> list_paused(pqxx::connection& conn);
+
+// Whether any stored event (pending, processing, dead, or done and kept) has
+// exactly type `type`. Reads the table: for operator commands, not hot paths.
+bool event_type_stored(pqxx::connection& conn, const std::string& type);
+// Up to `limit` distinct stored event types, sorted.
+std::vector<std::string> stored_event_types(pqxx::connection& conn, int limit);
 
 // Which finished events a replay takes.
 struct ReplayFilter {

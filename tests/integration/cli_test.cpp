@@ -64,13 +64,19 @@ TEST_CASE("bad command-line input gives exit code 2 and says what is wrong") {
   CHECK(contains(r6.err, "or pass --all"));
 }
 
-TEST_CASE("a value the database rejects is a usage error naming the rule, without PL/pgSQL's trace") {
+TEST_CASE("emit refuses a bad event type before touching the database, naming the rule, and spends no id") {
   TestDb db;
   auto r = run_pgrelay({"-d", db.url(), "emit", "bad type!", "{}"});
   CHECK(r.code == 2);
-  CHECK(contains(r.err, "violates check constraint \"db_events_type_valid\""));
-  CHECK_FALSE(contains(r.err, "CONTEXT"));
+  CHECK(contains(r.err, "type \"bad type!\" is not an event type: letters, digits and _ . : - only"));
+  CHECK_FALSE(contains(r.err, "violates check constraint"));
+  // No database is needed to say so.
+  CHECK(run_pgrelay({"-d", "host=/nonexistent", "emit", "bad type!", "{}"}).code == 2);
+  CHECK(run_pgrelay({"-d", "host=/nonexistent", "emit", "a.b", "{}", "--key", std::string(1001, 'k')}).err.find(
+            "--key is longer than 1000 characters") != std::string::npos);
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);
+  const auto good = run_pgrelay({"-d", db.url(), "emit", "good.type", "{}"});
+  CHECK(good.out == "1\n");  // the refused one took no id
 }
 
 TEST_CASE("a relay started in another wake mode than a running one warns, and status names the relay left behind") {
@@ -96,6 +102,248 @@ TEST_CASE("an unreachable database is a runtime failure with a hint, exit code 1
   auto r = run_pgrelay({"-d", "host=127.0.0.1 port=1 connect_timeout=2", "status"});
   CHECK(r.code == 1);
   CHECK(contains(r.err, "cannot reach the database"));
+}
+
+TEST_CASE("-c and -d are accepted after the subcommand too, and each subcommand's help lists them") {
+  TestDb db;
+  TempConfig cfg(R"({"handlers": {"p": {"type": "stdout"}}, "routes": [{"match": "a.*", "handlers": ["p"]}]})");
+  auto after = run_pgrelay({"status", "-d", db.url()});
+  CHECK(after.code == 0);
+  CHECK(contains(after.out, "events: 0 pending"));
+  CHECK(run_pgrelay({"dead", "list", "--database", db.url()}).code == 0);
+  CHECK(run_pgrelay({"emit", "a.b", "{}", "-d", db.url()}).code == 0);
+  CHECK(run_pgrelay({"check-config", "-c", cfg.path}).code == 0);
+  CHECK(run_pgrelay({"-d", db.url(), "pause", "a.b", "-c", cfg.path}).code == 0);
+  for (const std::vector<std::string>& cmd : std::vector<std::vector<std::string>>{
+           {"status"}, {"run"}, {"emit"}, {"dead", "list"}, {"pause"}, {"replay"}, {"check-config"}, {"migrate"}}) {
+    std::vector<std::string> args = cmd;
+    args.push_back("--help");
+    const auto help = run_pgrelay(args);
+    CAPTURE(cmd.front());
+    CHECK(help.code == 0);
+    CHECK(contains(help.out, "-c,--config"));
+    CHECK(contains(help.out, "-d,--database"));
+  }
+}
+
+TEST_CASE("no error ever echoes the password of a connection string") {
+  const std::string url = "postgresql://app:hunter2@127.0.0.1:1/app?connect_timeout=2";
+  const std::vector<std::vector<std::string>> commands = {
+      {"status", "--bogus=" + url},                      // CLI11 quotes what it did not expect
+      {"status", "-d", url, "surplus"},
+      {"-d", url, "status"},                              // unreachable database
+      {"-d", "host=127.0.0.1 port=1 password=hunter2 connect_timeout=2", "status"},
+      {"-d", "host=127.0.0.1 port=1 password='hunter2 x' connect_timeout=2", "dead", "list"},
+  };
+  for (const auto& args : commands) {
+    const auto r = run_pgrelay(args);
+    CAPTURE(r.err);
+    CHECK(r.code != 0);
+    CHECK_FALSE(contains(r.out + r.err, "hunter2"));
+  }
+  CHECK(contains(run_pgrelay({"status", "--bogus=" + url}).err, "postgresql://app:***@127.0.0.1:1/app"));
+}
+
+TEST_CASE("read-only commands run with a config whose secret variables are unset, and run still needs them") {
+  TestDb db;
+  TempConfig cfg(R"({"admin": {"listen": "127.0.0.1:0", "token_env": "UX_ADMIN_TOKEN"},
+    "handlers": {"hook": {"type": "webhook", "url": "http://127.0.0.1:1/x", "secret_env": "UX_HOOK_SECRET"}},
+    "routes": [{"match": "*", "handlers": ["hook"]}]})");
+  for (const std::vector<std::string>& cmd : std::vector<std::vector<std::string>>{
+           {"dead", "list"}, {"status"}, {"emit", "a.b", "{}"}, {"replay", "--all", "--dry-run"}}) {
+    std::vector<std::string> args = {"-c", cfg.path, "-d", db.url()};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    const auto r = run_pgrelay(args);
+    CAPTURE(cmd.front());
+    CAPTURE(r.err);
+    CHECK(r.code == 0);
+  }
+  const auto run = run_pgrelay({"-c", cfg.path, "-d", db.url(), "run"});
+  CHECK(run.code == 2);
+  CHECK(contains(run.err, "admin.token_env names UX_ADMIN_TOKEN, which is not set"));
+  CHECK(run_pgrelay({"-c", cfg.path, "check-config"}).code == 2);
+}
+
+TEST_CASE("check-config refuses exactly what run refuses, with the same message") {
+  TestDb db;
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {R"({"handlers": {"p": {"type": "stdout"}}})", "config: routes is empty: no event would be delivered"},
+      {R"({"handlers": {"h": {"type": "webhook", "url": "http://x/", "secret": "whsec_not base64!"}},
+           "routes": [{"match": "*", "handlers": ["h"]}]})",
+       "handlers.h.secret starts with \"whsec_\" but the rest is not base64"},
+      {R"({"handlers": {"h": {"type": "webhook", "url": "http://x/", "secret": "whsec_"}},
+           "routes": [{"match": "*", "handlers": ["h"]}]})",
+       "handlers.h.secret is \"whsec_\" with no key after it"},
+      {R"({"handlers": {"h": {"type": "webhook", "url": "http://[::1/x"}}, "routes": [{"match": "*", "handlers": ["h"]}]})",
+       "handlers.h.url"},
+      {R"({"handlers": {"h": {"type": "webhook", "url": "https://x/", "ca_file": "/nonexistent/ca.pem"}},
+           "routes": [{"match": "*", "handlers": ["h"]}]})",
+       "handlers.h.ca_file"},
+  };
+  for (const auto& [json, message] : refused) {
+    TempConfig cfg(json);
+    const auto check = run_pgrelay({"-c", cfg.path, "check-config"});
+    const auto run = run_pgrelay({"-c", cfg.path, "-d", db.url(), "run"});
+    CAPTURE(json);
+    CHECK(check.code == 2);
+    CHECK(run.code == 2);
+    CHECK(contains(check.err, message));
+    CHECK(contains(run.err, message));
+  }
+  // An unpadded whsec_ secret (as some providers issue it) is accepted by both.
+  TempConfig unpadded(R"({"relay": {"wake": "poll"}, "handlers": {"h": {"type": "webhook", "url": "http://127.0.0.1:1/x",
+    "secret": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD+r6DNVIHYb4"}}, "routes": [{"match": "zz", "handlers": ["h"]}]})");
+  CHECK(run_pgrelay({"-c", unpadded.path, "check-config"}).code == 0);
+  ChildProcess relay({PGRELAY_BIN, "-c", unpadded.path, "-d", db.url(), "run"});
+  CHECK(eventually([&] { return contains(relay.err(), "relay started"); }, seconds(10)));
+  relay.signal(SIGTERM);
+  CHECK(relay.wait(seconds(10)) == 0);
+}
+
+TEST_CASE("every command on a database that is not migrated exits 2 and says to run pgrelay migrate") {
+  TestDb db;
+  db.exec("DROP SCHEMA pgrelay CASCADE");
+  db.exec("CREATE TABLE plain (id int PRIMARY KEY)");
+  TempConfig cfg(R"({"handlers": {"p": {"type": "stdout"}}, "routes": [{"match": "*", "handlers": ["p"]}]})");
+  const std::vector<std::vector<std::string>> commands = {
+      {"status"}, {"emit", "a.b", "{}"}, {"track", "plain"}, {"untrack", "plain"}, {"dead", "list"},
+      {"dead", "retry", "--all"}, {"pause", "a.b", "--force"}, {"resume", "a.b"}, {"replay", "--all"},
+      {"-c", cfg.path, "run"}, {"-c", cfg.path, "reconcile"}};
+  for (const auto& cmd : commands) {
+    std::vector<std::string> args = {"-d", db.url()};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    const auto r = run_pgrelay(args);
+    CAPTURE(r.err);
+    CHECK(r.code == 2);
+    CHECK(contains(r.err, "is not migrated"));
+    CHECK(contains(r.err, "run `pgrelay migrate`"));
+  }
+  CHECK(run_pgrelay({"-d", db.url(), "migrate"}).code == 0);
+  CHECK(run_pgrelay({"-d", db.url(), "status"}).code == 0);
+}
+
+TEST_CASE("track of a table without a primary key asks for --key or --no-key") {
+  TestDb db;
+  db.exec("CREATE TABLE logs (at timestamptz, line text, host text)");
+  const auto r = run_pgrelay({"-d", db.url(), "track", "logs"});
+  CHECK(r.code == 2);
+  CHECK(contains(r.err, "logs has no primary key"));
+  CHECK(contains(r.err, "--key"));
+  CHECK(contains(r.err, "--no-key"));
+  CHECK(db.scalar("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'logs'::regclass AND NOT tgisinternal") == 0);
+  REQUIRE(run_pgrelay({"-d", db.url(), "track", "logs", "--key", "host"}).code == 0);
+  db.exec("INSERT INTO logs VALUES (now(), 'a', 'web-1')");
+  CHECK(db.exec("SELECT key FROM pgrelay.db_events")[0][0].as<std::string>() == "logs:web-1");
+  REQUIRE(run_pgrelay({"-d", db.url(), "untrack", "logs"}).code == 0);
+  REQUIRE(run_pgrelay({"-d", db.url(), "track", "logs", "--no-key"}).code == 0);
+  db.exec("INSERT INTO logs VALUES (now(), 'b', 'web-2')");
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE key IS NULL") == 1);
+}
+
+TEST_CASE("an empty dead list says so, and with --json it prints no line") {
+  TestDb db;
+  const auto text = run_pgrelay({"-d", db.url(), "dead", "list"});
+  CHECK(text.code == 0);
+  CHECK(text.out == "dead list: no dead events\n");
+  const auto filtered = run_pgrelay({"-d", db.url(), "dead", "list", "--type", "a.*"});
+  CHECK(filtered.out == "dead list: no dead events match the filter\n");
+  const auto json = run_pgrelay({"-d", db.url(), "dead", "list", "--json"});
+  CHECK(json.code == 0);
+  CHECK(json.out.empty());
+  CHECK(contains(json.err, "no dead events"));
+}
+
+TEST_CASE("a JSON syntax error in a config file names its line and column") {
+  TempConfig bad("{\n  \"relay\": {\n    \"lease_ms\": 1000\n    \"batch_size\": 10\n  }\n}\n");
+  const auto r = run_pgrelay({"-c", bad.path, "check-config"});
+  CHECK(r.code == 2);
+  CHECK(contains(r.err, "invalid JSON at line 4, column 5"));
+  CHECK(contains(r.err, bad.path));
+}
+
+TEST_CASE("a second SIGTERM within a second of the first, as coreutils timeout sends, still shuts down cleanly") {
+  TestDb db;
+  TempConfig cfg(R"({"relay": {"shutdown_timeout_ms": 5000},
+    "handlers": {"slow": {"type": "command", "command": ["sh", "-c", "cat > /dev/null; sleep 1"], "concurrency": 4}},
+    "routes": [{"match": "*", "handlers": ["slow"]}]})");
+  db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g)) FROM generate_series(1, 8) g");
+  {
+    ChildProcess relay({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
+    REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'") > 0; },
+                       seconds(10)));
+    relay.signal(SIGTERM);
+    std::this_thread::sleep_for(milliseconds(20));
+    relay.signal(SIGTERM);
+    CHECK(relay.wait(seconds(15)) == 0);
+    CHECK_FALSE(contains(relay.err(), "second signal"));
+    CHECK(contains(relay.err(), "relay stopped"));
+  }
+  // The real thing: timeout(1) signals the relay, then its process group.
+  db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g)) FROM generate_series(1, 8) g");
+  ChildProcess timed({"timeout", "--preserve-status", "-s", "TERM", "2", PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
+  CHECK(timed.wait(seconds(20)) == 0);
+  CHECK_FALSE(contains(timed.err(), "second signal"));
+  // A second signal a while later is impatience: exit at once.
+  db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g)) FROM generate_series(1, 40) g");
+  ChildProcess impatient({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'") > 0; },
+                     seconds(10)));
+  impatient.signal(SIGTERM);
+  std::this_thread::sleep_for(milliseconds(1300));
+  impatient.signal(SIGTERM);
+  CHECK(impatient.wait(seconds(5)) == 1);
+  CHECK(contains(impatient.err(), "second signal"));
+}
+
+TEST_CASE("pause takes prefix.* patterns and stores them as written, and refuses an unknown exact type unless forced") {
+  TestDb db;
+  db.exec("SELECT pgrelay.emit('user.signed_up', '{}'), pgrelay.emit('orders.paid', '{}')");
+  TempConfig cfg(R"({"handlers": {"p": {"type": "stdout"}}, "routes": [{"match": "billing.*", "handlers": ["p"]},
+    {"match": "ship.sent", "handlers": ["p"]}], "event_types": {"invoice.sent": {}}})");
+  auto p = run_pgrelay({"-d", db.url(), "pause", "user.*", "--reason", "mailer down"});
+  CHECK(p.code == 0);
+  CHECK(contains(p.out, "paused user.* (every type below user.)"));
+  CHECK(db.exec("SELECT event_type FROM pgrelay.paused_types")[0][0].as<std::string>() == "user.*");
+  const auto unknown = run_pgrelay({"-d", db.url(), "-c", cfg.path, "pause", "nosuch.type"});
+  CHECK(unknown.code == 2);
+  CHECK(contains(unknown.err, "\"nosuch.type\" is not a known event type"));
+  for (const char* known : {"orders.paid", "user.signed_up", "billing.*", "ship.sent", "invoice.sent"}) {
+    CHECK(contains(unknown.err, known));
+  }
+  CHECK(contains(unknown.err, "--force"));
+  // Types the config routes (by name or prefix) or declares are known before any event has them.
+  for (const char* t : {"billing.charged", "ship.sent", "invoice.sent"}) {
+    CHECK(run_pgrelay({"-d", db.url(), "-c", cfg.path, "pause", t}).code == 0);
+  }
+  CHECK(run_pgrelay({"-d", db.url(), "pause", "nosuch.type", "--force"}).code == 0);
+  CHECK(run_pgrelay({"-d", db.url(), "pause", "*"}).code == 2);
+  CHECK(run_pgrelay({"-d", db.url(), "pause", "bad type.*"}).code == 2);
+  const auto st = run_pgrelay({"-d", db.url(), "status"});
+  CHECK(contains(st.out, "user.* (every type below user.) since"));
+  CHECK(contains(run_pgrelay({"-d", db.url(), "status", "--json"}).out, "{\"type\":\"user.*\",\"pattern\":true"));
+  const auto covered = run_pgrelay({"-d", db.url(), "resume", "user.signed_up"});
+  CHECK(covered.code == 2);
+  CHECK(contains(covered.err, "user.signed_up is still paused by user.*"));
+  CHECK(run_pgrelay({"-d", db.url(), "resume", "user.*"}).code == 0);
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.paused_types WHERE event_type = 'user.*'") == 0);
+}
+
+TEST_CASE("a webhook pool smaller than its concurrency is warned about by check-config and at the start of run") {
+  TestDb db;
+  TempConfig cfg(R"({"relay": {"wake": "poll"}, "log": {"format": "json"},
+    "handlers": {"billing": {"type": "webhook", "url": "http://127.0.0.1:1/x", "concurrency": 64, "pool_size": 8},
+                 "follows": {"type": "webhook", "url": "http://127.0.0.1:1/y", "concurrency": 64}},
+    "routes": [{"match": "zz", "handlers": ["billing", "follows"]}]})");
+  const std::string warning = "handlers.billing.pool_size 8 is below its concurrency 64: at most 8 requests are in flight";
+  const auto check = run_pgrelay({"-c", cfg.path, "check-config"});
+  CHECK(check.code == 0);
+  CHECK(contains(check.out, "warning: " + warning));
+  CHECK_FALSE(contains(check.out, "handlers.follows"));
+  ChildProcess relay({PGRELAY_BIN, "-c", cfg.path, "-d", db.url(), "run"});
+  CHECK(eventually([&] { return contains(relay.err(), "relay started"); }, seconds(10)));
+  CHECK(contains(relay.err(), "\"level\":\"warn\",\"msg\":\"" + warning));
+  relay.signal(SIGTERM);
+  CHECK(relay.wait(seconds(10)) == 0);
 }
 
 TEST_CASE("every subcommand's help describes it and exits 0") {

@@ -7,6 +7,7 @@
 
 #include "support/child_process.hpp"
 #include "support/http_get.hpp"
+#include "support/http_receiver.hpp"
 #include "support/recording_handler.hpp"
 #include "support/test_db.hpp"
 
@@ -30,9 +31,23 @@ size_t deliveries_of(const RecordingHandler& h, int64_t id) {
 
 TEST_CASE("metrics values match the database after a known workload") {
   TestDb db;
+  // A webhook whose receiver always fails: its breaker opens after two failures
+  // and must show as a sample, not only as the metric's TYPE line.
+  HttpReceiver failing;
+  failing.respond_with([](const ReceivedRequest&) { return Reply::with_status(503, "down"); });
+  HandlerConfig hook;
+  hook.name = "hook";
+  hook.type = "webhook";
+  hook.url = failing.url();
+  hook.timeout_ms = 2000;
+  hook.retry = RetryPolicy{10, 3600000, 3600000, 0.0};  // the next attempt is an hour away: never due in this test
+  hook.breaker.failures = 2;
+  hook.breaker.cooldown_ms = 3600000;
   Config c = test_config(db.url());
   c.admin.listen = "127.0.0.1:0";
   c.relay.wake = "notify";
+  c.handlers.push_back(hook);
+  c.routes.push_back(Route{"m.hook", {"hook"}});
   Relay relay(c);
   auto ok = std::make_unique<RecordingHandler>();
   auto bad = std::make_unique<RecordingHandler>([](const Event&) { return Outcome::dead("rejected by test"); });
@@ -49,7 +64,11 @@ TEST_CASE("metrics values match the database after a known workload") {
   db.exec("SELECT pgrelay.emit('m.good', '{}') FROM generate_series(1, 7)");
   db.exec("SELECT pgrelay.emit('m.bad', '{}') FROM generate_series(1, 3)");
   db.exec("SELECT pgrelay.emit('m.unrouted', '{}') FROM generate_series(1, 4)");
+  db.exec("SELECT pgrelay.emit('m.hook', '{}') FROM generate_series(1, 2)");
   REQUIRE(eventually([&] { return okp->count() == 7 && badp->count() == 3; }, seconds(20)));
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE attempts = 1 AND "
+                                            "event_type = 'm.hook' AND status = 'pending'") == 2; },
+                     seconds(20)));
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 3; },
                      seconds(10)));
   // The unrouted type is set aside: not a backlog of this (or any) relay.
@@ -83,11 +102,18 @@ TEST_CASE("metrics values match the database after a known workload") {
   CHECK(prom_value(text, "pgrelay_database_up") == 1);
   CHECK(has(text, "# TYPE pgrelay_handler_latency_seconds histogram"));
   CHECK(has(text, "# TYPE pgrelay_circuit_breaker_state gauge"));
+  const std::string breaker = R"({handler="hook",destination="http://127.0.0.1:)" + std::to_string(failing.port()) + R"("})";
+  CHECK(prom_value(text, "pgrelay_circuit_breaker_state" + breaker) == 2);
+  CHECK(prom_value(text, "pgrelay_circuit_breaker_consecutive_failures" + breaker) == 2);
+  CHECK(prom_value(text, R"(pgrelay_deliveries_retried_total{event_type="m.hook",handler="hook"})") == 2);
   const auto status = http_get(port, "/status.json");
   CHECK(status.status == 200);
   CHECK(has(status.body, "\"backlog\":0"));
   CHECK(has(status.body, "\"unrouted\":4"));
   CHECK(has(status.body, "\"dead\":3"));
+  CHECK(has(status.body, "{\"name\":\"hook\",\"delivered\":0,\"retried\":2"));
+  CHECK(has(status.body, "\"breakers\":[{\"destination\":\"http://127.0.0.1:" + std::to_string(failing.port()) +
+                             "\",\"state\":\"open\",\"consecutive_failures\":2}]"));
 }
 
 namespace {
@@ -101,7 +127,8 @@ void pause_accumulates_then_resume_drains(const std::string& claim_mode) {
   RecordingHandler* rec = add_recorder(relay);
   RelayThread t(relay);
 
-  auto p = run_pgrelay({"-d", db.url(), "pause", "p.held", "--reason", "receiver maintenance"});
+  // --force: no event of p.held exists yet and no config names it.
+  auto p = run_pgrelay({"-d", db.url(), "pause", "p.held", "--force", "--reason", "receiver maintenance"});
   REQUIRE(p.code == 0);
   CHECK(has(p.out, "paused p.held"));
   db.exec("SELECT pgrelay.emit('p.held', '{}') FROM generate_series(1, 20)");
@@ -143,9 +170,12 @@ TEST_CASE("replay with --dry-run lists exactly what a real replay then delivers"
   RecordingHandler* rec = add_recorder(relay);
   RelayThread t(relay);
 
+  // A dry run that finds nothing did what was asked; it still says why there may be nothing.
   auto nothing = run_pgrelay({"-d", db.url(), "replay", "--type", "r.a", "--dry-run"});
-  CHECK(nothing.code == 1);
+  CHECK(nothing.code == 0);
+  CHECK(has(nothing.out, "replay --dry-run: 0 events would be replayed"));
   CHECK(has(nothing.err, "relay.done_retention_s"));
+  CHECK(run_pgrelay({"-d", db.url(), "replay", "--type", "r.a"}).code == 1);  // a replay that replays nothing did not
 
   db.exec("SELECT pgrelay.emit('r.a', jsonb_build_object('n', g), 'k' || (g % 3)) FROM generate_series(1, 6) g");
   db.exec("SELECT pgrelay.emit('r.b', '{}') FROM generate_series(1, 4)");

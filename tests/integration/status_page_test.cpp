@@ -8,9 +8,13 @@
 #include <regex>
 #include <string>
 
+#include <future>
+
+#include "handlers/webhook_handler.hpp"
 #include "http/admin_server.hpp"
 #include "support/child_process.hpp"
 #include "support/http_get.hpp"
+#include "support/http_receiver.hpp"
 #include "support/test_db.hpp"
 
 using namespace pgrelay;
@@ -95,4 +99,51 @@ TEST_CASE("the status page shows the database's backlog in headless Chromium") {
   CHECK(dead == "2");
   CHECK(dom.find("webhook-a") != std::string::npos);
   CHECK(dom.find("relay-under-test") != std::string::npos);
+}
+
+TEST_CASE("the status page shows an open circuit breaker and a paused prefix pattern in headless Chromium") {
+  const std::string chromium = find_chromium();
+  if (chromium.empty()) FAIL("chromium is not installed: install Debian's `chromium` package");
+  TestDb db;
+  db.exec("INSERT INTO pgrelay.paused_types (event_type, reason) VALUES ('user.*', 'mailer down')");
+  // A real webhook handler whose endpoint refuses connections: two failures open its breaker.
+  const uint16_t dead_port = closed_port();
+  HandlerConfig cfg;
+  cfg.name = "billing";
+  cfg.type = "webhook";
+  cfg.url = "http://127.0.0.1:" + std::to_string(dead_port) + "/hook";
+  cfg.connect_timeout_ms = 500;
+  cfg.breaker.failures = 2;
+  cfg.breaker.cooldown_ms = 3600000;
+  WebhookHandler hook(cfg);
+  for (int64_t id = 1; id <= 2; ++id) {
+    auto e = std::make_shared<Event>();
+    e->id = id;
+    e->type = "t";
+    e->json = "{}";
+    auto done = std::make_shared<std::promise<Outcome>>();
+    auto f = done->get_future();
+    hook.deliver(e, [done](Outcome o) { done->set_value(std::move(o)); });
+    REQUIRE(f.wait_for(seconds(10)) == std::future_status::ready);
+  }
+  AdminServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.database_url = db.url();
+  o.sample_interval_ms = 500;
+  o.handlers = {"billing"};
+  AdminServer server(o, nullptr, {"relay-under-test", "poll", {}, {}, {}});
+  server.start();
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
+  const std::string breaker = "http://127.0.0.1:" + std::to_string(dead_port) + ": open (2 failures)";
+  std::string dom;
+  const bool rendered = eventually(
+      [&] {
+        dom = dump_dom(chromium, url);
+        return dom.find("billing") != std::string::npos && dom.find("paused (every type below user.)") != std::string::npos;
+      },
+      seconds(30));
+  INFO("rendered DOM: " << dom.substr(0, 4000));
+  REQUIRE(rendered);
+  CHECK(dom.find(breaker) != std::string::npos);
+  CHECK(dom.find("<td>user.*</td>") != std::string::npos);
 }

@@ -4,6 +4,7 @@
 
 #include "http/admin_server.hpp"
 #include "http/bearer_auth.hpp"
+#include "http/host_allow_list.hpp"
 
 using namespace pgrelay;
 
@@ -29,4 +30,21 @@ TEST_CASE("a listen address splits into host and port, and a bad one is a readab
   CHECK_THROWS_WITH_AS(parse_listen_address("9187"), doctest::Contains("host:port"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(parse_listen_address("h:99999"), doctest::Contains("0-65535"), std::invalid_argument);
   CHECK_THROWS_AS(parse_listen_address("h:12x"), std::invalid_argument);
+}
+
+TEST_CASE("the Host check passes addresses, localhost and configured names, and refuses any other name") {
+  const HostAllowList any_address("0.0.0.0", {"pgrelay.internal"});
+  for (const char* ok : {"127.0.0.1", "127.0.0.1:9187", "10.1.2.3:80", "[::1]:9187", "[fe80::1]", "localhost",
+                         "LOCALHOST:9187", "app.localhost", "pgrelay.internal", "PgRelay.Internal.:9187", ""}) {
+    CAPTURE(ok);
+    CHECK(any_address.allows(ok));
+  }
+  for (const char* bad : {"attacker.example", "attacker.example:9187", "pgrelay.internal.attacker.example",
+                          "localhost.attacker.example", "127.0.0.1.nip.io", "[::1", "[::1]x", "127.0.0.1:x", ":9187"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(any_address.allows(bad));
+  }
+  // A listen address given as a name allows that name.
+  CHECK(HostAllowList("relay-0.pgrelay", {}).allows("relay-0.pgrelay:9187"));
+  CHECK_FALSE(HostAllowList("relay-0.pgrelay", {}).allows("relay-1.pgrelay:9187"));
 }

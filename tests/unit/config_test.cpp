@@ -80,16 +80,20 @@ TEST_CASE("a key given twice in one object is an error naming its path") {
             .empty());
 }
 
-TEST_CASE("a config that is not valid UTF-8 is refused with the offset") {
-  const std::string bad = std::string(R"({"relay": {"id": "r)") + "\xC3\x28" + R"("}})";
+TEST_CASE("a config that is not valid UTF-8 is refused with its line and column") {
+  const std::string bad = std::string("{\"relay\": {\n  \"id\": \"r") + "\xC3\x28" + "\"}}";
   const std::string e = error_of(bad);
-  CHECK(e.find("invalid JSON at offset") != std::string::npos);
+  CHECK(e.find("invalid JSON at line 2, column 11") != std::string::npos);
   CHECK(e.find("encoding") != std::string::npos);
 }
 
-TEST_CASE("malformed JSON reports the offset") {
-  CHECK(error_of(R"({"relay": )").find("invalid JSON at offset") != std::string::npos);
-  CHECK(error_of("").find("invalid JSON") != std::string::npos);
+TEST_CASE("malformed JSON reports the line and column of the mistake") {
+  CHECK(error_of("{\n  \"relay\": {\"batch_size\": 10}\n  \"log\": {}\n}") ==
+        "config: invalid JSON at line 3, column 3 (byte 34): Missing a comma or '}' after an object member.");
+  // Columns count characters, not bytes.
+  CHECK(error_of("{\"relay\": {\"id\": \"ünï\" x}}").find("line 1, column 24") != std::string::npos);
+  CHECK(error_of(R"({"relay": )").find("invalid JSON at line 1, column 11") != std::string::npos);
+  CHECK(error_of("").find("invalid JSON at line 1, column 1") != std::string::npos);
 }
 
 TEST_CASE("a route naming an undefined handler lists the known handlers") {
@@ -127,6 +131,64 @@ TEST_CASE("secrets can come from the environment by name") {
   Config c = parse_config(R"({"handlers": {"h": {"type": "webhook", "url": "http://x/", "secret_env": "HOOK_SECRET"}}})",
                           env_of({{"HOOK_SECRET", "whsec_abc"}}));
   CHECK(c.handler("h")->secret == "whsec_abc");
+}
+
+TEST_CASE("webhook secrets are checked when the config is read: whsec_ with padded or unpadded base64, never empty") {
+  auto hook = [](const std::string& secret) {
+    return R"({"handlers": {"h": {"type": "webhook", "url": "http://x/", "secret": ")" + secret + R"("}}})";
+  };
+  CHECK(error_of(hook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).empty());
+  CHECK(error_of(hook("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD+r6DNVIHYb4=")).empty());
+  CHECK(error_of(hook("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD+r6DNVIHYb4")).empty());  // unpadded, 43 characters
+  CHECK(error_of(hook("plain raw bytes")).empty());
+  const std::string not_b64 = error_of(hook("whsec_not base64!"));
+  CHECK(not_b64.find("config: handlers.h.secret starts with \"whsec_\" but the rest is not base64") != std::string::npos);
+  CHECK(not_b64.find("not base64!") == std::string::npos);  // the secret itself is never quoted
+  CHECK(error_of(hook("whsec_")).find("handlers.h.secret is \"whsec_\" with no key after it") != std::string::npos);
+  CHECK(error_of(R"({"handlers": {"h": {"type": "webhook", "url": "http://x/", "secret_env": "S"}}})", {{"S", "whsec_a"}})
+            .find("handlers.h.secret_env (its value) starts with \"whsec_\" but the rest is not base64") != std::string::npos);
+}
+
+TEST_CASE("commands that do not deliver read a config whose secret variables are unset") {
+  const char* cfg = R"({"admin": {"listen": "127.0.0.1:0", "token_env": "UNSET_TOKEN"},
+    "handlers": {"h": {"type": "webhook", "url": "http://x/", "secret_env": "UNSET_SECRET"}},
+    "routes": [{"match": "*", "handlers": ["h"]}]})";
+  CHECK(error_of(cfg).find("admin.token_env names UNSET_TOKEN, which is not set") != std::string::npos);
+  const Config c = parse_config(cfg, env_of({}), Secrets::optional);
+  CHECK(c.admin.token.empty());
+  CHECK(c.handler("h")->secret.empty());
+  // A secret that is set is still read, and checked.
+  CHECK(parse_config(cfg, env_of({{"UNSET_SECRET", "s3"}}), Secrets::optional).handler("h")->secret == "s3");
+}
+
+TEST_CASE("a config without routes is refused for delivery, by run and check-config alike") {
+  const Config c = parse_config(R"({"handlers": {"p": {"type": "stdout"}}})", env_of({}));
+  CHECK_THROWS_WITH_AS(require_deliverable(c), doctest::Contains("config: routes is empty: no event would be delivered"),
+                       ConfigError);
+  CHECK_NOTHROW(require_deliverable(parse_config(kValid, env_of({}))));
+}
+
+TEST_CASE("a webhook's pool follows its concurrency unless pool_size is set, and a smaller pool is warned about") {
+  const Config c = parse_config(R"({"handlers": {
+      "follows": {"type": "webhook", "url": "http://x/", "concurrency": 64},
+      "capped": {"type": "webhook", "url": "http://x/", "concurrency": 64, "pool_size": 8},
+      "wider": {"type": "webhook", "url": "http://x/", "concurrency": 4, "pool_size": 16}}})",
+                                env_of({}));
+  CHECK(c.handler("follows")->pool_size == 0);
+  CHECK(webhook_pool_size(*c.handler("follows")) == 64);
+  CHECK(webhook_pool_size(*c.handler("capped")) == 8);
+  CHECK(webhook_pool_size(*c.handler("wider")) == 4);  // more connections than requests would never be used
+  const auto warnings = config_warnings(c);
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find("handlers.capped.pool_size 8 is below its concurrency 64: at most 8 requests are in flight") == 0);
+}
+
+TEST_CASE("admin.allowed_hosts takes host names, lower-cased, and refuses URLs and ports") {
+  const Config c = parse_config(R"({"admin": {"allowed_hosts": ["PgRelay.Internal", "[::1]"]}})", env_of({}));
+  CHECK(c.admin.allowed_hosts == std::vector<std::string>{"pgrelay.internal", "[::1]"});
+  CHECK(error_of(R"({"admin": {"allowed_hosts": ["http://a.b"]}})")
+            .find("admin.allowed_hosts[0] must be a host name or address without port or scheme") != std::string::npos);
+  CHECK(error_of(R"({"admin": {"allowed_hosts": ["a.b:9187"]}})").find("admin.allowed_hosts[0]") != std::string::npos);
 }
 
 TEST_CASE("transactional claims refuse long handler timeouts and sql handlers") {

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "core/log.hpp"
 
@@ -73,4 +74,15 @@ TEST_CASE("a text log line stays on one line when a value holds spaces or newlin
   REQUIRE(std::count(out.begin(), out.end(), '\n') == 1);
   CHECK(out.find("error=\"could not connect\\n\\tIs the server running?\"") != std::string::npos);
   CHECK(out.find("retry_ms=100") != std::string::npos);
+}
+
+TEST_CASE("a throttle lets one line through per interval and counts the ones it kept silent") {
+  log::Throttle t(std::chrono::milliseconds(200));
+  CHECK(t.admit() == 1);
+  int silent = 0;
+  for (int i = 0; i < 196; ++i) silent += t.admit() == 0;
+  CHECK(silent == 196);
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  CHECK(t.admit() == 197);  // this one and the 196 before it
+  CHECK(t.admit() == 0);
 }

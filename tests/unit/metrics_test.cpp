@@ -1,11 +1,19 @@
-// The Prometheus rendering of delivery metrics and the breaker board.
+// The Prometheus rendering of delivery metrics, and breaker states from a real
+// webhook handler through the board to /metrics.
 #include <doctest/doctest.h>
+
+#include <future>
 
 #include "core/breaker_board.hpp"
 #include "core/metrics.hpp"
+#include "handlers/webhook_handler.hpp"
+#include "http/admin_server.hpp"
 #include "support/http_get.hpp"
+#include "support/http_receiver.hpp"
 
 using namespace pgrelay;
+using pgrelay::test::closed_port;
+using pgrelay::test::http_get;
 using pgrelay::test::prom_value;
 
 TEST_CASE("delivery counters are kept per event type and handler, with HELP and TYPE lines") {
@@ -60,21 +68,46 @@ TEST_CASE("label values are escaped so a hostile event type cannot forge a sampl
   }
 }
 
-TEST_CASE("handlers report breaker states to the board, and forgetting a handler removes them") {
-  BreakerBoard& b = BreakerBoard::global();
-  b.report("hook-test", "https://a.example:443", "open", 5);
-  b.report("hook-test", "https://b.example:443", "closed", 0);
-  b.report("hook-test", "https://a.example:443", "half_open", 5);
-  int seen = 0;
-  for (const auto& r : b.all()) {
-    if (r.handler != "hook-test") continue;
-    ++seen;
-    if (r.destination == "https://a.example:443") CHECK(r.state == "half_open");
+TEST_CASE("a webhook handler reports its breaker to the board, and the admin server's /metrics shows it open") {
+  const uint16_t dead_port = closed_port();
+  const std::string destination = "http://127.0.0.1:" + std::to_string(dead_port);
+  HandlerConfig cfg;
+  cfg.name = "hook-board-test";
+  cfg.type = "webhook";
+  cfg.url = destination + "/hook";
+  cfg.timeout_ms = 2000;
+  cfg.connect_timeout_ms = 500;
+  cfg.breaker.failures = 2;
+  cfg.breaker.cooldown_ms = 60000;
+  AdminServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.database_url = "host=/nonexistent-pgrelay-socket-dir connect_timeout=1";  // no database: /metrics still answers
+  AdminServer server(o, nullptr, {});
+  server.start();
+  const std::string labels = R"({handler="hook-board-test",destination=")" + destination + R"("})";
+  {
+    WebhookHandler h(cfg);
+    std::string text = http_get(server.port(), "/metrics").body;
+    CHECK(prom_value(text, "pgrelay_circuit_breaker_state" + labels) == 0);  // reported from the start, closed
+    for (int64_t id = 1; id <= 3; ++id) {
+      auto e = std::make_shared<Event>();
+      e->id = id;
+      e->type = "t";
+      e->json = "{}";
+      auto done = std::make_shared<std::promise<Outcome>>();
+      auto f = done->get_future();
+      h.deliver(e, [done](Outcome out) { done->set_value(std::move(out)); });
+      REQUIRE(f.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+      CHECK(f.get().kind == (id <= 2 ? Outcome::Kind::retry : Outcome::Kind::defer));
+    }
+    text = http_get(server.port(), "/metrics").body;
+    CHECK(prom_value(text, "pgrelay_circuit_breaker_state" + labels) == 2);
+    CHECK(prom_value(text, "pgrelay_circuit_breaker_consecutive_failures" + labels) == 2);
   }
-  CHECK(seen == 2);
+  // A handler that is gone leaves no stale sample behind.
+  CHECK(prom_value(http_get(server.port(), "/metrics").body, "pgrelay_circuit_breaker_state" + labels) == -1);
+  server.stop();
   CHECK(breaker_state_value("open") == 2);
   CHECK(breaker_state_value("half_open") == 1);
   CHECK(breaker_state_value("closed") == 0);
-  b.forget("hook-test");
-  for (const auto& r : b.all()) CHECK(r.handler != "hook-test");
 }

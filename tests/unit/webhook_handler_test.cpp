@@ -197,6 +197,30 @@ TEST_CASE("concurrent webhook deliveries beyond the pool size queue and use at m
   CHECK(rx.connections_accepted() <= 3);
 }
 
+TEST_CASE("a webhook without pool_size sends as many requests at once as its concurrency") {
+  HttpReceiver rx;
+  Reply slow = Reply::with_status(200);
+  slow.delay = milliseconds(400);
+  rx.respond_with([slow](const ReceivedRequest&) { return slow; });
+  auto cfg = hook_config(rx.url());
+  cfg.concurrency = 16;  // pool_size unset: it follows
+  WebhookHandler h(cfg);
+  std::vector<std::future<Outcome>> results;
+  for (int i = 1; i <= 16; ++i) {
+    auto p = std::make_shared<std::promise<Outcome>>();
+    results.push_back(p->get_future());
+    h.deliver(make_event(i), [p](Outcome o) { p->set_value(std::move(o)); });
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& f : results) {
+    REQUIRE(f.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(f.get().is_ok());
+  }
+  // All 16 in flight together: one round of the receiver's delay, not two or more.
+  CHECK(std::chrono::steady_clock::now() - start < milliseconds(750));
+  CHECK(rx.connections_accepted() == 16);
+}
+
 TEST_CASE("a webhook receiver that never answers times out with a retry") {
   HttpReceiver rx;
   Reply silent;

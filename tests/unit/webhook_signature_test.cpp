@@ -21,9 +21,24 @@ TEST_CASE("a webhook secret without the whsec_ prefix signs with its raw bytes")
   CHECK(webhook_signature(*key, "42", 1700000000, "{\"id\":42}") == "v1,IABZgQaL814dG8boJWWmKwn73yXS83iGHTcWjzkPYAo=");
 }
 
-TEST_CASE("a whsec_ webhook secret that is not base64 is refused") {
+TEST_CASE("a whsec_ webhook secret that is not base64 of a non-empty key is refused") {
   CHECK_FALSE(webhook_signing_key("whsec_not base64!").has_value());
-  CHECK_FALSE(webhook_signing_key("whsec_abc").has_value());
+  CHECK_FALSE(webhook_signing_key("whsec_a").has_value());      // one character is no byte
+  CHECK_FALSE(webhook_signing_key("whsec_QUJD=").has_value());  // padding that does not complete a group
+  CHECK_FALSE(webhook_signing_key("whsec_").has_value());       // an empty key signs nothing
+}
+
+TEST_CASE("an unpadded whsec_ secret signs with the same key as its padded form, as the reference library reads it") {
+  // 32 random bytes: 44 characters padded, 43 unpadded (how some providers issue them).
+  const std::string padded = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD+r6DNVIHYb4=";
+  const std::string unpadded = padded.substr(0, padded.size() - 1);
+  const auto a = webhook_signing_key(padded);
+  const auto b = webhook_signing_key(unpadded);
+  REQUIRE(a.has_value());
+  REQUIRE(b.has_value());
+  CHECK(a->size() == 32);
+  CHECK(*a == *b);
+  CHECK(base64_decode("aGk") == std::string("hi"));
 }
 
 TEST_CASE("base64 round-trips bytes of every length, padding included") {
