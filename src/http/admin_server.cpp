@@ -131,6 +131,7 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
 
   void read() {
     enter(Phase::reading);
+    head_ = false;  // an error answer to this request has a body, whatever the last one was
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_.options.header_limit_bytes));
     parser_->body_limit(server_.options.body_limit_bytes);

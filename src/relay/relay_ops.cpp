@@ -30,6 +30,7 @@ void Relay::start_admin() {
   o.database_url = config_.database.url;
   o.ready_max_backlog = config_.admin.ready_max_backlog;
   o.ready_max_oldest_pending_s = config_.admin.ready_max_oldest_pending_s;
+  o.allowed_hosts = config_.admin.allowed_hosts;
   o.expect_listener = config_.relay.wake != "poll";
   for (const auto& [name, slot] : slots_) o.handlers.push_back(name);
   RelayProbe probe;

@@ -1,7 +1,9 @@
 // Pause/resume, replay, retention and sampling queries.
 #include "store/ops_queries.hpp"
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <pqxx/pqxx>
 #include <pqxx/transaction>
 
@@ -162,24 +164,38 @@ DbSample read_sample(pqxx::connection& conn) {
   // (readiness answers from it), and a large backlog's count is not worth compiling.
   tx.exec("SET LOCAL statement_timeout = '5s'");
   tx.exec("SET LOCAL jit = off");
-  // Unfinished rows through the partial due index, dead ones through their own.
-  const auto g = tx.exec1(
-      "SELECT count(*) FILTER (WHERE due AND NOT paused), count(*) FILTER (WHERE due AND paused), "
-      "       count(*) FILTER (WHERE status = 'processing' AND NOT due), "
-      "       count(*) FILTER (WHERE status = 'pending' AND NOT due), "
-      "       extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE due AND NOT paused))::float8, "
-      "       extract(epoch FROM now() - min(created_at))::float8 "
-      "  FROM (SELECT e.status, e.created_at, e.next_attempt_at, e.next_attempt_at <= now() AS due, "
-      "               e.event_type LIKE ANY (ARRAY(SELECT pgrelay.type_pattern(p.event_type) "
-      "                                              FROM pgrelay.paused_types p)) AS paused "
-      "          FROM pgrelay.db_events e "
-      "         WHERE e.status IN ('pending', 'processing')) u");
-  s.backlog = g[0].as<int64_t>();
-  s.paused_backlog = g[1].as<int64_t>();
-  s.processing = g[2].as<int64_t>();
-  s.scheduled = g[3].as<int64_t>();
-  if (!g[4].is_null()) s.oldest_due_wait_s = std::max(0.0, g[4].as<double>());
-  if (!g[5].is_null()) s.oldest_pending_age_s = std::max(0.0, g[5].as<double>());
+  const auto paused_rows =
+      tx.exec("SELECT event_type, paused_at::text, coalesce(reason, '') FROM pgrelay.paused_types ORDER BY 1");
+  for (const auto& row : paused_rows) {
+    s.paused.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()});
+  }
+  auto is_paused = [&s](const std::string& type) {
+    for (const auto& p : s.paused) {
+      if (pause_covers(p.event_type, type)) return true;
+    }
+    return false;
+  };
+  // One hash aggregate per type, paused or not decided here: a per-row test
+  // against "prefix.*" patterns could not use a join.
+  std::optional<double> oldest_due, oldest_created;
+  for (const auto& row : tx.exec(
+           "SELECT event_type::text, count(*) FILTER (WHERE due), "
+           "       count(*) FILTER (WHERE status = 'processing' AND NOT due), "
+           "       count(*) FILTER (WHERE status = 'pending' AND NOT due), "
+           "       extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE due))::float8, "
+           "       extract(epoch FROM now() - min(created_at))::float8 "
+           "  FROM (SELECT event_type, status, created_at, next_attempt_at, next_attempt_at <= now() AS due "
+           "          FROM pgrelay.db_events WHERE status IN ('pending', 'processing')) u "
+           " GROUP BY 1")) {
+    const bool paused = is_paused(row[0].as<std::string>());
+    (paused ? s.paused_backlog : s.backlog) += row[1].as<int64_t>();
+    s.processing += row[2].as<int64_t>();
+    s.scheduled += row[3].as<int64_t>();
+    if (!paused && !row[4].is_null()) oldest_due = std::max(oldest_due.value_or(0.0), row[4].as<double>());
+    if (!row[5].is_null()) oldest_created = std::max(oldest_created.value_or(0.0), row[5].as<double>());
+  }
+  if (oldest_due) s.oldest_due_wait_s = std::max(0.0, *oldest_due);
+  if (oldest_created) s.oldest_pending_age_s = std::max(0.0, *oldest_created);
 
   std::map<std::string, TypeCounts> types;
   for (const auto& row : tx.exec(
@@ -202,16 +218,12 @@ DbSample read_sample(pqxx::connection& conn) {
     if (st == "unrouted") s.unrouted += n;
     if (st == "paused") s.paused_backlog += n;
   }
-  for (const auto& row :
-       tx.exec("SELECT event_type, paused_at::text, coalesce(reason, '') FROM pgrelay.paused_types ORDER BY 1")) {
-    s.paused.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()});
-    if (s.paused.back().pattern()) continue;  // marks the types below, is not a type itself
-    TypeCounts& t = types[s.paused.back().event_type];
-    t.event_type = s.paused.back().event_type;
+  for (const auto& p : s.paused) {
+    if (p.pattern()) continue;  // marks the types below, is not a type itself
+    TypeCounts& t = types[p.event_type];
+    t.event_type = p.event_type;
   }
-  for (auto& [name, t] : types) {
-    for (const auto& p : s.paused) t.paused = t.paused || pause_covers(p.event_type, name);
-  }
+  for (auto& [name, t] : types) t.paused = is_paused(name);
   for (auto& [name, t] : types) s.by_type.push_back(std::move(t));
   s.relays = live_relays(tx);
   return s;
