@@ -312,6 +312,7 @@ void Relay::claim_more() {
   else r = queue_->claim(limits, milliseconds(opt.lease_ms));
   const auto now = Clock::now();
   stats_.claim_batches++;
+  if (!r.events.empty()) stats_.claims_with_events++;
   stats_.claimed += static_cast<int64_t>(r.events.size());
   stats_.lease_expiries += r.lease_expiries;
   metrics_.record_claim(static_cast<int>(r.events.size()), r.lease_expiries);

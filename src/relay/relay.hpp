@@ -43,6 +43,7 @@ struct RelayStats {
   std::atomic<int64_t> timeouts{0};      // handler deliveries that hit their timeout
   std::atomic<int64_t> deferred{0};      // deliveries deferred by an open circuit (nothing sent)
   std::atomic<int64_t> claim_batches{0};
+  std::atomic<int64_t> claims_with_events{0};  // claim round trips that returned something
 };
 
 struct ReconcileReport {
