@@ -1,7 +1,7 @@
 // A real PgBouncer (Debian's package) in front of a test server, in transaction
 // pooling mode, on a free loopback port, with a folder of its own; stopped and
-// removed on destruction. As root it runs as the `postgres` user: PgBouncer refuses
-// to run as root.
+// removed on destruction. As root it switches to the `postgres` user (-u):
+// PgBouncer refuses to run as root.
 #pragma once
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,8 +42,10 @@ class PgBouncer {
         << "pidfile = " << dir_ << "/pgbouncer.pid\nignore_startup_parameters = extra_float_digits\n";
     std::vector<std::string> argv = {binary, dir_ + "/pgbouncer.ini"};
     if (::geteuid() == 0) {
+      // PgBouncer's own -u, not runuser: the child must be PgBouncer itself, so that
+      // killing it on destruction leaves no server behind.
       std::filesystem::permissions(dir_, std::filesystem::perms::all);
-      argv.insert(argv.begin(), {"runuser", "-u", "postgres", "--"});
+      argv.insert(argv.begin() + 1, {"-u", "postgres"});
     }
     child_ = std::make_unique<ChildProcess>(std::move(argv));
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
