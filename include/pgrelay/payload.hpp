@@ -28,6 +28,17 @@
 
 namespace pgrelay {
 
+// A JSON value's kind as an error message names it ("a string", "null", ...);
+// shared with the config reader so both speak of kinds alike.
+inline const char* json_kind(const rapidjson::Value& v) {
+  if (v.IsNull()) return "null";
+  if (v.IsBool()) return "a boolean";
+  if (v.IsNumber()) return "a number";
+  if (v.IsString()) return "a string";
+  if (v.IsArray()) return "an array";
+  return "an object";
+}
+
 class PayloadReader {
  public:
   explicit PayloadReader(const rapidjson::Value& object, std::string prefix = "")
@@ -64,14 +75,7 @@ class PayloadReader {
   void fail(const char* name, const std::string& what) {
     if (error_.empty()) error_ = "field \"" + prefix_ + name + "\"" + what;
   }
-  static const char* kind(const rapidjson::Value& v) {
-    if (v.IsNull()) return "null";
-    if (v.IsBool()) return "a boolean";
-    if (v.IsNumber()) return "a number";
-    if (v.IsString()) return "a string";
-    if (v.IsArray()) return "an array";
-    return "an object";
-  }
+  static const char* kind(const rapidjson::Value& v) { return json_kind(v); }
   void expected(const char* name, const char* want, const rapidjson::Value& v) {
     fail(name, std::string(": expected ") + want + ", got " + kind(v));
   }

@@ -127,7 +127,7 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
     throw ConfigError("config: invalid JSON at " + text_position(json_text, doc.GetErrorOffset()) + " (byte " +
                       std::to_string(doc.GetErrorOffset()) + "): " + rapidjson::GetParseError_En(doc.GetParseError()));
   }
-  if (!doc.IsObject()) throw ConfigError(std::string("config: the document must be an object, not ") + type_name(doc));
+  if (!doc.IsObject()) throw ConfigError(std::string("config: the document must be an object, not ") + json_kind(doc));
   reject_duplicate_keys(doc);
   std::vector<std::pair<std::string, std::string>> env_origin;
   apply_env(doc, env, &env_origin);
@@ -198,7 +198,7 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
     std::vector<std::string> names;
     for (const auto& h : c.handlers) names.push_back(h.name);
     if (auto it = doc.FindMember("routes"); it != doc.MemberEnd()) {
-      if (!it->value.IsArray()) fail("routes", std::string("must be an array, not ") + type_name(it->value));
+      if (!it->value.IsArray()) fail("routes", std::string("must be an array, not ") + json_kind(it->value));
       for (rapidjson::SizeType i = 0; i < it->value.Size(); ++i) {
         const std::string p = "routes[" + std::to_string(i) + "]";
         const Value& r = need_object(it->value[i], p);

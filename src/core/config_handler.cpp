@@ -129,14 +129,14 @@ HandlerConfig parse_handler(const std::string& name, const Value& v, const std::
     } else if (k == "connect_timeout_ms") h.connect_timeout_ms = need_int(m->value, kp, 1, 600000);
     else if (k == "pool_size") h.pool_size = static_cast<int>(need_int(m->value, kp, 1, 4096));
     else if (k == "dead_statuses") {
-      if (!m->value.IsArray()) fail(kp, std::string("must be an array of HTTP statuses, not ") + type_name(m->value));
+      if (!m->value.IsArray()) fail(kp, std::string("must be an array of HTTP statuses, not ") + json_kind(m->value));
       h.dead_statuses.clear();
       for (rapidjson::SizeType i = 0; i < m->value.Size(); ++i) {
         h.dead_statuses.push_back(static_cast<int>(need_int(m->value[i], kp + "[" + std::to_string(i) + "]", 100, 599)));
       }
     } else if (k == "circuit_breaker") h.breaker = parse_breaker(m->value, kp);
     else if (k == "tls_verify") {
-      if (!m->value.IsBool()) fail(kp, std::string("must be true or false, not ") + type_name(m->value));
+      if (!m->value.IsBool()) fail(kp, std::string("must be true or false, not ") + json_kind(m->value));
       h.tls_verify = m->value.GetBool();
     } else if (k == "ca_file") h.ca_file = need_string(m->value, kp);
     else if (k == "function") {

@@ -14,15 +14,6 @@ std::string join(const std::vector<std::string>& v) {
   return out;
 }
 
-const char* type_name(const Value& v) {
-  if (v.IsNull()) return "null";
-  if (v.IsBool()) return "a boolean";
-  if (v.IsNumber()) return "a number";
-  if (v.IsString()) return "a string";
-  if (v.IsArray()) return "an array";
-  return "an object";
-}
-
 std::string text_position(const std::string& text, size_t offset) {
   offset = std::min(offset, text.size());
   size_t line = 1, column = 1;
@@ -68,12 +59,12 @@ void check_keys(const Value& obj, const std::string& path, const std::vector<std
 }
 
 const Value& need_object(const Value& v, const std::string& path) {
-  if (!v.IsObject()) fail(path, std::string("must be an object, not ") + type_name(v));
+  if (!v.IsObject()) fail(path, std::string("must be an object, not ") + json_kind(v));
   return v;
 }
 
 std::string need_string(const Value& v, const std::string& path, size_t max_len) {
-  if (!v.IsString()) fail(path, std::string("must be a string, not ") + type_name(v));
+  if (!v.IsString()) fail(path, std::string("must be a string, not ") + json_kind(v));
   if (v.GetStringLength() > max_len) fail(path, "is longer than " + std::to_string(max_len) + " characters");
   std::string s(v.GetString(), v.GetStringLength());
   // "\u0000" is valid JSON, but C strings and PostgreSQL text end there.
@@ -82,7 +73,7 @@ std::string need_string(const Value& v, const std::string& path, size_t max_len)
 }
 
 int64_t need_int(const Value& v, const std::string& path, int64_t lo, int64_t hi) {
-  if (!v.IsInt64()) fail(path, std::string("must be an integer, not ") + type_name(v));
+  if (!v.IsInt64()) fail(path, std::string("must be an integer, not ") + json_kind(v));
   const int64_t n = v.GetInt64();
   if (n < lo || n > hi) {
     fail(path, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + " (got " +
@@ -92,7 +83,7 @@ int64_t need_int(const Value& v, const std::string& path, int64_t lo, int64_t hi
 }
 
 double need_fraction(const Value& v, const std::string& path) {
-  if (!v.IsNumber()) fail(path, std::string("must be a number, not ") + type_name(v));
+  if (!v.IsNumber()) fail(path, std::string("must be a number, not ") + json_kind(v));
   const double d = v.GetDouble();
   if (!(d >= 0.0 && d <= 1.0)) fail(path, "must be between 0 and 1");
   return d;
@@ -107,7 +98,7 @@ std::string need_choice(const Value& v, const std::string& path, const std::vect
 }
 
 std::vector<std::string> need_string_array(const Value& v, const std::string& path, bool allow_empty) {
-  if (!v.IsArray()) fail(path, std::string("must be an array of strings, not ") + type_name(v));
+  if (!v.IsArray()) fail(path, std::string("must be an array of strings, not ") + json_kind(v));
   if (!allow_empty && v.Empty()) fail(path, "must not be empty");
   std::vector<std::string> out;
   for (rapidjson::SizeType i = 0; i < v.Size(); ++i) {

@@ -4,6 +4,8 @@
 #pragma once
 #include <rapidjson/document.h>
 
+#include "pgrelay/payload.hpp"  // json_kind, used with these helpers
+
 #include <cstdint>
 #include <regex>
 #include <string>
@@ -19,7 +21,6 @@ using Value = rapidjson::Value;
 [[noreturn]] void fail(const std::string& path, const std::string& what);
 
 std::string join(const std::vector<std::string>& v);
-const char* type_name(const Value& v);
 
 // "line 3, column 14" of byte `offset` in `text` (columns count characters).
 std::string text_position(const std::string& text, size_t offset);
