@@ -16,7 +16,7 @@
 namespace pgrelay::faults {
 
 bool Summary::ok() const {
-  return lost == 0 && unexpected == 0 && order_violations == 0 && rows_pending == 0 && rows_processing == 0 &&
+  return lost == 0 && unexpected == 0 && order_violations == 0 && rows_pending == 0 && rows_processing == 0 && rows_waiting == 0 &&
          expired_leases == 0 && committed_missing_in_db == 0 && uncommitted_in_db == 0 && committed > 0 &&
          sql_duplicates == 0 && sql_unexpected == 0 && sql_order_violations == 0 && done_without_handlers == 0 &&
          commit_order_mismatches == 0 && recovery_failures == 0 && relay_guard_errors == 0;
@@ -117,13 +117,15 @@ Summary check(const RunRecord& run, const std::string& db_url) {
       "SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'processing'), "
       "count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status = 'dead'), "
       "count(*) FILTER (WHERE status = 'processing' AND next_attempt_at < now()), "
-      "pg_notification_queue_usage() FROM pgrelay.db_events");
+      "pg_notification_queue_usage(), count(*) FILTER (WHERE status IN ('blocked', 'paused', 'unrouted')) "
+      "FROM pgrelay.db_events");
   s.rows_pending = counts[0].as<int64_t>();
   s.rows_processing = counts[1].as<int64_t>();
   s.rows_done = counts[2].as<int64_t>();
   s.rows_dead = counts[3].as<int64_t>();
   s.expired_leases = counts[4].as<int64_t>();
   s.notify_queue_usage = counts[5].as<double>();
+  s.rows_waiting = counts[6].as<int64_t>();
   std::unordered_map<int64_t, Row> row_of_seq;
   std::unordered_map<int64_t, int64_t> seq_of_id;
   for (const auto& r : tx.exec("SELECT id, coalesce(key, ''), status, event_type, "
@@ -345,7 +347,7 @@ void print_summary(const Summary& s, std::ostream& out) {
       << s.overlapping_handoffs << " of them while both were open\n"
       << "relays: " << s.recovery_failures << " faults never recovered from, " << s.relay_guard_errors
       << " bookkeeping errors logged\n"
-      << "rows: pending " << s.rows_pending << ", processing " << s.rows_processing << ", done " << s.rows_done
+      << "rows: pending " << s.rows_pending << ", processing " << s.rows_processing << ", waiting " << s.rows_waiting << ", done " << s.rows_done
       << ", dead " << s.rows_dead << ", expired leases " << s.expired_leases << "; committed missing in table "
       << s.committed_missing_in_db << ", uncommitted in table " << s.uncommitted_in_db
       << "; notification queue usage " << s.notify_queue_usage << "\n";

@@ -75,6 +75,7 @@ struct Summary {
   int64_t recovery_failures = 0;         // phases after which a relay never delivered again
   int64_t relay_guard_errors = 0;        // the relays' own invariant guards firing
   int64_t rows_pending = 0, rows_processing = 0, rows_done = 0, rows_dead = 0, expired_leases = 0;
+  int64_t rows_waiting = 0;  // blocked, paused or unrouted: unfinished, out of the due index
   int64_t committed_missing_in_db = 0, uncommitted_in_db = 0;
   double notify_queue_usage = 0;
   std::vector<PhaseResult> phases;

@@ -304,6 +304,29 @@ std::string text(const std::string& url, const std::string& sql) {
   return tx.exec1(sql)[0].as<std::string>();
 }
 
+// For a run that did not drain: the first unfinished events of each key still holding
+// some (and the unkeyed ones), with what the claim looks at, so the cause can be read.
+void write_stuck_keys(const std::string& url, const std::string& path) {
+  pqxx::connection c{url};
+  pqxx::nontransaction tx{c};
+  std::ofstream out(path);
+  out << "id key status type attempts due_in_ms lease_owner token last_error\n";
+  for (const auto& r : tx.exec(
+           "SELECT id, coalesce(key, '-'), status, event_type, attempts, "
+           "(extract(epoch FROM next_attempt_at - now()) * 1000)::bigint, coalesce(lease_owner, '-'), "
+           "coalesce(claim_token, 0), coalesce(left(last_error, 80), '-') FROM ("
+           "  SELECT e.*, row_number() OVER (PARTITION BY e.key ORDER BY e.id) AS pos FROM pgrelay.db_events e"
+           "   WHERE e.status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted')) x "
+           "WHERE pos <= 4 ORDER BY key, id LIMIT 400")) {
+    for (int i = 0; i < 9; ++i) out << (i ? " " : "") << r[i].c_str();
+    out << '\n';
+  }
+  for (const auto& r : tx.exec("SELECT id, seen_at, routes_all, routes_exact, routes_prefix FROM pgrelay.relays"))
+    out << "relay " << r[0].c_str() << " seen " << r[1].c_str() << " all " << r[2].c_str() << " exact "
+        << r[3].c_str() << " prefix " << r[4].c_str() << '\n';
+  std::cout << "[fault_run] stuck events written to " << path << std::endl;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -527,10 +550,18 @@ int main(int argc, char** argv) {
     say("stopping the producer and draining");
     producer.stop();
     const auto drain_from = Clock::now();
+    auto next_progress_at = drain_from + std::chrono::seconds(10);
     const bool drained = pgrelay::test::eventually(
         [&] {
           try {
-            return scalar(direct, "SELECT count(*) FROM pgrelay.db_events WHERE status IN ('pending', 'processing')") == 0;
+            if (Clock::now() >= next_progress_at) {
+              next_progress_at += std::chrono::seconds(10);
+              say("still draining: " + text(direct, "SELECT coalesce(string_agg(status || ' ' || n, ', '), '') FROM ("
+                                                    "SELECT status, count(*) AS n FROM pgrelay.db_events "
+                                                    "WHERE status <> 'done' GROUP BY status) s"));
+            }
+            return scalar(direct, "SELECT count(*) FROM pgrelay.db_events "
+                                  "WHERE status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted')") == 0;
           } catch (const std::exception&) {
             return false;
           }
@@ -538,6 +569,7 @@ int main(int argc, char** argv) {
         prof.drain);
     say(std::string(drained ? "drained" : "NOT drained") + " in " +
         std::to_string(std::chrono::duration_cast<milliseconds>(Clock::now() - drain_from).count()) + " ms");
+    if (!drained) write_stuck_keys(direct, out_dir + "/stuck.txt");
     std::this_thread::sleep_for(milliseconds(1000));
     for (auto& r : relays) r->stop(SIGTERM);
 
