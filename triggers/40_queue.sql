@@ -236,7 +236,9 @@ $fn$;
 -- retry and release (pending again after delay_ms; release gives the attempt back), dead, and
 -- hold (blocked again behind its key's head, the attempt given back: the rest of a run whose
 -- event failed). Then promotes the next event of each key whose head finished, and of
--- `more_keys` (keys an earlier promotion found busy).
+-- `more_keys` (keys an earlier promotion found busy); and of each key an event was held
+-- in, for a hold that comes after its head finished (a relay whose lease ran out acking
+-- late) would otherwise wait for the orphan sweep.
 -- Returns the ids whose outcome was applied and the keys still to promote.
 CREATE OR REPLACE FUNCTION pgrelay.ack(acks jsonb, keep_done boolean, locked boolean, more_keys text[],
                                        OUT applied bigint[], OUT busy_keys text[])
@@ -256,7 +258,9 @@ BEGIN
        SET status = CASE a.kind WHEN 'done' THEN 'done' WHEN 'dead' THEN 'dead' WHEN 'hold' THEN 'blocked' ELSE 'pending' END,
            attempts = CASE WHEN a.kind IN ('release', 'hold') THEN CASE WHEN locked THEN e.attempts ELSE greatest(e.attempts - 1, 0) END
                            ELSE CASE WHEN locked THEN e.attempts + 1 ELSE e.attempts END END,
+           -- A held event is due as soon as it is promoted, not when the lease it had ran out.
            next_attempt_at = CASE WHEN a.kind IN ('retry', 'release') THEN now() + a.delay_ms * interval '1 millisecond'
+                                  WHEN a.kind = 'hold' THEN now()
                                   ELSE e.next_attempt_at END,
            last_error = coalesce(a.error, e.last_error),
            handlers_done = CASE WHEN a.done IS NULL THEN e.handlers_done ELSE e.handlers_done || a.done END,
@@ -270,7 +274,7 @@ BEGIN
   )
   SELECT array(SELECT r.id FROM removed r UNION ALL SELECT u.id FROM updated u),
          array(SELECT r.key FROM removed r WHERE r.key IS NOT NULL
-               UNION SELECT u.key FROM updated u WHERE u.key IS NOT NULL AND u.kind IN ('done', 'dead'))
+               UNION SELECT u.key FROM updated u WHERE u.key IS NOT NULL AND u.kind IN ('done', 'dead', 'hold'))
     INTO applied, finished;
   busy_keys := pgrelay.promote(finished || coalesce(more_keys, '{}'));
 END

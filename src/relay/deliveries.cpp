@@ -45,16 +45,17 @@ bool Relay::adopt(const Event& event) {
   return true;
 }
 
-void Relay::dispatch(Event event, int64_t after) {
-  if (adopt(event)) return;
+bool Relay::dispatch(Event event, int64_t after) {
+  if (adopt(event)) return false;
   InFlight f;
   f.generation = next_generation_++;
   f.event = std::make_shared<const Event>(std::move(event));
   f.claimed_at = Clock::now();
   f.deadline = Clock::time_point::max();
   const int64_t id = f.event->id;
+  const int64_t token = f.event->claim_token;
   in_flight_.emplace(id, std::move(f));
-  if (after == 0) return;  // a head: started once the whole claim is taken in
+  if (after == 0) return true;  // a head: started once the whole claim is taken in
   // It waits behind the event before it, or behind the last of an adopted run.
   int64_t tail = after;
   for (auto t = in_flight_.find(tail); t != in_flight_.end() && t->second.next_in_run != 0;
@@ -64,7 +65,21 @@ void Relay::dispatch(Event event, int64_t after) {
   if (auto t = in_flight_.find(tail); t != in_flight_.end()) {
     t->second.next_in_run = id;
     ++waiting_in_runs_;
+    return false;
   }
+  // The event before it was adopted with its outcome already queued (its lease ran out
+  // before the ack went out): this one follows that outcome, as if its run had reached it.
+  const auto queued = ack_index_.find(after);
+  if (queued == ack_index_.end()) {
+    invariant_violated("a run's event follows one this relay neither holds nor has an outcome for", id);
+    return true;
+  }
+  const Ack::Kind before = acks_[queued->second].kind;
+  if (before == Ack::Kind::done || before == Ack::Kind::dead) return true;
+  record(Ack{id, token, Ack::Kind::hold, 0, {}, {}});
+  stats_.released++;
+  in_flight_.erase(id);
+  return false;
 }
 
 void Relay::start(InFlight& f) {

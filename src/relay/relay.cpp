@@ -368,12 +368,12 @@ void Relay::claim_more() {
   }
   claim_after_wake_ = false;
   next_claim_at_ = now + next;
-  std::vector<int64_t> run_heads;
+  std::vector<int64_t> to_start;
   for (size_t i = 0; i < r.events.size(); ++i) {
-    if (after[i] == 0) run_heads.push_back(r.events[i].id);
-    dispatch(std::move(r.events[i]), after[i]);
+    const int64_t id = r.events[i].id;
+    if (dispatch(std::move(r.events[i]), after[i])) to_start.push_back(id);
   }
-  for (int64_t id : run_heads) {
+  for (int64_t id : to_start) {
     if (auto it = in_flight_.find(id); it != in_flight_.end() && !it->second.started) start(it->second);
   }
 }

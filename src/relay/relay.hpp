@@ -129,9 +129,9 @@ class Relay {
   void loop(Mode mode, std::chrono::steady_clock::time_point until, const std::function<void(int64_t)>& progress);
   void open_queue();
   void claim_more();
-  // Takes a claimed event into in_flight_; starts its delivery unless it waits behind
-  // an earlier event of its key in this claim (`after`, 0 if none).
-  void dispatch(Event event, int64_t after);
+  // Takes in one claimed event; `after` is the event before it in its key's run (0 for
+  // a head). Returns whether it is to be started once the whole claim is taken in.
+  bool dispatch(Event event, int64_t after);
   void start(InFlight& f);
   // An event's outcome was decided: a finished one (done or dead) lets its run go on,
   // any other stops the run there and gives the rest back to wait behind it.

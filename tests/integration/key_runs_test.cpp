@@ -38,6 +38,7 @@ TEST_CASE("a run stops at a failing event: its key's later events wait while oth
   TestDb db;
   Config c = test_config(db.url());
   c.relay.wake = "poll";
+  c.relay.lease_ms = 60000;  // the held events go once the head succeeds, not when their lease would end
   Relay relay(c);
   std::atomic<bool> healed{false};
   auto h = std::make_unique<RecordingHandler>([&](const Event& e) {
@@ -101,4 +102,47 @@ TEST_CASE("a relay's last run ends at shutdown with the rest of the key waiting,
   REQUIRE(eventually([&] { return static_cast<int64_t>(rec2->count()) == left; }, seconds(10)));
   const auto log = rec2->deliveries();
   for (size_t i = 1; i < log.size(); ++i) CHECK(log[i - 1].id < log[i].id);
+}
+
+TEST_CASE("a run claimed behind a head whose outcome is not yet recorded follows that outcome, not stuck held") {
+  // The head's lease runs out while its done outcome waits for the next ack; the claim
+  // that takes it again also takes the key's events produced since, behind it.
+  TestDb db;
+  Config c = test_config(db.url());
+  c.relay.wake = "notify";  // the key's new events wake the claim at once
+  c.relay.ack_delay_ms = 1000;
+  c.relay.lease_ms = 60000;
+  Relay relay(c);
+  std::atomic<bool> let_slow_go{false};
+  // Keeps one delivery running, so the ack waits for ack_delay_ms rather than going out
+  // as soon as nothing is running.
+  auto slow = std::make_unique<RecordingHandler>(
+      [&](const Event&) {
+        while (!let_slow_go) std::this_thread::sleep_for(milliseconds(5));
+        return Outcome::ok();
+      },
+      1);
+  relay.add_handler("slow", std::move(slow));
+  relay.add_route("slow", {"slow"});
+  RecordingHandler* rec = add_recorder(relay, "e");
+  db.exec("SELECT pgrelay.emit('slow', '{}')");
+  const int64_t head = db.scalar("SELECT pgrelay.emit('e', '{\"n\": 1}', 'k')");
+  RelayThread t(relay);
+  REQUIRE(eventually([&] { return rec->count() == 1; }, seconds(10)));
+  // Its lease "runs out" now, its outcome still unrecorded; then two more of the key.
+  REQUIRE(db.scalar("WITH x AS (UPDATE pgrelay.db_events SET next_attempt_at = now() - interval '1 second' "
+                    "WHERE id = " + std::to_string(head) + " AND status = 'processing' RETURNING 1) "
+                    "SELECT count(*) FROM x") == 1);
+  db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g), 'k') FROM generate_series(2, 3) g");
+  const bool run_delivered = eventually([&] { return rec->count() == 3; }, seconds(10));
+  let_slow_go = true;  // before any REQUIRE: the relay's shutdown waits for this delivery
+  REQUIRE(run_delivered);
+  CHECK(relay.stats().own_reclaims >= 1);  // the case this test is about did happen
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10)));
+  t.stop();
+  const auto log = rec->deliveries();
+  REQUIRE(log.size() == 3);
+  CHECK(log[0].id == head);
+  CHECK(log[0].id < log[1].id);
+  CHECK(log[1].id < log[2].id);
 }

@@ -88,6 +88,22 @@ TEST_CASE("only the oldest unfinished event of a key is claimable") {
   CHECK(c3[0].id == 2);
 }
 
+TEST_CASE("an event held after its key's head finished is pending at once, not left for the orphan sweep") {
+  TestDb db;
+  db.exec("SELECT pgrelay.emit('a', '{}', 'k') FROM generate_series(1, 2)");
+  auto q = queue_for(db, "r");
+  auto run = q->claim(Queue::Limits{10, 10, 10}, milliseconds(30000)).events;
+  REQUIRE(run.size() == 2);  // the head and its run
+  // The head's outcome is recorded first; the run's event is given back afterwards, as a
+  // relay does whose acks were split (a late ack after its lease ran out, say).
+  CHECK(q->ack({done(run[0])}, false).applied == 1);
+  CHECK(q->ack({Ack{run[1].id, run[1].claim_token, Ack::Kind::hold, 0, "", {}}}, false).applied == 1);
+  CHECK(db.exec("SELECT status FROM pgrelay.db_events")[0][0].as<std::string>() == "pending");
+  auto next = q->claim(Queue::Limits{10, 10, 10}, milliseconds(30000)).events;
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].id == run[1].id);
+}
+
 TEST_CASE("outcomes record retry time, errors, finished handlers and dead letters in one round trip") {
   TestDb db;
   db.exec("SELECT pgrelay.emit('a', '{}') FROM generate_series(1, 4)");
