@@ -28,6 +28,24 @@ install_packages() {
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# install_test_node_modules: the npm packages the tests check pgrelay against
+# (tests/node: the CloudEvents SDK, Ajv), installed with npm ci from the lock file
+# when it changed. Without node or npm (nor a way to install them), the tests that
+# need them say so and skip; a failing npm ci is an error.
+install_test_node_modules() {
+  local dir="$ROOT/tests/node"
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    install_packages nodejs npm || true
+  fi
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    say "node/npm not available: the CloudEvents and config schema checks will skip"; return 0
+  fi
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    say "npm ci in tests/node"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci in tests/node failed"
+  fi
+}
+
 # build [cmake args...]: configures once, then builds incrementally.
 build() {
   if [ ! -f "$BUILD_DIR/build.ninja" ]; then

@@ -78,6 +78,9 @@ LANGUAGE sql STABLE AS $fn$
               THEN 'blocked' ELSE 'pending' END
 $fn$;
 
+-- `headers` is stored with the event; a traceparent/tracestate in it, or else the
+-- transaction's pgrelay.traceparent/tracestate settings, become its trace context
+-- (pgrelay.event_headers, 05_trace_context.sql).
 CREATE OR REPLACE FUNCTION pgrelay.emit(
   event_type text,
   payload jsonb,
@@ -94,7 +97,7 @@ BEGIN
   END IF;
   PERFORM pgrelay.lock_key(key);
   INSERT INTO pgrelay.db_events (event_type, key, payload, headers, status)
-  VALUES (event_type, key, payload, coalesce(headers, '{}'), pgrelay.initial_status(key))
+  VALUES (event_type, key, payload, pgrelay.event_headers(headers), pgrelay.initial_status(key))
   RETURNING id INTO new_id;
   RETURN new_id;
 END

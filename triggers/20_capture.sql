@@ -5,7 +5,8 @@
 -- payload {op, schema, table, new, old, changed} and key '<table>:<key values
 -- joined by :>' (none without key columns; the table schema-qualified outside
 -- public, and for partitions the tracked parent); an update that changes none of
--- the captured columns emits nothing.
+-- the captured columns emits nothing. Events keep the producing transaction's trace
+-- context (pgrelay.traceparent/tracestate, 05_trace_context.sql) in their headers.
 
 -- The event key of a captured row: '<key name>:<key values joined by :>', NULL without key columns.
 CREATE OR REPLACE FUNCTION pgrelay.row_key(key_name text, r jsonb, key_columns text[]) RETURNS text
@@ -37,15 +38,17 @@ CREATE OR REPLACE FUNCTION pgrelay.capture_rows() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
   key_name text := coalesce(TG_ARGV[8], TG_TABLE_NAME);  -- a trigger from before key names: the table
+  trace jsonb := pgrelay.event_headers();  -- the transaction's trace context, once per statement
 BEGIN
   IF TG_ARGV[4] <> '' THEN
     PERFORM pgrelay.lock_key(x.k)
        FROM (SELECT DISTINCT key_name || ':' || coalesce(to_jsonb(t) ->> TG_ARGV[4], '') AS k
                FROM pgrelay_rows t ORDER BY 1) x;
-    INSERT INTO pgrelay.db_events (event_type, key, payload, status)
+    INSERT INTO pgrelay.db_events (event_type, key, payload, headers, status)
     SELECT TG_ARGV[0], r.k,
            jsonb_build_object('op', TG_ARGV[1], 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
                               TG_ARGV[2], r.j, TG_ARGV[3], NULL, 'changed', NULL),
+           trace,
            CASE WHEN row_number() OVER (PARTITION BY r.k ORDER BY r.n) > 1 THEN 'blocked'
                 ELSE pgrelay.initial_status(r.k) END
       FROM (SELECT t.j, t.n, key_name || ':' || coalesce(t.j ->> TG_ARGV[4], '') AS k
@@ -59,10 +62,11 @@ BEGIN
        FROM (SELECT DISTINCT pgrelay.row_key(key_name, to_jsonb(t), TG_ARGV[5]::text[]) AS k
                FROM pgrelay_rows t ORDER BY 1) x;
   END IF;
-  INSERT INTO pgrelay.db_events (event_type, key, payload, status)
+  INSERT INTO pgrelay.db_events (event_type, key, payload, headers, status)
   SELECT TG_ARGV[0], r.k,
          jsonb_build_object('op', TG_ARGV[1], 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
                             TG_ARGV[2], c.j, TG_ARGV[3], NULL, 'changed', NULL),
+         trace,
          CASE WHEN r.k IS NOT NULL AND row_number() OVER (PARTITION BY r.k ORDER BY r.n) > 1 THEN 'blocked'
               ELSE pgrelay.initial_status(r.k) END
     FROM (SELECT nullif(TG_ARGV[6], '')::text[] AS include, TG_ARGV[7]::text[] AS exclude) k
@@ -140,10 +144,11 @@ BEGIN
   IF ev_key IS NOT NULL THEN
     PERFORM pgrelay.lock_key(ev_key);
   END IF;
-  INSERT INTO pgrelay.db_events (event_type, key, payload, status)
+  INSERT INTO pgrelay.db_events (event_type, key, payload, headers, status)
   VALUES (TG_ARGV[0] || '.' || lower(TG_OP), ev_key,
           jsonb_build_object('op', lower(TG_OP), 'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
                              'new', new_row, 'old', old_row, 'changed', to_jsonb(changed)),
+          pgrelay.event_headers(),
           pgrelay.initial_status(ev_key));
   RETURN NULL;
 END

@@ -23,6 +23,11 @@ class PGRELAY_API Event {
   const std::string& json() const;
   // 1 for the first delivery.
   int attempt() const;
+  // The W3C trace context of the transaction that wrote the event (SET LOCAL
+  // pgrelay.traceparent, or emit()'s headers); empty strings when it has none.
+  // Parsed from json() on each call.
+  std::string traceparent() const;
+  std::string tracestate() const;
 
  private:
   friend struct EventAccess;  // the library's side, which makes events

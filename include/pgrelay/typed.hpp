@@ -36,6 +36,9 @@ struct EventInfo {
   const std::string& type;
   const std::optional<std::string>& key;
   int attempt;  // 1 for the first delivery
+  // The producing transaction's W3C trace context (Event::traceparent()); empty without one.
+  std::string traceparent;
+  std::string tracestate;
 };
 
 // A Handler that reads the payload into T first. Header-only, so T's read()
@@ -65,7 +68,7 @@ class TypedHandler : public Handler {
       done(Outcome::dead("payload does not fit " + type_name_ + ": " + reader.error()));
       return;
     }
-    const EventInfo info{e.id(), e.type(), e.key(), e.attempt()};
+    const EventInfo info{e.id(), e.type(), e.key(), e.attempt(), e.traceparent(), e.tracestate()};
     Outcome outcome = Outcome::ok();
     try {
       outcome = fn_(info, value);

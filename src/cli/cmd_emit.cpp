@@ -65,7 +65,9 @@ void add_emit(CLI::App& app, Globals& g, Action& action) {
   cmd->add_option("type", a->type, "Event type, e.g. orders.created (letters, digits, _ . : -)")->required();
   cmd->add_option("payload", a->payload, "Payload, a JSON object; - reads it from stdin")->capture_default_str();
   cmd->add_option("-k,--key", a->key, "Ordering key: events with one key are delivered in commit order");
-  cmd->add_option("--headers", a->headers, "Headers, a JSON object")->capture_default_str();
+  cmd->add_option("--headers", a->headers,
+                  "Headers, a JSON object; \"traceparent\" and \"tracestate\" in it are the event's W3C trace context")
+      ->capture_default_str();
   cmd->callback([&g, &action, a] {
     action = [&g, a] {
       // Everything the table would refuse is refused here, before a connection

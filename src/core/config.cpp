@@ -134,7 +134,9 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
 
   try {
     Config c;
-    check_keys(doc, "", {"database", "relay", "log", "admin", "handlers", "routes", "event_types"});
+    // "$schema" names config/pgrelay.schema.json for editors; the relay does not read it.
+    check_keys(doc, "", {"$schema", "database", "relay", "log", "admin", "handlers", "routes", "event_types"});
+    if (auto it = doc.FindMember("$schema"); it != doc.MemberEnd()) need_string(it->value, "$schema");
     each(doc, "database", "database", {"url", "listen_url"}, [&](const std::string& k, const Value& v, const std::string& p) {
       if (k == "url") c.database.url = need_string(v, p);
       else c.database.listen_url = need_string(v, p);

@@ -79,6 +79,9 @@ struct HandlerConfig {
   // nats: JetStream publish
   std::string nats_url = "nats://127.0.0.1:4222";
   std::string subject = "pgrelay.{type}";          // {type} is replaced by the event type
+  // webhook, nats: deliver as CloudEvents 1.0 (handlers/cloudevent.hpp)
+  std::string cloudevents_mode;    // "" (the event document as is) | binary | structured
+  std::string cloudevents_source;  // the CloudEvents source; empty: "/pgrelay/<database name>"
 };
 
 // Declared shape of an event type's payload: required fields and their JSON types.

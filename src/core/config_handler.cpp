@@ -32,6 +32,25 @@ CircuitBreakerOptions parse_breaker(const Value& v, const std::string& path) {
   return b;
 }
 
+// "cloudevents": {"mode": "binary" | "structured", "source": URI-reference}.
+void parse_cloudevents(const Value& v, const std::string& path, HandlerConfig* h) {
+  need_object(v, path);
+  check_keys(v, path, {"mode", "source"});
+  auto mode = v.FindMember("mode");
+  if (mode == v.MemberEnd()) fail(path + ".mode", "is missing (binary or structured)");
+  h->cloudevents_mode = need_choice(mode->value, path + ".mode", {"binary", "structured"});
+  auto source = v.FindMember("source");
+  if (source != v.MemberEnd()) {
+    h->cloudevents_source = need_string(source->value, path + ".source", 1000);
+    bool printable = !h->cloudevents_source.empty();
+    for (unsigned char c : h->cloudevents_source) printable = printable && c > 0x20 && c < 0x7f;
+    if (!printable) {
+      fail(path + ".source", "must be a non-empty URI reference of printable ASCII without spaces (e.g. "
+                             "\"https://shop.example.com/orders\" or \"/shop/orders\")");
+    }
+  }
+}
+
 bool base64_char(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
 }
@@ -92,7 +111,7 @@ HandlerConfig parse_handler(const std::string& name, const Value& v, const std::
   if (h.type == "command") known.push_back("command");
   if (h.type == "webhook") {
     for (const char* k : {"url", "headers", "secret", "secret_env", "connect_timeout_ms", "pool_size", "dead_statuses",
-                          "circuit_breaker", "tls_verify", "ca_file"}) {
+                          "circuit_breaker", "tls_verify", "ca_file", "cloudevents"}) {
       known.push_back(k);
     }
   }
@@ -100,6 +119,7 @@ HandlerConfig parse_handler(const std::string& name, const Value& v, const std::
   if (h.type == "nats") {
     known.push_back("url");
     known.push_back("subject");
+    known.push_back("cloudevents");
   }
   check_keys(v, path, known);
   for (auto m = v.MemberBegin(); m != v.MemberEnd(); ++m) {
@@ -143,6 +163,8 @@ HandlerConfig parse_handler(const std::string& name, const Value& v, const std::
       h.function = need_string(m->value, kp, 200);
       static const std::regex fn("^[A-Za-z_][A-Za-z0-9_$]*(\\.[A-Za-z_][A-Za-z0-9_$]*)?$");
       if (!std::regex_match(h.function, fn)) fail(kp, "must be a function name like schema.fn (got \"" + h.function + "\")");
+    } else if (k == "cloudevents") {
+      parse_cloudevents(m->value, kp, &h);
     } else if (k == "subject") {
       h.subject = need_string(m->value, kp, 200);
       if (h.subject.empty() || h.subject.find_first_of(" \t\r\n") != std::string::npos) fail(kp, "is not a valid NATS subject");

@@ -118,6 +118,7 @@ void write(Level level, std::string_view message, std::initializer_list<Field> f
     append_json_escaped(line, message);
     line += '"';
     for (const Field& f : fields) {
+      if (f.omitted) continue;
       line += ",\"";
       append_json_escaped(line, f.name);
       line += "\":";
@@ -136,6 +137,7 @@ void write(Level level, std::string_view message, std::initializer_list<Field> f
     line += timestamp() + " " + level_name(level) + " ";
     append_json_escaped(line, message);
     for (const Field& f : fields) {
+      if (f.omitted) continue;
       line += ' ';
       line += f.name;
       line += '=';

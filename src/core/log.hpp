@@ -32,6 +32,13 @@ struct Field {
   Field(std::string_view n, int v) : name(n), value(std::to_string(v)), quoted(false) {}
   // A NaN or infinity is written as null: JSON has no such numbers.
   Field(std::string_view n, double v);
+  // A field left out of the line when `v` is empty (a trace_id most events lack).
+  static Field unless_empty(std::string_view n, std::string v) {
+    Field f(n, std::move(v));
+    f.omitted = f.value.empty();
+    return f;
+  }
+  bool omitted = false;
 };
 
 void write(Level level, std::string_view message, std::initializer_list<Field> fields = {});

@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "core/trace_context.hpp"
+
 extern char** environ;
 
 namespace pgrelay {
@@ -105,7 +107,9 @@ Outcome CommandHandler::run(const Event& event) {
 
   std::vector<std::string> env_store;
   for (char** e = environ; *e; ++e) {
-    if (std::strncmp(*e, "PGRELAY_EVENT_", 14) != 0 && std::strncmp(*e, "PGRELAY_ATTEMPT=", 16) != 0) {
+    // The relay's own trace context (if it has one) is not the event's.
+    if (std::strncmp(*e, "PGRELAY_EVENT_", 14) != 0 && std::strncmp(*e, "PGRELAY_ATTEMPT=", 16) != 0 &&
+        std::strncmp(*e, "TRACEPARENT=", 12) != 0 && std::strncmp(*e, "TRACESTATE=", 11) != 0) {
       env_store.emplace_back(*e);
     }
   }
@@ -113,6 +117,11 @@ Outcome CommandHandler::run(const Event& event) {
   env_store.push_back("PGRELAY_EVENT_TYPE=" + event.type);
   if (event.key) env_store.push_back("PGRELAY_EVENT_KEY=" + *event.key);
   env_store.push_back("PGRELAY_ATTEMPT=" + std::to_string(event.attempt));
+  // The names OpenTelemetry's environment carrier reads, so an instrumented program
+  // continues the producer's trace by itself.
+  const TraceContext trace = trace_context_of(event.json);
+  if (!trace.empty()) env_store.push_back("TRACEPARENT=" + trace.traceparent);
+  if (!trace.tracestate.empty()) env_store.push_back("TRACESTATE=" + trace.tracestate);
   std::vector<char*> envp, argv;
   for (auto& s : env_store) envp.push_back(s.data());
   envp.push_back(nullptr);

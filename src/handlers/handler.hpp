@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/event.hpp"
+#include "core/event_source.hpp"
 #include "core/outcome.hpp"
 
 namespace pgrelay {
@@ -19,6 +20,11 @@ class Handler {
   // handler's own threads or sockets. Calls `done` exactly once, from any thread;
   // the relay ignores a call that comes after the handler's timeout.
   virtual void deliver(std::shared_ptr<const Event> event, Done done) = 0;
+
+  // Called once by the relay, after it connected and before the first delivery:
+  // the database the events come from, which delivery ids and CloudEvents sources
+  // name. A handler never told uses bare event ids.
+  virtual void set_source(const EventSource& source) { (void)source; }
 
   // Called once at shutdown: abandon work in progress (kill children, close sockets).
   virtual void shutdown() {}

@@ -8,6 +8,7 @@
 #include <climits>
 
 #include "core/log.hpp"
+#include "core/trace_context.hpp"
 
 namespace pgrelay {
 namespace {
@@ -89,7 +90,9 @@ NatsHandler::NatsHandler(const HandlerConfig& cfg)
     : url_(cfg.nats_url),
       subject_(cfg.subject),
       timeout_ms_(cfg.timeout_ms),
-      concurrency_(std::max(1, cfg.concurrency)) {
+      concurrency_(std::max(1, cfg.concurrency)),
+      cloudevents_(cloudevents_mode(cfg.cloudevents_mode).value_or(CloudEventsMode::none)),
+      cloudevents_source_(cfg.cloudevents_source) {
   for (int i = 0; i < concurrency_; ++i) workers_.emplace_back([this] { work(); });
 }
 
@@ -111,6 +114,8 @@ void NatsHandler::deliver(std::shared_ptr<const Event> event, Done done) {
   }
   done(Outcome::retry("nats: relay is shutting down"));
 }
+
+void NatsHandler::set_source(const EventSource& source) { source_ = source; }
 
 void NatsHandler::shutdown() {
   std::deque<Job> orphans;
@@ -195,8 +200,24 @@ Outcome NatsHandler::publish(const Event& event, std::chrono::steady_clock::time
     return Outcome::dead("nats: subject template \"" + subject_ + "\" with event type \"" + event.type +
                          "\" does not give a valid NATS subject (empty token, whitespace or wildcard)");
   }
-  if (event.json.size() > static_cast<size_t>(INT_MAX)) {
-    return Outcome::dead("nats: event of " + std::to_string(event.json.size()) + " bytes is too large to publish");
+  const std::string msg_id = delivery_id(source_, event.id);
+  std::vector<std::pair<std::string, std::string>> headers = {{"Nats-Msg-Id", msg_id}};
+  std::string cloudevent_body;
+  if (cloudevents_ != CloudEventsMode::none) {
+    const std::string source =
+        cloudevents_source_.empty() ? default_cloudevents_source(source_.database) : cloudevents_source_;
+    std::string why;
+    auto ce = to_cloudevent(cloudevents_, event, msg_id, source, &why);
+    if (!ce) return Outcome::dead(why);
+    headers.insert(headers.end(), ce->headers.begin(), ce->headers.end());
+    cloudevent_body = std::move(ce->body);
+  }
+  const std::string& body = cloudevents_ == CloudEventsMode::none ? event.json : cloudevent_body;
+  const TraceContext trace = trace_context_of(event.json);
+  if (!trace.empty()) headers.emplace_back("traceparent", trace.traceparent);
+  if (!trace.tracestate.empty()) headers.emplace_back("tracestate", trace.tracestate);
+  if (body.size() > static_cast<size_t>(INT_MAX)) {
+    return Outcome::dead("nats: event of " + std::to_string(body.size()) + " bytes is too large to publish");
   }
   std::string why;
   Connection* c = connection(&why);
@@ -216,9 +237,10 @@ Outcome NatsHandler::publish(const Event& event, std::chrono::steady_clock::time
   const int64_t wait_ms = std::max<int64_t>(1, left_ms - std::min<int64_t>(left_ms / 10, 250));
 
   natsMsg* msg = nullptr;
-  natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, event.json.data(), static_cast<int>(event.json.size()));
-  const std::string msg_id = std::to_string(event.id);
-  if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id.c_str());
+  natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
+  for (const auto& [name, value] : headers) {
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, name.c_str(), value.c_str());
+  }
   jsPubAck* ack = nullptr;
   jsErrCode js_error = static_cast<jsErrCode>(0);
   if (s == NATS_OK) {
@@ -263,7 +285,7 @@ Outcome NatsHandler::publish(const Event& event, std::chrono::steady_clock::time
     case NATS_IO_ERROR:
       return Outcome::retry("nats: connection to " + shown_url(url_) + " lost while publishing" + on + ": " + detail);
     case NATS_MAX_PAYLOAD:
-      return Outcome::dead("nats: event of " + std::to_string(event.json.size()) +
+      return Outcome::dead("nats: event of " + std::to_string(body.size()) +
                            " bytes exceeds the server's max_payload of " +
                            std::to_string(natsConnection_GetMaxPayload(c->nc)) + " bytes");
     default:

@@ -1,6 +1,10 @@
 // `nats` handler: publishes each event document to NATS JetStream and succeeds
-// only on the stream's publish ack. Every message carries `Nats-Msg-Id: <event
-// id>`, so a retry inside the stream's duplicate window is stored once.
+// only on the stream's publish ack. Every message carries `Nats-Msg-Id: <delivery
+// id>` (core/event_source.hpp: unique across databases, the same on every retry),
+// so a retry inside the stream's duplicate window is stored once. With
+// cloudevents set, the message is a CloudEvent (handlers/cloudevent.hpp: ce-*
+// headers and the payload, or a structured JSON body); an event with a trace
+// context carries `traceparent` (and `tracestate`) headers.
 //
 // Publishing is synchronous (js_PublishMsg) on a pool of `concurrency` worker
 // threads: one blocking call per delivery maps one ack (or one failure) to one
@@ -25,6 +29,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "handlers/cloudevent.hpp"
 #include "handlers/handler.hpp"
 
 namespace pgrelay {
@@ -44,6 +49,8 @@ class NatsHandler : public Handler {
   NatsHandler& operator=(const NatsHandler&) = delete;
 
   void deliver(std::shared_ptr<const Event> event, Done done) override;
+  // REQUIRES: before the first deliver() (workers read it unguarded).
+  void set_source(const EventSource& source) override;
   // Closes the connection (publishes waiting for an ack fail at once) and
   // answers every queued delivery with a retry.
   void shutdown() override;
@@ -66,6 +73,9 @@ class NatsHandler : public Handler {
   const std::string subject_;
   const int64_t timeout_ms_;
   const int concurrency_;
+  const CloudEventsMode cloudevents_;
+  const std::string cloudevents_source_;  // empty: the default, which names the database
+  EventSource source_;
 
   std::mutex mutex_;  // guards jobs_ and stopping_
   std::condition_variable cv_;

@@ -12,7 +12,9 @@
 
 #include "core/breaker_board.hpp"
 #include "core/log.hpp"
+#include "core/trace_context.hpp"
 #include "handlers/circuit_breaker.hpp"
+#include "handlers/cloudevent.hpp"
 #include "handlers/http_client_pool.hpp"
 #include "handlers/retry_after.hpp"
 #include "handlers/webhook_signature.hpp"
@@ -81,6 +83,9 @@ struct WebhookHandler::Impl {
       signing_key = std::move(*key);
     }
     board_destination = std::string(destination.tls ? "https://" : "http://") + destination.authority();
+    const auto mode = cloudevents_mode(cfg.cloudevents_mode);
+    if (!mode) throw ConfigError("config: " + where + ".cloudevents.mode must be binary or structured");
+    cloudevents = *mode;
     HttpClientOptions options;
     options.pool_size = webhook_pool_size(cfg);
     options.connect_timeout_ms = cfg.connect_timeout_ms;
@@ -114,17 +119,29 @@ struct WebhookHandler::Impl {
     HttpRequest req;
     req.timeout_ms = config.timeout_ms;
     req.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config.timeout_ms);
-    req.headers.emplace_back("content-type", "application/json");
+    const std::string id = delivery_id(source, event->id);
+    if (cloudevents == CloudEventsMode::none) {
+      req.headers.emplace_back("content-type", "application/json");
+      req.body = event->json;
+    } else {
+      std::string why;
+      auto ce = to_cloudevent(cloudevents, *event, id, cloudevents_source(), &why);
+      if (!ce) return done(Outcome::dead(why));
+      req.headers = std::move(ce->headers);
+      req.body = std::move(ce->body);
+    }
+    const TraceContext trace = trace_context_of(event->json);
+    if (!trace.empty()) req.headers.emplace_back("traceparent", trace.traceparent);
+    if (!trace.tracestate.empty()) req.headers.emplace_back("tracestate", trace.tracestate);
     for (const auto& h : config.headers) req.headers.push_back(h);
+    // Sent signed or not: receivers deduplicate by it either way.
+    req.headers.emplace_back("webhook-id", id);
     if (!config.secret.empty()) {
-      const std::string id = std::to_string(event->id);
       const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
                                 std::chrono::system_clock::now().time_since_epoch()).count();
-      req.headers.emplace_back("webhook-id", id);
       req.headers.emplace_back("webhook-timestamp", std::to_string(now_s));
-      req.headers.emplace_back("webhook-signature", webhook_signature(signing_key, id, now_s, event->json));
+      req.headers.emplace_back("webhook-signature", webhook_signature(signing_key, id, now_s, req.body));
     }
-    req.body = event->json;
     // The breaker is asked when the request would go out, not when it is queued,
     // so requests waiting behind a dying endpoint's connections are deferred too.
     auto wait = std::make_shared<std::chrono::milliseconds>(0);
@@ -147,6 +164,10 @@ struct WebhookHandler::Impl {
       }
       done(std::move(o));
     });
+  }
+
+  std::string cloudevents_source() const {
+    return config.cloudevents_source.empty() ? default_cloudevents_source(source.database) : config.cloudevents_source;
   }
 
   // Maps a result to an outcome and tells the breaker whether the endpoint works.
@@ -176,6 +197,8 @@ struct WebhookHandler::Impl {
   }
 
   HandlerConfig config;
+  EventSource source;                     // set before the first delivery (set_source)
+  CloudEventsMode cloudevents = CloudEventsMode::none;
   HttpDestination destination;
   std::string signing_key;
   CircuitBreaker breaker;                 // I/O thread only
@@ -208,6 +231,8 @@ void WebhookHandler::deliver(std::shared_ptr<const Event> event, Done done) {
     impl->start(event, std::move(done));
   });
 }
+
+void WebhookHandler::set_source(const EventSource& source) { impl_->source = source; }
 
 void WebhookHandler::shutdown() {
   if (impl_->stopping.exchange(true)) return;

@@ -1,7 +1,11 @@
 // `webhook` handler: POSTs the event document (Event::json) to an http:// or
 // https:// URL, signed per Standard Webhooks when a secret is configured (see
 // handlers/webhook_signature.hpp for the headers and how "whsec_" secrets are
-// read).
+// read). Every request carries `webhook-id`, the delivery id (core/event_source.hpp),
+// signed or not, and `traceparent`/`tracestate` when the event has a trace context
+// (core/trace_context.hpp). With cloudevents set, the request is a CloudEvent
+// (handlers/cloudevent.hpp) in binary or structured mode, and the signature covers
+// that body.
 //
 // Outcomes: 2xx -> ok. A status in dead_statuses -> dead ("HTTP 410: <first 200
 // bytes of the body>"). 408, 429, 5xx and any other status -> retry, honouring
@@ -43,6 +47,8 @@ class WebhookHandler : public Handler {
   WebhookHandler& operator=(const WebhookHandler&) = delete;
 
   void deliver(std::shared_ptr<const Event> event, Done done) override;
+  // REQUIRES: before the first deliver() (the I/O thread reads it unguarded).
+  void set_source(const EventSource& source) override;
   void shutdown() override;
 
  private:

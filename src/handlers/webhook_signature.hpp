@@ -1,7 +1,9 @@
 // Standard Webhooks signing (https://www.standardwebhooks.com): the headers a
 // receiver uses to check that a delivery came from us and is fresh.
 //
-//   webhook-id:        the event id; the same on every retry, so receivers can
+//   webhook-id:        the delivery id, "<database prefix>-<event id>"
+//                      (core/event_source.hpp); the same on every retry and
+//                      replay and unique across databases, so receivers can
 //                      drop duplicates
 //   webhook-timestamp: unix seconds when this attempt was sent
 //   webhook-signature: "v1," + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))

@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "core/log.hpp"
+#include "core/trace_context.hpp"
 #include "relay/relay.hpp"
 
 namespace pgrelay {
@@ -102,7 +103,8 @@ AckResult Relay::flush_with_sql(const std::vector<Ack>& sending, bool keep_done)
       note_delivery(f, p);
       if (!p.outcome.is_ok()) {
         log::warn("delivery failed", {{"event_id", f.event->id}, {"type", f.event->type}, {"handler", p.slot->name},
-                                      {"attempt", f.event->attempt}, {"error", p.outcome.reason}});
+                                      {"attempt", f.event->attempt}, {"error", p.outcome.reason},
+                                      log::Field::unless_empty("trace_id", trace_context_of(f.event->json).trace_id())});
       }
     }
     tally(decided[i], *f.event);

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/log.hpp"
+#include "core/trace_context.hpp"
 #include "core/payload_check.hpp"
 #include "relay/relay.hpp"
 
@@ -177,7 +178,8 @@ void Relay::settle(InFlight& f, size_t index, Outcome outcome) {
   } else if (!p.outcome.is_ok() && log::enabled(log::Level::warn)) {
     log::warn("delivery failed", {{"event_id", f.event->id}, {"type", f.event->type}, {"handler", p.slot->name},
                                   {"attempt", f.event->attempt}, {"max_attempts", p.slot->retry.max_attempts},
-                                  {"outcome", kind_word(p.outcome.kind)}, {"error", p.outcome.reason}});
+                                  {"outcome", kind_word(p.outcome.kind)}, {"error", p.outcome.reason},
+                                  log::Field::unless_empty("trace_id", trace_context_of(f.event->json).trace_id())});
   }
 }
 
@@ -292,7 +294,8 @@ void Relay::tally(const Ack& a, const Event& e) {
     case Ack::Kind::dead:
       stats_.dead++;
       log::error("event dead-lettered", {{"event_id", e.id}, {"type", e.type}, {"attempt", e.attempt},
-                                         {"error", a.error}});
+                                         {"error", a.error},
+                                         log::Field::unless_empty("trace_id", trace_context_of(e.json).trace_id())});
       break;
   }
 }

@@ -18,6 +18,7 @@
 #include "listen/wal_waker.hpp"
 #include "store/admin_queries.hpp"
 #include "store/connection.hpp"
+#include "store/event_source_query.hpp"
 
 namespace pgrelay {
 namespace {
@@ -112,6 +113,11 @@ void Relay::warn_other_wake_modes() {
 
 void Relay::open_queue() {
   queue_ = std::make_unique<Queue>(connect(config_.database.url, "claimer"), id_, router_.type_filter());
+  if (!source_told_) {
+    const EventSource source = read_event_source(queue_->connection());
+    for (auto& [name, slot] : slots_) slot.impl->set_source(source);
+    source_told_ = true;
+  }
 }
 
 void Relay::run() {

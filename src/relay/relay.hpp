@@ -178,6 +178,7 @@ class Relay {
   std::map<std::string, Slot> slots_;
   std::unordered_map<std::string, const EventTypeDecl*> declared_;  // into config_.event_types
   std::unique_ptr<Queue> queue_;
+  bool source_told_ = false;  // handlers were given the database's EventSource (first open_queue())
   std::unique_ptr<Listener> listener_;  // wake "notify"
   std::unique_ptr<WalWaker> waker_;     // wake "wal"
   RelayStats stats_;

@@ -1,6 +1,9 @@
 // Starting, pausing and stopping a test nats-server; stream setup and read-back.
 #include "support/nats_server.hpp"
 
+#include <cctype>
+#include <cstdlib>
+
 #include "support/ports.hpp"
 
 #include <arpa/inet.h>
@@ -207,6 +210,18 @@ std::vector<StoredMessage> JetStreamClient::messages(const std::string& stream) 
     sm.subject = natsMsg_GetSubject(m);
     const char* id = nullptr;
     if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK && id != nullptr) sm.msg_id = id;
+    const char** keys = nullptr;
+    int key_count = 0;
+    if (natsMsgHeader_Keys(m, &keys, &key_count) == NATS_OK) {
+      for (int k = 0; k < key_count; ++k) {
+        const char* value = nullptr;
+        if (natsMsgHeader_Get(m, keys[k], &value) != NATS_OK || value == nullptr) continue;
+        std::string name = keys[k];
+        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        sm.headers[name] = value;
+      }
+      free(static_cast<void*>(keys));
+    }
     if (natsMsg_GetData(m) != nullptr) sm.data.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
     natsMsg_Destroy(m);
     out.push_back(std::move(sm));

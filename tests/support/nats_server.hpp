@@ -4,6 +4,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,6 +49,7 @@ struct StoredMessage {
   std::string subject;
   std::string msg_id;  // the Nats-Msg-Id header
   std::string data;
+  std::map<std::string, std::string> headers;  // every header (its first value), names lower-cased
 };
 
 // A JetStream client for setting up and checking streams. Throws

@@ -95,4 +95,11 @@ int64_t TestDb::scalar(const std::string& sql) const {
   return r[0][0].as<int64_t>();
 }
 
+std::string TestDb::delivery_id(int64_t id) const {
+  if (id_prefix_.empty()) {
+    id_prefix_ = exec("SELECT value FROM pgrelay.settings WHERE name = 'event_id_prefix'")[0][0].as<std::string>();
+  }
+  return id_prefix_ + "-" + std::to_string(id);
+}
+
 }  // namespace pgrelay::test

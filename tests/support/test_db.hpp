@@ -22,10 +22,13 @@ class TestDb {
   pqxx::result exec(const std::string& sql) const;
   // The first column of the first row, as a number.
   int64_t scalar(const std::string& sql) const;
+  // What deliveries carry as the id of event `id`: "<event_id_prefix>-<id>".
+  std::string delivery_id(int64_t id) const;
 
  private:
   std::string name_;
   std::string url_;
+  mutable std::string id_prefix_;  // read on the first delivery_id()
 };
 
 // The admin connection string (PGRELAY_TEST_DATABASE_URL); fails the test if unset.

@@ -198,3 +198,22 @@ TEST_CASE("transactional claims refuse long handler timeouts and sql handlers") 
             .find("handlers.s.type \"sql\" needs relay.claim \"lease\"") != std::string::npos);
   CHECK(error_of(R"({"relay": {"claim": "optimistic"}})").find("relay.claim must be one of lease, transaction") != std::string::npos);
 }
+
+TEST_CASE("webhook and nats handlers take cloudevents with a mode and an optional source, and $schema is ignored") {
+  const Config c = parse_config(R"({"$schema": "./pgrelay.schema.json", "handlers": {
+      "h": {"type": "webhook", "url": "http://x/", "cloudevents": {"mode": "binary"}},
+      "n": {"type": "nats", "cloudevents": {"mode": "structured", "source": "https://shop.example.com/o"}}}})",
+                                env_of({}));
+  CHECK(c.handler("h")->cloudevents_mode == "binary");
+  CHECK(c.handler("h")->cloudevents_source.empty());
+  CHECK(c.handler("n")->cloudevents_mode == "structured");
+  CHECK(c.handler("n")->cloudevents_source == "https://shop.example.com/o");
+  CHECK(error_of(R"({"handlers": {"h": {"type": "webhook", "url": "http://x/", "cloudevents": {"mode": "batch"}}}})")
+            .find("handlers.h.cloudevents.mode must be one of binary, structured") != std::string::npos);
+  CHECK(error_of(R"({"handlers": {"h": {"type": "nats", "cloudevents": {}}}})")
+            .find("handlers.h.cloudevents.mode is missing") != std::string::npos);
+  CHECK(error_of(R"({"handlers": {"h": {"type": "nats", "cloudevents": {"mode": "binary", "source": "a b"}}}})")
+            .find("handlers.h.cloudevents.source must be a non-empty URI reference") != std::string::npos);
+  CHECK(error_of(R"({"handlers": {"h": {"type": "stdout", "cloudevents": {"mode": "binary"}}}})")
+            .find("handlers.h.cloudevents is not a known key") != std::string::npos);
+}

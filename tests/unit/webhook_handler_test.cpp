@@ -81,6 +81,25 @@ TEST_CASE("the webhook POSTs the event JSON with content type, extra headers and
   CHECK(r.header("webhook-signature") == webhook_signature(*key, "42", ts, r.body));
 }
 
+TEST_CASE("told its source, the webhook sends and signs the delivery id, with a secret or without") {
+  HttpReceiver rx;
+  auto cfg = hook_config(rx.url());
+  cfg.secret = "plain-secret";
+  WebhookHandler signed_hook(cfg);
+  signed_hook.set_source(EventSource{"a1b2c3d4e5f60718", "shop"});
+  WebhookHandler bare_hook(hook_config(rx.url()));
+  bare_hook.set_source(EventSource{"a1b2c3d4e5f60718", "shop"});
+  CHECK(deliver_sync(signed_hook, make_event(42)).is_ok());
+  CHECK(deliver_sync(bare_hook, make_event(43)).is_ok());
+  const auto reqs = rx.requests();
+  REQUIRE(reqs.size() == 2);
+  CHECK(reqs[0].header("webhook-id") == "a1b2c3d4e5f60718-42");
+  const int64_t ts = std::stoll(reqs[0].header("webhook-timestamp"));
+  CHECK(reqs[0].header("webhook-signature") == webhook_signature("plain-secret", "a1b2c3d4e5f60718-42", ts, reqs[0].body));
+  CHECK(reqs[1].header("webhook-id") == "a1b2c3d4e5f60718-43");
+  CHECK(reqs[1].header("webhook-signature").empty());
+}
+
 TEST_CASE("a webhook without a secret sends no signature headers") {
   HttpReceiver rx;
   WebhookHandler h(hook_config(rx.url()));
