@@ -6,6 +6,8 @@
 // --claim transaction measures relay.claim = "transaction" instead of leases.
 // --route TYPE routes only that type (default "*"); --handler-us N makes the handler
 // take N microseconds per event (one worker thread: a key's events are serial anyway).
+// --outcome dead makes the no-op handler dead-letter every event instead (counted as
+// finished like a delivery), to compare the cost of recording each kind of outcome.
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -25,7 +27,13 @@ namespace {
 
 class NoopHandler : public pgrelay::Handler {
  public:
-  void deliver(std::shared_ptr<const pgrelay::Event>, Done done) override { done(pgrelay::Outcome::ok()); }
+  explicit NoopHandler(bool dead) : dead_(dead) {}
+  void deliver(std::shared_ptr<const pgrelay::Event>, Done done) override {
+    done(dead_ ? pgrelay::Outcome::dead("bench: dead on purpose") : pgrelay::Outcome::ok());
+  }
+
+ private:
+  bool dead_;
 };
 
 // Answers after a fixed time, from one worker thread, like a handler that waits on I/O.
@@ -91,7 +99,7 @@ int main(int argc, char** argv) {
       auto r = std::make_unique<pgrelay::Relay>(c);
       const int64_t handler_us = bench::flag_int(f, "handler-us", 0);
       if (handler_us > 0) r->add_handler("noop", std::make_unique<DelayHandler>(handler_us));
-      else r->add_handler("noop", std::make_unique<NoopHandler>());
+      else r->add_handler("noop", std::make_unique<NoopHandler>(bench::flag(f, "outcome", "done") == "dead"));
       r->add_route(bench::flag(f, "route", "*"), {"noop"});
       rs.push_back(std::move(r));
     }
@@ -112,7 +120,7 @@ int main(int argc, char** argv) {
     const auto give_up = t0 + std::chrono::seconds(timeout_s);
     while (std::chrono::steady_clock::now() < give_up && !failed) {
       delivered = 0;
-      for (auto& r : rs) delivered += r->stats().delivered.load();
+      for (auto& r : rs) delivered += r->stats().delivered.load() + r->stats().dead.load();
       if (delivered >= expect) break;
       std::this_thread::sleep_for(std::chrono::microseconds(500));
     }
@@ -123,13 +131,14 @@ int main(int argc, char** argv) {
     delivered = 0;
     for (auto& r : rs) {
       batches += r->stats().claim_batches.load();
-      delivered += r->stats().delivered.load();
+      delivered += r->stats().delivered.load() + r->stats().dead.load();
     }
     pqxx::connection c(db);
     pqxx::nontransaction tx(c);
     const int64_t left = tx.exec1("SELECT count(*) FROM pgrelay.db_events WHERE status NOT IN ('done', 'dead')")[0].as<int64_t>();
     std::cout << "{\"relays\":" << relays << ",\"events\":" << delivered << ",\"seconds\":" << s
-              << ",\"claim\":\"" << bench::flag(f, "claim", "lease") << "\",\"events_per_s\":" << delivered / s << ",\"claim_batches\":" << batches << ",\"left\":" << left
+              << ",\"claim\":\"" << bench::flag(f, "claim", "lease") << "\",\"outcome\":\"" << bench::flag(f, "outcome", "done")
+              << "\",\"events_per_s\":" << delivered / s << ",\"claim_batches\":" << batches << ",\"left\":" << left
               << "}\n";
     return (failed || delivered < expect) ? 1 : 0;
   } catch (const std::exception& e) {

@@ -147,6 +147,7 @@ void Relay::recover_holdings() {
   for (const auto& [id, f] : in_flight_) held.emplace_back(id, f.event->claim_token);
   const auto kept = queue_->extend(held, milliseconds(config_.relay.lease_ms));
   std::unordered_set<int64_t> renewed(kept.begin(), kept.end());
+  std::vector<int64_t> runs_cut;  // what waited behind an event let go
   for (auto it = in_flight_.begin(); it != in_flight_.end();) {
     if (renewed.count(it->first)) {
       ++it;
@@ -155,8 +156,20 @@ void Relay::recover_holdings() {
     log::warn("let go of an event another relay claimed while this one could not reach the database",
               {{"event_id", it->first}});
     if (!it->second.started) --waiting_in_runs_;
+    if (it->second.next_in_run != 0) runs_cut.push_back(it->second.next_in_run);
     tx_ready_.erase(std::remove(tx_ready_.begin(), tx_ready_.end(), it->first), tx_ready_.end());
     it = in_flight_.erase(it);
+  }
+  // The rest of such a run is still this relay's but has nothing left to wait behind
+  // here: it is given back, blocked behind its key's head (pgrelay.promote()).
+  for (int64_t next : runs_cut) {
+    for (auto it = in_flight_.find(next); it != in_flight_.end(); it = in_flight_.find(next)) {
+      next = it->second.next_in_run;
+      record(Ack{it->first, it->second.event->claim_token, Ack::Kind::hold, 0, {}, {}});
+      stats_.released++;
+      --waiting_in_runs_;
+      in_flight_.erase(it);
+    }
   }
   next_heartbeat_at_ = Clock::now() + milliseconds(config_.relay.lease_ms) / 3;
   recovering_ = false;

@@ -146,3 +146,49 @@ TEST_CASE("a run claimed behind a head whose outcome is not yet recorded follows
   CHECK(log[0].id < log[1].id);
   CHECK(log[1].id < log[2].id);
 }
+
+TEST_CASE("a run whose head another relay took while this one was cut off is given back rather than held forever") {
+  TestDb db;
+  Config c = test_config(db.url());
+  c.relay.wake = "notify";
+  c.relay.lease_ms = 60000;
+  Relay relay(c);
+  std::atomic<bool> let_head_go{false};
+  auto h = std::make_unique<RecordingHandler>(
+      [&](const Event& e) {
+        while (e.json.find("\"n\": 1") != std::string::npos && !let_head_go) std::this_thread::sleep_for(milliseconds(5));
+        return Outcome::ok();
+      },
+      1);
+  RecordingHandler* rec = h.get();
+  relay.add_handler("rec", std::move(h));
+  relay.add_route("*", {"rec"});
+  db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g), 'k') FROM generate_series(1, 3) g");
+  const int64_t head = db.scalar("SELECT min(id) FROM pgrelay.db_events");
+  RelayThread t(relay);
+  // The head is being delivered, the other two wait behind it in this relay's run.
+  const bool claimed = eventually(
+      [&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'") == 3; }, seconds(10));
+  // Another relay takes the head (as after a lease ran out) while this one is cut off.
+  db.exec("UPDATE pgrelay.db_events SET claim_token = claim_token + 1000000, lease_owner = 'other' WHERE id = " +
+          std::to_string(head));
+  db.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgrelay-claimer'");
+  // Back, this relay lets the head go; the rest of its run is given back behind it.
+  const bool given_back = eventually(
+      [&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'blocked'") == 2; }, seconds(10));
+  // The other relay finishes the head: the key goes on. (This relay's own delivery of it
+  // ends too, its outcome no longer wanted; it frees the handler's one worker.)
+  db.exec("SELECT pgrelay.ack_done(ARRAY[id], ARRAY[claim_token], false, '{}') FROM pgrelay.db_events WHERE id = " +
+          std::to_string(head));
+  let_head_go = true;  // before any REQUIRE: the relay's shutdown waits for this delivery
+  const bool drained = eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10));
+  REQUIRE(claimed);
+  REQUIRE(given_back);
+  REQUIRE(drained);
+  t.stop();
+  std::vector<int64_t> ids;
+  for (const auto& d : rec->deliveries()) ids.push_back(d.id);
+  REQUIRE(ids.size() >= 3);
+  CHECK(ids[ids.size() - 2] == head + 1);
+  CHECK(ids[ids.size() - 1] == head + 2);
+}
