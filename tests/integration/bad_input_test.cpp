@@ -195,6 +195,10 @@ TEST_CASE("a 10 MB payload is stored and delivered whole") {
   CHECK(after_x - first_x == size_t{10} * 1024 * 1024);
   CHECK(got.substr(after_x, 1) == "\"");
   CHECK(got.size() < size_t{10} * 1024 * 1024 + 4096);  // the document around it, not a second copy
+  // ...and the document ends as the claim wrote it: nothing cut off after the blob either.
+  const std::string tail = got.substr(after_x);
+  CHECK(tail.find("\"created_at\":") != std::string::npos);
+  CHECK(tail.find("\"attempt\":1}") == tail.size() - std::string("\"attempt\":1}").size());
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status IN ('pending', 'processing')") == 0);
   ::unlink(out);
 }
