@@ -6,10 +6,14 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <sstream>
 #include <thread>
 #include <string>
 
 #include <pqxx/pqxx>
+
+#include "faults/tcp_proxy.hpp"
+#include "http/admin_server.hpp"
 
 #include "store/connection.hpp"
 #include "store/migrate.hpp"
@@ -281,4 +285,57 @@ TEST_CASE("readiness fails while the LISTEN connection is down and recovers once
   CHECK(relay.listening());
   db.exec("SELECT pgrelay.emit('after.listen', '{}')");
   CHECK(eventually([&] { return rec->count() == 1; }, seconds(10)));
+}
+
+namespace {
+
+// `conninfo` (key=value form) with host and port replaced; "" for a URL.
+std::string via(const std::string& conninfo, const std::string& host, uint16_t port) {
+  if (conninfo.find("://") != std::string::npos) return "";
+  std::istringstream in(conninfo);
+  std::string tok, out;
+  while (in >> tok) {
+    if (tok.rfind("host=", 0) == 0 || tok.rfind("port=", 0) == 0) continue;
+    out += tok + " ";
+  }
+  return out + "host=" + host + " port=" + std::to_string(port);
+}
+
+uint16_t port_of(const std::string& conninfo) {
+  const size_t at = conninfo.find("port=");
+  return at == std::string::npos ? 5432 : static_cast<uint16_t>(std::stoi(conninfo.substr(at + 5)));
+}
+
+}  // namespace
+
+TEST_CASE("readiness fails once the last database sample is stale because the sampler hangs, and recovers") {
+  TestDb db;
+  // The admin server reaches the database through a proxy that can blackhole the
+  // connection: the sample's query then never returns and never fails.
+  faults::TcpProxy proxy(port_of(db.url()));
+  const std::string url = via(db.url(), "127.0.0.1", proxy.port());
+  if (url.empty()) {
+    MESSAGE("the test server is named by a URL: stale-sample check skipped");
+    return;
+  }
+  AdminServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.database_url = url;
+  o.sample_interval_ms = 500;  // stale after 3 intervals + 5 s = 6.5 s
+  AdminServer server(o, nullptr, {"relay-under-test", "poll", {}, {}, {}});
+  server.start();
+  struct PassOnExit {  // a failing check must not leave the sampler hung for the server's destructor
+    faults::TcpProxy& proxy;
+    ~PassOnExit() { proxy.set_mode(faults::ProxyMode::pass); }
+  } pass_on_exit{proxy};
+  const uint16_t port = server.port();
+  REQUIRE(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(10)));
+  proxy.set_mode(faults::ProxyMode::stall);
+  const HttpReply stale = readyz_saying(port, "no answer for over", seconds(30));
+  INFO(stale.body);
+  CHECK(stale.status == 503);
+  CHECK(http_get(port, "/healthz").status == 200);  // alive, and /readyz answers while the sampler hangs
+  proxy.set_mode(faults::ProxyMode::pass);
+  CHECK(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(30)));
+  server.stop();
 }
