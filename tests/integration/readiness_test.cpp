@@ -1,6 +1,7 @@
-// /readyz against a database that goes away and comes back. Uses a throwaway
-// cluster of its own (scripts/pg with its own PGRELAY_PG_DIR), never the shared
-// test server, because it stops and starts PostgreSQL.
+// /readyz in each case that decides it: the database stopped and back, a routed
+// backlog and its drain, the oldest due event's age, the LISTEN connection down, a
+// stale sample. The database-stop case uses a throwaway cluster of its own
+// (scripts/pg with its own PGRELAY_PG_DIR), never the shared test server.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -112,19 +113,50 @@ Config ready_config(const std::string& url) {
 
 }  // namespace
 
+namespace {
+
+// A handler that holds every delivery until released: what is due stays due for
+// exactly as long as the test wants, however fast or slow the machine is.
+std::unique_ptr<RecordingHandler> held_handler(std::atomic<bool>& released) {
+  return std::make_unique<RecordingHandler>(
+      [&released](const Event&) {
+        while (!released.load()) std::this_thread::sleep_for(milliseconds(10));
+        return Outcome::ok();
+      },
+      1);
+}
+
+// Sets the flag on the way out, so a failing test does not leave a delivery held
+// (and the relay's destructor waiting for it) forever. Declare it after the relay.
+struct ReleaseOnExit {
+  std::atomic<bool>& released;
+  ~ReleaseOnExit() { released = true; }
+};
+
+// /readyz once it says `expected` in its body, or the last answer after `timeout`.
+HttpReply readyz_saying(uint16_t port, const std::string& expected, std::chrono::milliseconds timeout) {
+  HttpReply r;
+  eventually(
+      [&] {
+        r = http_get(port, "/readyz");
+        return r.body.find(expected) != std::string::npos;
+      },
+      timeout);
+  return r;
+}
+
+}  // namespace
+
 TEST_CASE("readiness reports a routed backlog above the threshold with the reason in the body") {
   TestDb db;
   Config c = ready_config(db.url());
-  c.relay.max_in_flight = 1;  // one at a time, slowly: the rest is a backlog
+  c.relay.max_in_flight = 1;  // one held in flight: the other seven stay a backlog, however slow the sample
+  std::atomic<bool> released{false};
   Relay relay(c);
-  relay.add_handler("rec", std::make_unique<RecordingHandler>(
-                              [](const Event&) {
-                                std::this_thread::sleep_for(seconds(2));
-                                return Outcome::ok();
-                              },
-                              1));
+  relay.add_handler("rec", held_handler(released));
   relay.add_route("handled.*", {"rec"});
   RelayThread t(relay);
+  ReleaseOnExit release{released};
   REQUIRE(eventually([&] { return relay.admin_port() != 0; }, seconds(10)));
   const uint16_t port = relay.admin_port();
   REQUIRE(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(10)));
@@ -177,39 +209,6 @@ TEST_CASE("a paused or unrouted backlog leaves a relay whose own routes are drai
   CHECK(metrics.find("pgrelay_unrouted_events 40") != std::string::npos);
 }
 
-namespace {
-
-// A handler that holds every delivery until released: what is due stays due for
-// exactly as long as the test wants, however fast or slow the machine is.
-std::unique_ptr<RecordingHandler> held_handler(std::atomic<bool>& released) {
-  return std::make_unique<RecordingHandler>(
-      [&released](const Event&) {
-        while (!released.load()) std::this_thread::sleep_for(milliseconds(10));
-        return Outcome::ok();
-      },
-      1);
-}
-
-// Sets the flag on the way out, so a failing test does not leave a delivery held
-// (and the relay's destructor waiting for it) forever. Declare it after the relay.
-struct ReleaseOnExit {
-  std::atomic<bool>& released;
-  ~ReleaseOnExit() { released = true; }
-};
-
-// /readyz once it says `expected` in its body, or the last answer after `timeout`.
-HttpReply readyz_saying(uint16_t port, const std::string& expected, std::chrono::milliseconds timeout) {
-  HttpReply r;
-  eventually(
-      [&] {
-        r = http_get(port, "/readyz");
-        return r.body.find(expected) != std::string::npos;
-      },
-      timeout);
-  return r;
-}
-
-}  // namespace
 
 TEST_CASE("readiness returns to 200 once a backlog above the threshold has drained") {
   TestDb db;
