@@ -333,7 +333,8 @@ TEST_CASE("a Host that is not this server is refused, so DNS rebinding cannot re
   }
   // Probes answer whatever name they were sent to.
   CHECK(get_with_host("/healthz", "attacker.example").status == 200);
-  CHECK(get_with_host("/readyz", "attacker.example").status != 403);
+  const int ready = get_with_host("/readyz", "attacker.example").status;
+  CHECK((ready == 200 || ready == 503));  // an answer, whichever it is: not refused, not silence
 }
 
 TEST_CASE("refused requests are logged once per interval with a count, not once each") {

@@ -179,14 +179,26 @@ TEST_CASE("a 10 MB payload is stored and delivered whole") {
   REQUIRE_MESSAGE(e.code == 0, e.err);
   char out[] = "/tmp/pgrelay-big-XXXXXX";
   ::close(::mkstemp(out));
-  TempConfig cfg(R"({"handlers": {"count": {"type": "command", "command": ["sh", "-c", "wc -c > )" +
+  TempConfig cfg(R"({"handlers": {"keep": {"type": "command", "command": ["sh", "-c", "cat > )" +
                  std::string(out) + R"("], "timeout_ms": 60000}},
-                    "routes": [{"match": "big.*", "handlers": ["count"]}]})");
+                    "routes": [{"match": "big.*", "handlers": ["keep"]}]})");
   const RunResult r = run_pgrelay({"-d", db.url(), "-c", cfg.path, "reconcile"});
   INFO(r.err.substr(0, 1000));
   CHECK(r.code == 0);
-  const long bytes = std::stol("0" + read_file(out));
-  CHECK(bytes > 10 * 1024 * 1024);
+  // The handler got the event document with the blob in it, every byte of it and no more.
+  const std::string got = read_file(out);
+  const size_t blob = got.find("\"blob\"");
+  REQUIRE(blob != std::string::npos);
+  const size_t first_x = got.find('x', blob);
+  REQUIRE(first_x != std::string::npos);
+  const size_t after_x = got.find_first_not_of('x', first_x);
+  CHECK(after_x - first_x == size_t{10} * 1024 * 1024);
+  CHECK(got.substr(after_x, 1) == "\"");
+  CHECK(got.size() < size_t{10} * 1024 * 1024 + 4096);  // the document around it, not a second copy
+  // ...and the document ends as the claim wrote it: nothing cut off after the blob either.
+  const std::string tail = got.substr(after_x);
+  CHECK(tail.find("\"created_at\":") != std::string::npos);
+  CHECK(tail.find("\"attempt\":1}") == tail.size() - std::string("\"attempt\":1}").size());
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status IN ('pending', 'processing')") == 0);
   ::unlink(out);
 }

@@ -74,21 +74,44 @@ TEST_CASE("a changed trigger file is re-applied without touching versioned migra
 
 TEST_CASE("replicas migrating at the same moment do not race") {
   EmptyDb db;
+  constexpr int kReplicas = 4;
   std::vector<std::thread> threads;
+  std::vector<MigrateReport> reports(kReplicas);
   std::atomic<int> failures{0};
-  for (int i = 0; i < 4; ++i) {
-    threads.emplace_back([&] {
+  std::atomic<int> connected{0};
+  std::atomic<bool> go{false};
+  for (int i = 0; i < kReplicas; ++i) {
+    threads.emplace_back([&, i] {
       try {
         pqxx::connection c(db.url);
-        migrate(c);
+        ++connected;
+        while (!go.load()) std::this_thread::yield();  // all connected first: the migrations start together
+        reports[i] = migrate(c);
       } catch (const std::exception& e) {
         MESSAGE(e.what());
         failures++;
       }
     });
   }
+  while (connected.load() + failures.load() < kReplicas) std::this_thread::yield();
+  go = true;
   for (auto& t : threads) t.join();
   CHECK(failures == 0);
+  // One replica applied every file; the others, serialised behind it, found nothing to do.
+  int appliers = 0;
+  size_t applied_files = 0;
+  for (const auto& r : reports) {
+    appliers += !r.applied.empty();
+    applied_files += r.applied.size();
+  }
+  CHECK(appliers == 1);
+  CHECK(applied_files == embedded_sql().size());
+  pqxx::connection c(db.url);
+  pqxx::nontransaction tx(c);
+  CHECK(tx.exec1("SELECT count(*) FROM pgrelay.schema_migrations")[0].as<size_t>() == embedded_sql().size());
+  CHECK(tx.exec1("SELECT count(*) FROM pg_proc WHERE proname = 'emit' AND pronamespace = 'pgrelay'::regnamespace")[0]
+            .as<int>() == 1);
+  CHECK(run_pgrelay({"-d", db.url, "migrate"}).out == "migrate: up to date\n");
 }
 
 TEST_CASE("migrate --print writes a script that builds the schema on a fresh database") {

@@ -215,22 +215,41 @@ TEST_CASE("emit rejects payloads that are not JSON objects with a clear error") 
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);
 }
 
+// Whether backend `pid` is blocked on a lock, or `done` says it has finished:
+// waits until one of the two holds (a producer that does not wait finishes at once).
+static bool blocked_on_a_lock(const TestDb& db, int pid, const std::atomic<bool>& done) {
+  const std::string waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = " + std::to_string(pid);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < until) {
+    if (done.load()) return false;
+    if (db.scalar(waiting) > 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
 TEST_CASE("producers of one key are serialised so ids follow commit order") {
   TestDb db;
   auto c1 = db.connect();
   auto c2 = db.connect();
   pqxx::work t1(*c1);
   t1.exec("SELECT pgrelay.emit('k.a', '{\"n\": 1}', 'order:1')");
+  std::atomic<bool> second_done{false};
   std::thread other([&] {
     pqxx::work t2(*c2);
     t2.exec("SELECT pgrelay.emit('k.a', '{\"n\": 2}', 'order:1')");  // waits for t1
     t2.commit();
+    second_done = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Without the key's lock the second producer would commit first, while the
+  // first still holds a smaller id: a relay could deliver 2 before 1 exists.
+  CHECK(blocked_on_a_lock(db, c2->backendpid(), second_done));
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);  // neither visible yet
+  // Another key does not wait.
+  CHECK(db.scalar("SELECT pgrelay.emit('k.a', '{\"n\": 3}', 'order:2')") > 0);
   t1.commit();
   other.join();
-  auto r = db.exec("SELECT payload->>'n' FROM pgrelay.db_events ORDER BY id");
+  auto r = db.exec("SELECT payload->>'n' FROM pgrelay.db_events WHERE key = 'order:1' ORDER BY id");
   REQUIRE(r.size() == 2);
   CHECK(r[0][0].as<std::string>() == "1");
   CHECK(r[1][0].as<std::string>() == "2");
@@ -370,8 +389,7 @@ static void second_producer_waits_for_the_first(const TestDb& db, const std::str
     second_done = true;
     t2.commit();
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  CHECK_FALSE(second_done.load());  // waiting for the key
+  CHECK(blocked_on_a_lock(db, c2->backendpid(), second_done));  // waiting for the key
   t1.commit();
   other.join();
 }

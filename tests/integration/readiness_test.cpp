@@ -1,13 +1,20 @@
-// /readyz against a database that goes away and comes back. Uses a throwaway
-// cluster of its own (scripts/pg with its own PGRELAY_PG_DIR), never the shared
-// test server, because it stops and starts PostgreSQL.
+// /readyz in each case that decides it: the database stopped and back, a routed
+// backlog and its drain, the oldest due event's age, the LISTEN connection down, a
+// stale sample. The database-stop case uses a throwaway cluster of its own
+// (scripts/pg with its own PGRELAY_PG_DIR), never the shared test server.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <sstream>
+#include <thread>
 #include <string>
 
 #include <pqxx/pqxx>
+
+#include "faults/tcp_proxy.hpp"
+#include "http/admin_server.hpp"
 
 #include "store/connection.hpp"
 #include "store/migrate.hpp"
@@ -106,19 +113,50 @@ Config ready_config(const std::string& url) {
 
 }  // namespace
 
+namespace {
+
+// A handler that holds every delivery until released: what is due stays due for
+// exactly as long as the test wants, however fast or slow the machine is.
+std::unique_ptr<RecordingHandler> held_handler(std::atomic<bool>& released) {
+  return std::make_unique<RecordingHandler>(
+      [&released](const Event&) {
+        while (!released.load()) std::this_thread::sleep_for(milliseconds(10));
+        return Outcome::ok();
+      },
+      1);
+}
+
+// Sets the flag on the way out, so a failing test does not leave a delivery held
+// (and the relay's destructor waiting for it) forever. Declare it after the relay.
+struct ReleaseOnExit {
+  std::atomic<bool>& released;
+  ~ReleaseOnExit() { released = true; }
+};
+
+// /readyz once it says `expected` in its body, or the last answer after `timeout`.
+HttpReply readyz_saying(uint16_t port, const std::string& expected, std::chrono::milliseconds timeout) {
+  HttpReply r;
+  eventually(
+      [&] {
+        r = http_get(port, "/readyz");
+        return r.body.find(expected) != std::string::npos;
+      },
+      timeout);
+  return r;
+}
+
+}  // namespace
+
 TEST_CASE("readiness reports a routed backlog above the threshold with the reason in the body") {
   TestDb db;
   Config c = ready_config(db.url());
-  c.relay.max_in_flight = 1;  // one at a time, slowly: the rest is a backlog
+  c.relay.max_in_flight = 1;  // one held in flight: the other seven stay a backlog, however slow the sample
+  std::atomic<bool> released{false};
   Relay relay(c);
-  relay.add_handler("rec", std::make_unique<RecordingHandler>(
-                              [](const Event&) {
-                                std::this_thread::sleep_for(seconds(2));
-                                return Outcome::ok();
-                              },
-                              1));
+  relay.add_handler("rec", held_handler(released));
   relay.add_route("handled.*", {"rec"});
   RelayThread t(relay);
+  ReleaseOnExit release{released};
   REQUIRE(eventually([&] { return relay.admin_port() != 0; }, seconds(10)));
   const uint16_t port = relay.admin_port();
   REQUIRE(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(10)));
@@ -169,4 +207,134 @@ TEST_CASE("a paused or unrouted backlog leaves a relay whose own routes are drai
   CHECK(metrics.find("pgrelay_backlog_events 0") != std::string::npos);
   CHECK(metrics.find("pgrelay_paused_backlog_events 40") != std::string::npos);
   CHECK(metrics.find("pgrelay_unrouted_events 40") != std::string::npos);
+}
+
+
+TEST_CASE("readiness returns to 200 once a backlog above the threshold has drained") {
+  TestDb db;
+  Config c = ready_config(db.url());
+  c.relay.max_in_flight = 1;
+  std::atomic<bool> released{false};
+  Relay relay(c);
+  auto handler = held_handler(released);
+  RecordingHandler* rec = handler.get();
+  relay.add_handler("rec", std::move(handler));
+  relay.add_route("*", {"rec"});
+  RelayThread t(relay);
+  ReleaseOnExit release{released};
+  REQUIRE(eventually([&] { return relay.admin_port() != 0; }, seconds(10)));
+  const uint16_t port = relay.admin_port();
+  REQUIRE(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(10)));
+  db.exec("SELECT pgrelay.emit('x', '{}') FROM generate_series(1, 8)");
+  const HttpReply busy = readyz_saying(port, "backlog 7 due events", seconds(15));
+  CHECK(busy.status == 503);
+  released = true;
+  CHECK(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(15)));
+  CHECK(rec->count() == 8);
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);
+}
+
+TEST_CASE("readiness fails while the oldest due event has waited longer than ready_max_oldest_pending_s") {
+  TestDb db;
+  Config c = ready_config(db.url());
+  c.admin.ready_max_backlog = 1000;  // the backlog is small: only its age can make the relay unready
+  c.admin.ready_max_oldest_pending_s = 1;
+  c.relay.max_in_flight = 1;
+  std::atomic<bool> released{false};
+  Relay relay(c);
+  relay.add_handler("rec", held_handler(released));
+  relay.add_route("*", {"rec"});
+  RelayThread t(relay);
+  ReleaseOnExit release{released};
+  REQUIRE(eventually([&] { return relay.admin_port() != 0; }, seconds(10)));
+  const uint16_t port = relay.admin_port();
+  REQUIRE(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(10)));
+  db.exec("SELECT pgrelay.emit('x', '{}') FROM generate_series(1, 3)");
+  const HttpReply old = readyz_saying(port, "oldest due event has waited", seconds(20));
+  INFO(old.body);
+  CHECK(old.status == 503);
+  CHECK(old.body.find("admin.ready_max_oldest_pending_s 1") != std::string::npos);
+  released = true;
+  CHECK(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(15)));
+}
+
+TEST_CASE("readiness fails while the LISTEN connection is down and recovers once it is back") {
+  TestDb db;
+  Config c = ready_config(db.url());
+  c.relay.wake = "notify";
+  Relay relay(c);
+  RecordingHandler* rec = add_recorder(relay);
+  RelayThread t(relay);
+  REQUIRE(eventually([&] { return relay.admin_port() != 0; }, seconds(10)));
+  const uint16_t port = relay.admin_port();
+  REQUIRE(eventually([&] { return relay.listening() && http_get(port, "/readyz").status == 200; }, seconds(10)));
+  // Keep the listener from coming back: no new connection to this database (the
+  // relay's claim and sample connections stay open), then end the listener's session.
+  pqxx::connection admin(server_url());
+  pqxx::nontransaction(admin).exec("ALTER DATABASE " + admin.quote_name(db.name()) + " ALLOW_CONNECTIONS false");
+  pqxx::nontransaction(admin).exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = " + admin.quote(db.name()) +
+      " AND application_name = 'pgrelay-listener'");
+  const HttpReply down = readyz_saying(port, "LISTEN connection is down", seconds(15));
+  INFO(down.body);
+  CHECK(down.status == 503);
+  CHECK(http_get(port, "/healthz").status == 200);
+  pqxx::nontransaction(admin).exec("ALTER DATABASE " + admin.quote_name(db.name()) + " ALLOW_CONNECTIONS true");
+  CHECK(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(20)));
+  CHECK(relay.listening());
+  db.exec("SELECT pgrelay.emit('after.listen', '{}')");
+  CHECK(eventually([&] { return rec->count() == 1; }, seconds(10)));
+}
+
+namespace {
+
+// `conninfo` (key=value form) with host and port replaced; "" for a URL.
+std::string via(const std::string& conninfo, const std::string& host, uint16_t port) {
+  if (conninfo.find("://") != std::string::npos) return "";
+  std::istringstream in(conninfo);
+  std::string tok, out;
+  while (in >> tok) {
+    if (tok.rfind("host=", 0) == 0 || tok.rfind("port=", 0) == 0) continue;
+    out += tok + " ";
+  }
+  return out + "host=" + host + " port=" + std::to_string(port);
+}
+
+uint16_t port_of(const std::string& conninfo) {
+  const size_t at = conninfo.find("port=");
+  return at == std::string::npos ? 5432 : static_cast<uint16_t>(std::stoi(conninfo.substr(at + 5)));
+}
+
+}  // namespace
+
+TEST_CASE("readiness fails once the last database sample is stale because the sampler hangs, and recovers") {
+  TestDb db;
+  // The admin server reaches the database through a proxy that can blackhole the
+  // connection: the sample's query then never returns and never fails.
+  faults::TcpProxy proxy(port_of(db.url()));
+  const std::string url = via(db.url(), "127.0.0.1", proxy.port());
+  if (url.empty()) {
+    MESSAGE("the test server is named by a URL: stale-sample check skipped");
+    return;
+  }
+  AdminServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.database_url = url;
+  o.sample_interval_ms = 500;  // stale after 3 intervals + 5 s = 6.5 s
+  AdminServer server(o, nullptr, {"relay-under-test", "poll", {}, {}, {}});
+  server.start();
+  struct PassOnExit {  // a failing check must not leave the sampler hung for the server's destructor
+    faults::TcpProxy& proxy;
+    ~PassOnExit() { proxy.set_mode(faults::ProxyMode::pass); }
+  } pass_on_exit{proxy};
+  const uint16_t port = server.port();
+  REQUIRE(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(10)));
+  proxy.set_mode(faults::ProxyMode::stall);
+  const HttpReply stale = readyz_saying(port, "no answer for over", seconds(30));
+  INFO(stale.body);
+  CHECK(stale.status == 503);
+  CHECK(http_get(port, "/healthz").status == 200);  // alive, and /readyz answers while the sampler hangs
+  proxy.set_mode(faults::ProxyMode::pass);
+  CHECK(eventually([&] { return http_get(port, "/readyz").status == 200; }, seconds(30)));
+  server.stop();
 }

@@ -177,10 +177,57 @@ TEST_CASE("a handler that hangs is timed out, retried, and its late answer ignor
   CHECK(relay.stats().dead == 0);
 }
 
+namespace {
+
+// Deliveries of one key in progress at once, across every handler that shares it:
+// a delivery runs from deliver() until its done is called.
+class KeyActivity {
+ public:
+  void enter(const std::string& key) {
+    std::lock_guard<std::mutex> l(m_);
+    if (++active_[key] > 1) ++overlaps_;
+  }
+  void leave(const std::string& key) {
+    std::lock_guard<std::mutex> l(m_);
+    --active_[key];
+  }
+  int overlaps() const {
+    std::lock_guard<std::mutex> l(m_);
+    return overlaps_;
+  }
+
+ private:
+  mutable std::mutex m_;
+  std::map<std::string, int> active_;
+  int overlaps_ = 0;
+};
+
+// A handler that reports its deliveries to a KeyActivity shared with other relays' handlers.
+class SharedActivityHandler : public Handler {
+ public:
+  SharedActivityHandler(std::unique_ptr<Handler> inner, std::shared_ptr<KeyActivity> activity)
+      : inner_(std::move(inner)), activity_(std::move(activity)) {}
+  void deliver(std::shared_ptr<const Event> e, Done done) override {
+    const std::string key = e->key.value_or("");
+    activity_->enter(key);
+    inner_->deliver(std::move(e), [activity = activity_, key, done = std::move(done)](Outcome o) {
+      activity->leave(key);
+      done(std::move(o));
+    });
+  }
+
+ private:
+  std::unique_ptr<Handler> inner_;
+  std::shared_ptr<KeyActivity> activity_;
+};
+
+}  // namespace
+
 TEST_CASE("three relays over 20,000 events and 200 keys: every event once, each key in order, one at a time") {
   TestDb db;
   std::vector<std::unique_ptr<Relay>> relays;
   std::vector<RecordingHandler*> recs;
+  auto activity = std::make_shared<KeyActivity>();
   for (int i = 0; i < 3; ++i) {
     Config c = test_config(db.url());
     c.relay.id = "relay-" + std::to_string(i);
@@ -188,10 +235,10 @@ TEST_CASE("three relays over 20,000 events and 200 keys: every event once, each 
     relays.push_back(std::make_unique<Relay>(c));
     auto h = std::make_unique<RecordingHandler>(RecordingHandler::Script{}, 4, 300);
     recs.push_back(h.get());
-    relays.back()->add_handler("rec", std::move(h));
+    relays.back()->add_handler("rec", std::make_unique<SharedActivityHandler>(std::move(h), activity));
     relays.back()->add_route("*", {"rec"});
   }
-  // One recorder per relay, but per-key overlap must be judged across relays.
+  // One recorder per relay, but per-key overlap is judged across relays, by `activity`.
   std::vector<std::unique_ptr<RelayThread>> threads;
   for (auto& r : relays) threads.push_back(std::make_unique<RelayThread>(*r));
   for (int batch = 0; batch < 20; ++batch) {
@@ -221,6 +268,7 @@ TEST_CASE("three relays over 20,000 events and 200 keys: every event once, each 
   CHECK(all.size() == 20000);  // no lease expired, so no duplicates
   CHECK(out_of_order == 0);
   CHECK(per_relay_nonzero == 3);
+  CHECK(activity->overlaps() == 0);
   for (auto* r : recs) CHECK(r->overlaps() == 0);
 }
 

@@ -122,15 +122,24 @@ TEST_CASE("a sql handler's effect happens exactly once even when the relay is ki
   CHECK(db.scalar("SELECT min(attempt) FROM app.ledger") == 2);  // the first attempt's effect was rolled back
 }
 
-TEST_CASE("a sql handler naming a missing function retries with a clear reason") {
+TEST_CASE("a sql handler naming a missing function retries with a clear reason, and delivers once it exists") {
   TestDb db;
-  Config c = sql_config(db, 1);
+  db.exec(kLedger);
+  Config c = sql_config(db, 100);  // a dead letter after one attempt would be the bug, not the policy
   c.handlers[0].function = "app.nope";
   Relay relay(c);
   RelayThread t(relay);
   db.exec("SELECT pgrelay.emit('x', '{}')");
-  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 1; },
-                     seconds(10)));
+  // Retried, not dead-lettered: still pending after several attempts, each naming the function.
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'pending' "
+                                            "AND attempts >= 3 AND last_error LIKE '%app.nope%'") == 1; },
+                     seconds(20)));
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 0);
+  // Deploying the function is all it takes: the next attempt calls it.
+  db.exec("CREATE FUNCTION app.nope(ev jsonb) RETURNS void LANGUAGE sql AS "
+          "$$ INSERT INTO app.ledger (event_id, attempt) VALUES ((ev->>'id')::bigint, (ev->>'attempt')::int) $$");
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(20)));
   t.stop();
-  CHECK(db.exec("SELECT last_error FROM pgrelay.db_events")[0][0].as<std::string>().find("app.nope") != std::string::npos);
+  CHECK(db.scalar("SELECT count(*) FROM app.ledger") == 1);
+  CHECK(db.scalar("SELECT min(attempt) FROM app.ledger") >= 4);
 }

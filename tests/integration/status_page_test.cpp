@@ -1,5 +1,5 @@
-// The status page rendered by a real browser (headless Chromium): the backlog
-// figure it shows must equal the database's count.
+// The status page rendered by a real browser (headless Chromium): every figure it
+// shows must equal what the database (or this relay's counters) holds.
 #include <doctest/doctest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -7,9 +7,11 @@
 #include <cstdio>
 #include <regex>
 #include <string>
+#include <vector>
 
 #include <future>
 
+#include "core/metrics.hpp"
 #include "handlers/webhook_handler.hpp"
 #include "http/admin_server.hpp"
 #include "support/child_process.hpp"
@@ -53,7 +55,25 @@ std::string dump_dom(const std::string& chromium, const std::string& url) {
 
 }  // namespace
 
-TEST_CASE("the status page shows the database's backlog in headless Chromium") {
+namespace {
+
+// The text of the element with this id in a rendered DOM, "" if absent.
+std::string element_text(const std::string& dom, const std::string& id) {
+  const std::regex re("id=\"" + id + "\">([^<]*)<");
+  std::smatch m;
+  return std::regex_search(dom, m, re) ? std::string(m[1]) : std::string();
+}
+
+// Whether the DOM has a table row starting with these cells, in order.
+bool has_row(const std::string& dom, const std::vector<std::string>& cells) {
+  std::string pattern = "<tr>";
+  for (const auto& c : cells) pattern += "<td[^>]*>" + c + "</td>";
+  return std::regex_search(dom, std::regex(pattern));
+}
+
+}  // namespace
+
+TEST_CASE("the status page shows the database's figures in headless Chromium: backlog, in flight, oldest wait, paused, dead, per type, relay and handler") {
   const std::string chromium = find_chromium();
   if (chromium.empty()) {
     FAIL("chromium is not installed: install Debian's `chromium` package (scripts/test does, via scripts/lib.sh "
@@ -61,44 +81,66 @@ TEST_CASE("the status page shows the database's backlog in headless Chromium") {
   }
   TestDb db;
   db.exec("SELECT pgrelay.emit('page.shown', '{}') FROM generate_series(1, 37)");
+  // The oldest due event has waited 100 s.
+  db.exec("UPDATE pgrelay.db_events SET next_attempt_at = now() - interval '100 seconds' "
+          "WHERE id = (SELECT min(id) FROM pgrelay.db_events)");
   db.exec("SELECT pgrelay.emit('page.later', '{}')");
   db.exec("UPDATE pgrelay.db_events SET next_attempt_at = now() + interval '1 hour' WHERE event_type = 'page.later'");
   db.exec("SELECT pgrelay.emit('page.dead', '{}') FROM generate_series(1, 2)");
   db.exec("UPDATE pgrelay.db_events SET status = 'dead', finished_at = now() WHERE event_type = 'page.dead'");
-  const int64_t backlog = db.scalar(
-      "SELECT count(*) FROM pgrelay.db_events WHERE status IN ('pending', 'processing') AND next_attempt_at <= now()");
-  REQUIRE(backlog == 37);
+  // Three under another relay's live lease, four of a paused type set aside.
+  db.exec("INSERT INTO pgrelay.db_events (event_type, payload, status, attempts, next_attempt_at, lease_owner, claim_token) "
+          "SELECT 'page.busy', '{}', 'processing', 1, now() + interval '1 hour', 'relay-b', 1 FROM generate_series(1, 3)");
+  db.exec("INSERT INTO pgrelay.paused_types (event_type, reason) VALUES ('page.held', 'test')");
+  db.exec("INSERT INTO pgrelay.db_events (event_type, payload, status) SELECT 'page.held', '{}', 'paused' "
+          "FROM generate_series(1, 4)");
+  db.exec("INSERT INTO pgrelay.relays (id, wake, listen_alive, in_flight, delivered) VALUES ('relay-b', 'notify', true, 3, 12)");
+  REQUIRE(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status IN ('pending', 'processing') "
+                    "AND next_attempt_at <= now()") == 37);
 
+  // This relay's own handler figures.
+  Metrics metrics;
+  for (int i = 0; i < 5; ++i) metrics.record_delivery("page.shown", "webhook-a", Metrics::Result::delivered, 0.004);
+  for (int i = 0; i < 2; ++i) metrics.record_delivery("page.shown", "webhook-a", Metrics::Result::retried, 0.004);
+  metrics.record_delivery("page.shown", "webhook-a", Metrics::Result::dead, 0.004);
   AdminServerOptions o;
   o.listen = "127.0.0.1:0";
   o.database_url = db.url();
   o.sample_interval_ms = 500;
   o.handlers = {"webhook-a"};
-  AdminServer server(o, nullptr, {"relay-under-test", "poll", {}, {}, {}});
+  AdminServer server(o, &metrics, {"relay-under-test", "poll", {}, {}, {}});
   server.start();
   const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
   REQUIRE(http_get(server.port(), "/").body.find("<title>pgrelay status</title>") != std::string::npos);
 
-  // Wait for the script to fetch /status.json and render the number (up to ~30 s).
-  const std::regex backlog_re(R"re(id="backlog">([0-9]+)<)re");
-  const std::regex dead_re(R"re(id="dead">([0-9]+)<)re");
-  std::string dom, shown, dead;
+  // Wait for the script to fetch /status.json and render the numbers (up to ~30 s).
+  std::string dom;
   const bool rendered = eventually(
       [&] {
         dom = dump_dom(chromium, url);
-        std::smatch m;
-        if (!std::regex_search(dom, m, backlog_re)) return false;
-        shown = m[1];
-        if (std::regex_search(dom, m, dead_re)) dead = m[1];
-        return true;
+        return !element_text(dom, "backlog").empty() && element_text(dom, "backlog") != "…";
       },
       seconds(30));
-  INFO("rendered DOM: " << dom.substr(0, 3000));
+  INFO("rendered DOM: " << dom.substr(0, 6000));
   REQUIRE(rendered);
-  CHECK(shown == std::to_string(backlog));
-  CHECK(dead == "2");
-  CHECK(dom.find("webhook-a") != std::string::npos);
-  CHECK(dom.find("relay-under-test") != std::string::npos);
+  CHECK(element_text(dom, "backlog") == "37");
+  CHECK(element_text(dom, "dead") == "2");
+  CHECK(element_text(dom, "processing") == "3");
+  CHECK(element_text(dom, "paused-backlog") == "4");
+  const double oldest = std::stod("0" + element_text(dom, "oldest"));
+  CHECK(oldest >= 100);
+  CHECK(oldest < 160);
+  CHECK(element_text(dom, "relay-id") == "relay-under-test (wake=poll)");
+  // Per type: pending, processing, dead, paused.
+  CHECK(has_row(dom, {"page.shown", "37", "0", "0"}));
+  CHECK(has_row(dom, {"page.later", "1", "0", "0"}));
+  CHECK(has_row(dom, {"page.busy", "0", "3", "0"}));
+  CHECK(has_row(dom, {"page.dead", "0", "0", "2"}));
+  CHECK(has_row(dom, {"page.held", "0", "0", "0", "paused"}));
+  // Per relay: id, wake, LISTEN, in flight, delivered.
+  CHECK(has_row(dom, {"relay-b", "notify", "alive", "3", "12"}));
+  // Per handler: delivered, retried, dead, deferred.
+  CHECK(has_row(dom, {"webhook-a", "5", "2", "1", "0"}));
 }
 
 TEST_CASE("the status page shows an open circuit breaker and a paused prefix pattern in headless Chromium") {

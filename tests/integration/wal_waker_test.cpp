@@ -1,5 +1,9 @@
 // The wal wake source: a temporary logical slot read as a wake signal, against a real PostgreSQL.
 #include <doctest/doctest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -260,16 +264,67 @@ TEST_CASE("a URL connection string streams as well as key=value") {
   CHECK(eventually([&] { return c.wakes >= 1; }, milliseconds(1000)));
 }
 
+namespace {
+
+// A TCP port that accepts connections and closes them at once, counting them:
+// a server that is there but never answers as PostgreSQL.
+class ClosingPort {
+ public:
+  ClosingPort() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd_, 16) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] {
+      while (!stop_.load()) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) <= 0) continue;
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) continue;
+        ++accepted_;
+        ::close(c);
+      }
+    });
+  }
+  ~ClosingPort() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+};
+
+}  // namespace
+
 TEST_CASE("an unreachable server is retried in the background, not an error of start") {
+  ClosingPort server;
   Counts c;
-  WalWaker w("host=127.0.0.1 port=1 dbname=nowhere connect_timeout=1", counting(c));
+  WalWaker w("host=127.0.0.1 port=" + std::to_string(server.port()) + " dbname=nowhere connect_timeout=1", counting(c));
   CHECK_NOTHROW(w.start());
-  std::this_thread::sleep_for(milliseconds(300));
+  // start() checks once and the thread connects once; every further connection is a retry.
+  CHECK(eventually([&] { return server.accepted() >= 5; }, milliseconds(30000)));
   CHECK_FALSE(w.alive());
   const auto t0 = std::chrono::steady_clock::now();
   w.stop();
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
   CHECK(c.connects == 0);
+  // Stopped means stopped: no more attempts.
+  const int after_stop = server.accepted();
+  std::this_thread::sleep_for(milliseconds(300));
+  CHECK(server.accepted() == after_stop);
 }
 
 TEST_CASE("a server without wal_level=logical makes start fail with an actionable error") {

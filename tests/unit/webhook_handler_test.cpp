@@ -5,6 +5,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <algorithm>
 #include <future>
 #include <thread>
 
@@ -197,7 +198,7 @@ TEST_CASE("a webhook connection the server closes after its response is not reus
 TEST_CASE("concurrent webhook deliveries beyond the pool size queue and use at most pool_size connections") {
   HttpReceiver rx;
   Reply slowish = Reply::with_status(200);
-  slowish.delay = milliseconds(5);
+  slowish.delay = milliseconds(50);
   rx.respond_with([slowish](const ReceivedRequest&) { return slowish; });
   auto cfg = hook_config(rx.url());
   cfg.pool_size = 3;
@@ -214,6 +215,16 @@ TEST_CASE("concurrent webhook deliveries beyond the pool size queue and use at m
   }
   CHECK(rx.request_count() == 60);
   CHECK(rx.connections_accepted() <= 3);
+  // Queued, not sent one after another: as the receiver saw it, three requests
+  // were waiting for their answers at once (each is answered 50 ms after it arrives).
+  const auto reqs = rx.requests();
+  size_t most_at_once = 0;
+  for (const auto& r : reqs) {
+    size_t open = 0;
+    for (const auto& o : reqs) open += o.at <= r.at && r.at < o.at + slowish.delay;
+    most_at_once = std::max(most_at_once, open);
+  }
+  CHECK(most_at_once == 3);
 }
 
 TEST_CASE("a webhook without pool_size sends as many requests at once as its concurrency") {
