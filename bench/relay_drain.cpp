@@ -6,6 +6,7 @@
 // --claim transaction measures relay.claim = "transaction" instead of leases.
 // --route TYPE routes only that type (default "*"); --handler-us N makes the handler
 // take N microseconds per event (one worker thread: a key's events are serial anyway).
+// --listen-db URL sets database.listen_url (LISTEN apart from --db, as behind PgBouncer).
 // --outcome dead makes the no-op handler dead-letter every event instead (counted as
 // finished like a delivery), to compare the cost of recording each kind of outcome.
 #include <atomic>
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < relays; ++i) {
       pgrelay::Config c;
       c.database.url = db;
+      c.database.listen_url = bench::flag(f, "listen-db", "");
       c.relay.id = "bench-drain-" + std::to_string(i);
       if (f.count("batch")) c.relay.batch_size = static_cast<int>(bench::flag_int(f, "batch", 256));
       if (f.count("max-in-flight")) c.relay.max_in_flight = static_cast<int>(bench::flag_int(f, "max-in-flight", 1024));
