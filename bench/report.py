@@ -209,6 +209,30 @@ def main():
     if wake_table:
         summary["wake_modes"] = wake_table
 
+    # 9. backlog shapes (the drain beside each waiting shape) and one key alone
+    shape_best = {}
+    for x in r.get("shapes", []):
+        shape_best[x["shape"]] = max(shape_best.get(x["shape"], 0), x["drain"]["events_per_s"])
+    plain = shape_best.get("plain")
+    for shape, v in shape_best.items():
+        add("9 shapes", f"drain of 20,000 over 2,000 keys beside {shape}", v, "events/s",
+            ratio(plain, v) if shape != "plain" else 1.0, "plain / this (slowdown)", "<= 1.5" if shape != "plain" else "",
+            key=f"shape_{shape}")
+    for x in r.get("one_key", []):
+        add("9 shapes", f"one key alone, {x['handler']} handler", x["drain"]["events_per_s"], "events/s", None, "",
+            ">= 5000/s" if x["handler"] == "noop" else ">= 600/s", key=f"one_key_{x['handler']}")
+
+    # 10. behind PgBouncer
+    pooled_best = {}
+    for x in r.get("pooler", []):
+        k = (x["drain"]["claim"], x["route"])
+        pooled_best[k] = max(pooled_best.get(k, 0), x["drain"]["events_per_s"])
+    for claim in ("lease", "transaction"):
+        direct, pooled = pooled_best.get((claim, "direct")), pooled_best.get((claim, "pooled"))
+        if direct:
+            add("10 pooler", f"drain through PgBouncer (transaction mode), claim={claim}", pooled, "events/s",
+                ratio(pooled, direct), "direct drain", key=f"pooler_{claim}")
+
     errors = [(k[:-6], v[0]["error"]) for k, v in r.items() if k.endswith("_error")]
     summary["errors"] = [{"section": s, "error": e} for s, e in errors]
 
@@ -220,7 +244,7 @@ def main():
           f"load at start {' '.join(m.get('loadavg_at_start', []))}, at end {summary['meta_end'].get('loadavg_at_end', '?')}")
     print("PostgreSQL: " + ", ".join(f"{k}={v}" for k, v in sorted(s.items())))
     print(f"batch size {meta.get('batch_size')}, run took {summary['meta_end'].get('seconds', '?')} s\n")
-    w = max(len(x[1]) for x in rows) + 2
+    w = max([len(x[1]) for x in rows] or [10]) + 2
     print(f"{'':10} {'figure':{w}} {'value':>18}  {'ratio':>7}  {'baseline':22} target")
     last = None
     for sec, name, v, unit, rat, base, tgt in rows:
@@ -240,9 +264,10 @@ def main():
         print(f"wrote {json_out}")
 
 
-ALL_SECTIONS = "raw drain latency producer webhook memory peer wake"
+ALL_SECTIONS = "raw drain latency producer webhook memory peer wake shapes pooler"
 SECTION_OF = {"1 limit": "raw", "2 drain": "drain", "3 latency": "latency", "4 producer": "producer",
-              "5 webhook": "webhook", "6 memory": "memory", "7 peer": "peer", "8 wake": "wake"}
+              "5 webhook": "webhook", "6 memory": "memory", "7 peer": "peer", "8 wake": "wake", "9 shapes": "shapes",
+              "10 pooler": "pooler"}
 WAKE_MODES = ("notify", "poll", "wal")
 WAL_NOT_WIRED = "wal: not wired yet"
 
