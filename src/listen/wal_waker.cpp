@@ -18,7 +18,6 @@
 namespace pgrelay {
 
 namespace {
-constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
 constexpr auto kStatusTick = std::chrono::seconds(1);      // report new positions at most this often
 constexpr auto kStatusInterval = std::chrono::seconds(10);  // and always this often (wal_sender_timeout is 60 s)
 constexpr auto kProbeTimeout = std::chrono::seconds(3);
@@ -290,7 +289,7 @@ void WalWaker::start_streaming() {
   }
   streaming_ = true;
   alive_.store(true);
-  backoff_ = std::chrono::milliseconds(100);
+  backoff_.reset();
   status_sent_at_ = std::chrono::steady_clock::now();
   last_message_ns_.store(now_ns());
   show_slot(slot_);
@@ -470,10 +469,7 @@ void WalWaker::drop(const std::string& why) {
 }
 
 void WalWaker::retry_later() {
-  std::mt19937 rng(std::random_device{}());
-  const auto wait = backoff_ / 2 + std::chrono::milliseconds(rng() % (backoff_.count() / 2 + 1));
-  backoff_ = std::min(backoff_ * 2, kMaxBackoff);
-  retry_timer_.expires_after(wait);
+  retry_timer_.expires_after(backoff_.next());
   retry_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) connect();
   });

@@ -15,6 +15,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "core/reconnect_backoff.hpp"
 #include "listen/listener.hpp"
 
 struct pg_conn;  // libpq's PGconn
@@ -27,7 +28,7 @@ namespace pgrelay {
 // on_wake once (transactions read together are coalesced into one call).
 // On any error or EOF it drops the connection (the server drops the slot with
 // it, so a dead relay never holds WAL back), reconnects with jittered backoff
-// (100 ms to 5 s), creates a new slot and calls on_connected once streaming:
+// (100 ms to 5 s, core/reconnect_backoff.hpp), creates a new slot and calls on_connected once streaming:
 // changes made while disconnected are not replayed, so the relay must run a
 // catch-up claim then, exactly as for Listener.
 //
@@ -100,7 +101,7 @@ class WalWaker {
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer status_timer_;
   boost::asio::steady_timer probe_timer_;
-  std::chrono::milliseconds backoff_{100};
+  ReconnectBackoff backoff_;
   std::chrono::steady_clock::time_point slot_requested_at_;
   std::chrono::steady_clock::time_point status_sent_at_;
   std::string slot_;
