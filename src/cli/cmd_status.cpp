@@ -11,11 +11,7 @@
 namespace pgrelay::cli {
 namespace {
 
-std::string number(double d) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3f", d);
-  return buf;
-}
+std::string number(double d) { return log::fixed3(d); }
 
 }  // namespace
 

@@ -109,6 +109,12 @@ std::string json_quoted(std::string_view s) {
   return out + "\"";
 }
 
+std::string fixed3(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.3f", v);
+  return buf;
+}
+
 void write(Level level, std::string_view message, std::initializer_list<Field> fields) {
   if (!enabled(level)) return;
   std::string line;

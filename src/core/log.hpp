@@ -68,5 +68,7 @@ class Throttle {
 void append_json_escaped(std::string& out, std::string_view s);
 // `s` as a quoted JSON string.
 std::string json_quoted(std::string_view s);
+// `v` with three decimals ("1.250"), as the JSON documents print seconds and ratios.
+std::string fixed3(double v);
 
 }  // namespace pgrelay::log
