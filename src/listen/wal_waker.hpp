@@ -17,8 +17,8 @@
 
 #include "core/reconnect_backoff.hpp"
 #include "listen/listener.hpp"
-
-struct pg_conn;  // libpq's PGconn
+#include "listen/replication_codec.hpp"
+#include "listen/replication_connection.hpp"
 
 namespace pgrelay {
 
@@ -76,10 +76,6 @@ class WalWaker {
   std::string slot_name() const;
 
  private:
-  struct PgConnDeleter {
-    void operator()(pg_conn* c) const;
-  };
-
   void connect();
   void await_slot();
   void start_streaming();
@@ -96,7 +92,7 @@ class WalWaker {
   Callbacks callbacks_;
   boost::asio::io_context io_;
   std::thread thread_;
-  std::unique_ptr<pg_conn, PgConnDeleter> conn_;
+  ReplicationConnection conn_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer status_timer_;
@@ -108,7 +104,7 @@ class WalWaker {
   bool streaming_ = false;
   bool write_armed_ = false;
   bool probe_waiting_ = false;
-  bool in_commit_wakes_ = false;  // the transaction being decoded inserted an event
+  WakeDecoder decoder_;            // test_decoding's lines -> wakes
   uint64_t received_lsn_ = 0;     // highest WAL position seen from the server
   uint64_t reported_lsn_ = 0;     // highest position confirmed in a status update
   std::atomic<bool> alive_{false};
