@@ -21,24 +21,13 @@
 #include <utility>
 #include <vector>
 
+#include "handlers/http_destination.hpp"
+
 namespace boost::asio {
 class io_context;
 }
 
 namespace pgrelay {
-
-// Where requests go, parsed from an http:// or https:// URL.
-struct HttpDestination {
-  bool tls = false;
-  std::string host;    // name or IP literal, without brackets
-  std::string port;    // "80"/"443" when the URL has none
-  std::string target;  // path and query, "/" when the URL has none
-
-  // "host:port", as used in error messages and breaker names.
-  std::string authority() const;
-  // Parses `url`; on failure returns nullopt and sets `error`.
-  static std::optional<HttpDestination> parse(const std::string& url, std::string* error);
-};
 
 struct HttpClientOptions {
   int pool_size = 8;                 // connections open at once (>= 1)
