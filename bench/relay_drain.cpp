@@ -127,10 +127,11 @@ int main(int argc, char** argv) {
     }
     pqxx::connection c(db);
     pqxx::nontransaction tx(c);
-    const int64_t left = tx.exec1("SELECT count(*) FROM pgrelay.db_events WHERE status NOT IN ('done', 'dead')")[0].as<int64_t>();
-    std::cout << "{\"relays\":" << relays << ",\"events\":" << delivered << ",\"seconds\":" << s
-              << ",\"claim\":\"" << bench::flag(f, "claim", "lease") << "\",\"events_per_s\":" << delivered / s << ",\"claim_batches\":" << batches << ",\"left\":" << left
-              << "}\n";
+    const int64_t left =
+        tx.exec1("SELECT count(*) FROM pgrelay.db_events WHERE status NOT IN ('done', 'dead')")[0].as<int64_t>();
+    std::cout << "{\"relays\":" << relays << ",\"events\":" << delivered << ",\"seconds\":" << s << ",\"claim\":\""
+              << bench::flag(f, "claim", "lease") << "\",\"events_per_s\":" << delivered / s
+              << ",\"claim_batches\":" << batches << ",\"left\":" << left << "}\n";
     return (failed || delivered < expect) ? 1 : 0;
   } catch (const std::exception& e) {
     std::cerr << "relay_drain: " << e.what() << "\n";

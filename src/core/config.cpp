@@ -77,14 +77,14 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
     // "$schema" names config/pgrelay.schema.json for editors; the relay does not read it.
     check_keys(doc, "", {"$schema", "database", "relay", "log", "admin", "handlers", "routes", "event_types"});
     if (auto it = doc.FindMember("$schema"); it != doc.MemberEnd()) need_string(it->value, "$schema");
-    each(doc, "database", "database", {"url", "listen_url"}, [&](const std::string& k, const Value& v, const std::string& p) {
-      if (k == "url") c.database.url = need_string(v, p);
-      else c.database.listen_url = need_string(v, p);
-    });
+    each(doc, "database", "database", {"url", "listen_url"},
+         [&](const std::string& k, const Value& v, const std::string& p) {
+           if (k == "url") c.database.url = need_string(v, p);
+           else c.database.listen_url = need_string(v, p);
+         });
     each(doc, "relay", "relay",
          {"id", "batch_size", "max_in_flight", "lease_ms", "poll_interval_ms", "poll_max_ms", "wake", "claim",
-          "done_retention_s",
-          "shutdown_timeout_ms", "ack_delay_ms"},
+          "done_retention_s", "shutdown_timeout_ms", "ack_delay_ms"},
          [&](const std::string& k, const Value& v, const std::string& p) {
            RelayOptions& r = c.relay;
            if (k == "id") r.id = need_string(v, p, 200);
@@ -119,7 +119,8 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
             fail(p, "must be host:port (got \"" + c.admin.listen + "\")");
           }
         } else if (k == "ready_max_backlog") c.admin.ready_max_backlog = need_int(m->value, p, 1, 1000000000000LL);
-        else if (k == "ready_max_oldest_pending_s") c.admin.ready_max_oldest_pending_s = need_int(m->value, p, 1, 365LL * 86400);
+        else if (k == "ready_max_oldest_pending_s")
+          c.admin.ready_max_oldest_pending_s = need_int(m->value, p, 1, 365LL * 86400);
         else if (k == "allowed_hosts") c.admin.allowed_hosts = parse_allowed_hosts(m->value, p);
       }
       c.admin.token = read_secret(a, "admin", "token", env, secrets);
@@ -134,7 +135,8 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
     if (auto it = doc.FindMember("event_types"); it != doc.MemberEnd()) {
       const Value& ts = need_object(it->value, "event_types");
       for (auto m = ts.MemberBegin(); m != ts.MemberEnd(); ++m) {
-        c.event_types.push_back(parse_event_type(m->name.GetString(), m->value, std::string("event_types.") + m->name.GetString()));
+        c.event_types.push_back(
+            parse_event_type(m->name.GetString(), m->value, std::string("event_types.") + m->name.GetString()));
       }
     }
     std::vector<std::string> names;
@@ -160,8 +162,8 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
         route.handlers = need_string_array(hs->value, p + ".handlers", false);
         for (size_t j = 0; j < route.handlers.size(); ++j) {
           if (!c.handler(route.handlers[j])) {
-            fail(p + ".handlers[" + std::to_string(j) + "]",
-                 "\"" + route.handlers[j] + "\" is not defined (known: " + (names.empty() ? "none" : join(names)) + ")");
+            fail(p + ".handlers[" + std::to_string(j) + "]", "\"" + route.handlers[j] + "\" is not defined (known: " +
+                                                                 (names.empty() ? "none" : join(names)) + ")");
           }
         }
         c.routes.push_back(std::move(route));
@@ -179,8 +181,8 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
       }
       if (h.timeout_ms >= c.relay.lease_ms * 4) {
         // Heartbeats extend the lease, but a timeout far beyond it is almost always a mistake.
-        fail("handlers." + h.name + ".timeout_ms", "must be below 4 x relay.lease_ms (" +
-                                                     std::to_string(c.relay.lease_ms * 4) + ")");
+        fail("handlers." + h.name + ".timeout_ms",
+             "must be below 4 x relay.lease_ms (" + std::to_string(c.relay.lease_ms * 4) + ")");
       }
     }
     return c;

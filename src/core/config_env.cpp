@@ -17,7 +17,8 @@ EnvLookup process_env() {
   };
 }
 
-void apply_env_overrides(rapidjson::Document& doc, const EnvLookup& env, std::vector<std::pair<std::string, std::string>>* origin) {
+void apply_env_overrides(rapidjson::Document& doc, const EnvLookup& env,
+                         std::vector<std::pair<std::string, std::string>>* origin) {
   struct Override {
     const char* var;
     const char* section;

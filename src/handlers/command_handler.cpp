@@ -124,7 +124,8 @@ Outcome CommandHandler::run(const Event& event) {
   std::string tail;
   bool timed_out = false;
   while (in_pipe[1] >= 0 || out_pipe[0] >= 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;

@@ -167,9 +167,8 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
     if (x->answered) return discard(c);
     if (ec) return fail_connect(x, c, "connect to " + dest.authority() + " failed: cannot resolve: " + ec.message());
     c->tcp().expires_at(c->connect_deadline);
-    c->tcp().async_connect(r, [self = shared_from_this(), x, c](error_code ec, const tcp::endpoint&) {
-      self->on_connect(x, c, ec);
-    });
+    c->tcp().async_connect(
+        r, [self = shared_from_this(), x, c](error_code ec, const tcp::endpoint&) { self->on_connect(x, c, ec); });
   }
 
   std::string connect_error(error_code ec) const {
@@ -198,8 +197,8 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
     c->tls_stream->async_handshake(net::ssl::stream_base::client, [self = shared_from_this(), x, c](error_code ec) {
       if (x->answered) return self->discard(c);
       if (ec) {
-        return self->fail_connect(x, c, "TLS handshake with " + self->dest.authority() +
-                                            " failed: " + self->connect_error(ec));
+        return self->fail_connect(
+            x, c, "TLS handshake with " + self->dest.authority() + " failed: " + self->connect_error(ec));
       }
       c->tcp().expires_never();
       self->send(x, c);
@@ -226,9 +225,8 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
     x->parser->body_limit(options.max_response_body_bytes);
     x->parser->header_limit(kMaxResponseHeaderBytes);
     c->with_stream([&](auto& stream) {
-      http::async_write(stream, *x->message, [self = shared_from_this(), x, c](error_code ec, size_t) {
-        self->on_write(x, c, ec);
-      });
+      http::async_write(stream, *x->message,
+                        [self = shared_from_this(), x, c](error_code ec, size_t) { self->on_write(x, c, ec); });
     });
   }
 
@@ -244,7 +242,8 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
       http::async_read_header(stream, c->buffer, *x->parser, [self = shared_from_this(), x, c](error_code ec, size_t) {
         if (ec || x->answered || x->parser->is_done()) return self->on_read(x, c, ec);
         c->with_stream([&](auto& s) {
-          http::async_read(s, c->buffer, *x->parser, [self, x, c](error_code ec2, size_t) { self->on_read(x, c, ec2); });
+          http::async_read(s, c->buffer, *x->parser,
+                           [self, x, c](error_code ec2, size_t) { self->on_read(x, c, ec2); });
         });
       });
     });
@@ -354,10 +353,10 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
   const HttpClientOptions options;
   std::string host_header;
   std::optional<net::ssl::context> tls_context;
-  std::deque<ExchangePtr> queue;     // waiting for a connection, oldest first
-  std::set<ExchangePtr> active;      // bound to a connection
-  std::vector<ConnectionPtr> idle;   // open, keep-alive, unused
-  int open = 0;                      // connections connecting, busy or idle
+  std::deque<ExchangePtr> queue;    // waiting for a connection, oldest first
+  std::set<ExchangePtr> active;     // bound to a connection
+  std::vector<ConnectionPtr> idle;  // open, keep-alive, unused
+  int open = 0;                     // connections connecting, busy or idle
   bool stopping = false;
 };
 

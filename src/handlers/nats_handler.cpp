@@ -191,11 +191,11 @@ Outcome NatsHandler::publish(const Event& event, std::chrono::steady_clock::time
   if (c == nullptr) return Outcome::retry(why);
   // Fail fast while the library reconnects instead of buffering until the ack times out.
   if (natsConnection_Status(c->nc) != NATS_CONN_STATUS_CONNECTED) {
-    return Outcome::retry("nats: not connected to " + shown_url(url_) + " (server down or unreachable); reconnecting every " +
-                          std::to_string(kReconnectWaitMs) + " ms");
+    return Outcome::retry("nats: not connected to " + shown_url(url_) +
+                          " (server down or unreachable); reconnecting every " + std::to_string(kReconnectWaitMs) +
+                          " ms");
   }
-  const int64_t left_ms =
-      std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+  const int64_t left_ms = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now()).count();
   if (left_ms <= 0) {
     return Outcome::retry("nats: waited " + std::to_string(timeout_ms_) + " ms for a free publisher (concurrency " +
                           std::to_string(pool_.threads()) + ")");
@@ -252,8 +252,7 @@ Outcome NatsHandler::publish(const Event& event, std::chrono::steady_clock::time
       return Outcome::dead("nats: event of " + std::to_string(body.size()) +
                            " bytes exceeds the server's max_payload of " +
                            std::to_string(natsConnection_GetMaxPayload(c->nc)) + " bytes");
-    default:
-      return Outcome::retry("nats: publish" + on + " failed: " + detail);
+    default: return Outcome::retry("nats: publish" + on + " failed: " + detail);
   }
 }
 

@@ -23,7 +23,7 @@ namespace pgrelay {
 
 class WorkerPool {
  public:
-  using Task = std::function<Outcome()>;       // the blocking delivery
+  using Task = std::function<Outcome()>;      // the blocking delivery
   using Done = std::function<void(Outcome)>;  // told the task's outcome, on the worker's thread
 
   // Starts `threads` workers (at least one). `shutdown_reason` is the retry reason

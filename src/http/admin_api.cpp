@@ -132,7 +132,8 @@ AdminApi::Readiness AdminApi::readiness() const {
   const auto stale_after = std::chrono::milliseconds(3 * options_.sample_interval_ms + 5000);
   if (s.at == Clock::time_point{}) return {false, "database: not sampled yet"};
   if (!s.ok) return {false, "database does not answer: " + s.error};
-  if (Clock::now() - s.at > stale_after) return {false, "database: no answer for over " + std::to_string(stale_after.count() / 1000) + " s"};
+  if (Clock::now() - s.at > stale_after)
+    return {false, "database: no answer for over " + std::to_string(stale_after.count() / 1000) + " s"};
   if (options_.expect_listener && probe_.listener_alive && !probe_.listener_alive()) {
     return {false, "LISTEN connection is down (wake=notify); reconnecting"};
   }
@@ -142,7 +143,8 @@ AdminApi::Readiness AdminApi::readiness() const {
                        std::to_string(s.data.paused_backlog) + " paused and " + std::to_string(s.data.unrouted) +
                        " unrouted)"};
   }
-  if (s.data.oldest_due_wait_s && *s.data.oldest_due_wait_s > static_cast<double>(options_.ready_max_oldest_pending_s)) {
+  if (s.data.oldest_due_wait_s &&
+      *s.data.oldest_due_wait_s > static_cast<double>(options_.ready_max_oldest_pending_s)) {
     return {false, "oldest due event has waited " + log::fixed3(*s.data.oldest_due_wait_s) +
                        " s > admin.ready_max_oldest_pending_s " + std::to_string(options_.ready_max_oldest_pending_s)};
   }

@@ -33,7 +33,8 @@ AdminResponse AdminApi::metrics_text() const {
                  "Events whose outcome this relay recorded, by result (delivered: every routed handler succeeded; "
                  "released: given back without spending an attempt).");
     for (size_t i = 0; i < 4; ++i) {
-      prom::sample(out, "pgrelay_events_total", std::string("result=\"") + kResults[i] + "\"", static_cast<double>(ev[i]));
+      prom::sample(out, "pgrelay_events_total", std::string("result=\"") + kResults[i] + "\"",
+                   static_cast<double>(ev[i]));
     }
   }
   const Sample s = sample();
@@ -41,8 +42,7 @@ AdminResponse AdminApi::metrics_text() const {
   prom::sample(out, "pgrelay_database_up", "", s.ok ? 1 : 0);
   if (s.at != Clock::time_point{}) {
     prom::header(out, "pgrelay_sample_age_seconds", "gauge", "Age of the database gauges below.");
-    prom::sample(out, "pgrelay_sample_age_seconds", "",
-                 std::chrono::duration<double>(Clock::now() - s.at).count());
+    prom::sample(out, "pgrelay_sample_age_seconds", "", std::chrono::duration<double>(Clock::now() - s.at).count());
   }
   if (s.ok) {
     const DbSample& d = s.data;
@@ -91,17 +91,21 @@ AdminResponse AdminApi::metrics_text() const {
     }
   }
   const auto breakers = BreakerBoard::global().all();
-  prom::header(out, "pgrelay_circuit_breaker_state", "gauge", "Circuit breaker per handler and destination: 0 closed, 1 half-open, 2 open.");
+  prom::header(out, "pgrelay_circuit_breaker_state", "gauge",
+               "Circuit breaker per handler and destination: 0 closed, 1 half-open, 2 open.");
   for (const auto& b : breakers) {
-    prom::sample(out, "pgrelay_circuit_breaker_state",
-                 "handler=\"" + prom::label_value(b.handler) + "\",destination=\"" + prom::label_value(b.destination) + "\"",
-                 breaker_state_value(b.state));
+    prom::sample(
+        out, "pgrelay_circuit_breaker_state",
+        "handler=\"" + prom::label_value(b.handler) + "\",destination=\"" + prom::label_value(b.destination) + "\"",
+        breaker_state_value(b.state));
   }
-  prom::header(out, "pgrelay_circuit_breaker_consecutive_failures", "gauge", "Consecutive failures seen by the breaker.");
+  prom::header(out, "pgrelay_circuit_breaker_consecutive_failures", "gauge",
+               "Consecutive failures seen by the breaker.");
   for (const auto& b : breakers) {
-    prom::sample(out, "pgrelay_circuit_breaker_consecutive_failures",
-                 "handler=\"" + prom::label_value(b.handler) + "\",destination=\"" + prom::label_value(b.destination) + "\"",
-                 b.consecutive_failures);
+    prom::sample(
+        out, "pgrelay_circuit_breaker_consecutive_failures",
+        "handler=\"" + prom::label_value(b.handler) + "\",destination=\"" + prom::label_value(b.destination) + "\"",
+        b.consecutive_failures);
   }
   const Readiness ready = readiness();
   prom::header(out, "pgrelay_ready", "gauge", "1 when /readyz answers 200.");
@@ -112,16 +116,20 @@ AdminResponse AdminApi::metrics_text() const {
 AdminResponse AdminApi::status_json() const {
   const Sample s = sample();
   const Readiness ready = readiness();
-  std::string o = "{\"relay\":{\"id\":" + log::json_quoted(probe_.relay_id) + ",\"wake\":" + log::json_quoted(probe_.wake);
+  std::string o =
+      "{\"relay\":{\"id\":" + log::json_quoted(probe_.relay_id) + ",\"wake\":" + log::json_quoted(probe_.wake);
   o += ",\"listener_connected\":";
   o += probe_.listener_alive ? (probe_.listener_alive() ? "true" : "false") : "null";
   o += ",\"last_notification_age_s\":";
   const double age = probe_.last_notification_age_s ? probe_.last_notification_age_s() : -1;
   o += age >= 0 ? log::fixed3(age) : "null";
-  o += "},\"ready\":{\"ok\":" + std::string(ready.ready ? "true" : "false") + ",\"reason\":" + log::json_quoted(ready.reason) + "}";
-  o += ",\"database\":{\"ok\":" + std::string(s.ok ? "true" : "false") + ",\"error\":" + log::json_quoted(s.error) +
-       ",\"sample_age_s\":" +
-       (s.at == Clock::time_point{} ? "null" : log::fixed3(std::chrono::duration<double>(Clock::now() - s.at).count())) + "}";
+  o += "},\"ready\":{\"ok\":" + std::string(ready.ready ? "true" : "false") +
+       ",\"reason\":" + log::json_quoted(ready.reason) + "}";
+  o +=
+      ",\"database\":{\"ok\":" + std::string(s.ok ? "true" : "false") + ",\"error\":" + log::json_quoted(s.error) +
+      ",\"sample_age_s\":" +
+      (s.at == Clock::time_point{} ? "null" : log::fixed3(std::chrono::duration<double>(Clock::now() - s.at).count())) +
+      "}";
   const DbSample& d = s.data;
   if (s.ok) {
     o += ",\"backlog\":" + std::to_string(d.backlog) + ",\"paused_backlog\":" + std::to_string(d.paused_backlog) +
@@ -136,15 +144,16 @@ AdminResponse AdminApi::status_json() const {
   o += ",\"by_type\":[";
   for (size_t i = 0; i < d.by_type.size(); ++i) {
     const auto& t = d.by_type[i];
-    o += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(t.event_type) + ",\"pending\":" +
-         std::to_string(t.pending) + ",\"processing\":" + std::to_string(t.processing) + ",\"dead\":" +
-         std::to_string(t.dead) + ",\"paused\":" + (t.paused ? "true" : "false") + "}";
+    o += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(t.event_type) +
+         ",\"pending\":" + std::to_string(t.pending) + ",\"processing\":" + std::to_string(t.processing) +
+         ",\"dead\":" + std::to_string(t.dead) + ",\"paused\":" + (t.paused ? "true" : "false") + "}";
   }
   o += "],\"paused\":[";
   for (size_t i = 0; i < d.paused.size(); ++i) {
-    o += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(d.paused[i].event_type) + ",\"pattern\":" +
-         (d.paused[i].pattern() ? "true" : "false") + ",\"paused_at\":" +
-         log::json_quoted(d.paused[i].paused_at) + ",\"reason\":" + log::json_quoted(d.paused[i].reason) + "}";
+    o += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(d.paused[i].event_type) +
+         ",\"pattern\":" + (d.paused[i].pattern() ? "true" : "false") +
+         ",\"paused_at\":" + log::json_quoted(d.paused[i].paused_at) +
+         ",\"reason\":" + log::json_quoted(d.paused[i].reason) + "}";
   }
   o += "],\"relays\":[";
   for (size_t i = 0; i < d.relays.size(); ++i) {
@@ -167,16 +176,18 @@ AdminResponse AdminApi::status_json() const {
   o += ",\"handlers\":[";
   bool first = true;
   for (const auto& [name, t] : by) {
-    o += std::string(first ? "" : ",") + "{\"name\":" + log::json_quoted(name) + ",\"delivered\":" +
-         std::to_string(t.delivered) + ",\"retried\":" + std::to_string(t.retried) + ",\"dead\":" +
-         std::to_string(t.dead) + ",\"deferred\":" + std::to_string(t.deferred) + ",\"mean_latency_ms\":" +
+    o += std::string(first ? "" : ",") + "{\"name\":" + log::json_quoted(name) +
+         ",\"delivered\":" + std::to_string(t.delivered) + ",\"retried\":" + std::to_string(t.retried) +
+         ",\"dead\":" + std::to_string(t.dead) + ",\"deferred\":" + std::to_string(t.deferred) +
+         ",\"mean_latency_ms\":" +
          (t.latency_count ? log::fixed3(t.latency_sum_s * 1000 / static_cast<double>(t.latency_count)) : "null") +
          ",\"breakers\":[";
     bool bfirst = true;
     for (const auto& b : breakers) {
       if (b.handler != name) continue;
-      o += std::string(bfirst ? "" : ",") + "{\"destination\":" + log::json_quoted(b.destination) + ",\"state\":" +
-           log::json_quoted(b.state) + ",\"consecutive_failures\":" + std::to_string(b.consecutive_failures) + "}";
+      o += std::string(bfirst ? "" : ",") + "{\"destination\":" + log::json_quoted(b.destination) +
+           ",\"state\":" + log::json_quoted(b.state) +
+           ",\"consecutive_failures\":" + std::to_string(b.consecutive_failures) + "}";
       bfirst = false;
     }
     o += "]}";

@@ -94,7 +94,8 @@ void Listener::connect() {
     receiver_.reset();
     conn_.reset();
     const auto wait = backoff_.next();
-    log::warn("listener: cannot connect, retrying", {{"error", e.what()}, {"retry_ms", static_cast<int64_t>(wait.count())}});
+    log::warn("listener: cannot connect, retrying",
+              {{"error", e.what()}, {"retry_ms", static_cast<int64_t>(wait.count())}});
     retry_in(wait);
     return;
   }

@@ -28,10 +28,10 @@ struct ReplicationMessage {
     other,      // anything else, or a message too short for its kind (ignored)
   };
   Kind kind = Kind::other;
-  uint64_t wal_start = 0;         // xlog_data: the WAL position the data starts at
-  uint64_t wal_end = 0;           // xlog_data and keepalive: the server's current end of WAL
-  bool reply_requested = false;   // keepalive: the server wants a status update now
-  std::string_view text;          // xlog_data: the plugin's output; points into the parsed bytes
+  uint64_t wal_start = 0;        // xlog_data: the WAL position the data starts at
+  uint64_t wal_end = 0;          // xlog_data and keepalive: the server's current end of WAL
+  bool reply_requested = false;  // keepalive: the server wants a status update now
+  std::string_view text;         // xlog_data: the plugin's output; points into the parsed bytes
 };
 
 // Reads one message: 'w' is int64 start, int64 end, int64 send time, then the

@@ -65,7 +65,8 @@ bool is_replication_denied(const std::string& error) {
 
 std::string replication_denied_error(const std::string& error) {
   return "wake mode \"wal\" needs a role with the REPLICATION attribute (ALTER ROLE ... REPLICATION), "
-         "or use wake \"poll\": " + error;
+         "or use wake \"poll\": " +
+         error;
 }
 
 }  // namespace pgrelay

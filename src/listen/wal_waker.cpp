@@ -18,7 +18,7 @@
 namespace pgrelay {
 
 namespace {
-constexpr auto kStatusTick = std::chrono::seconds(1);      // report new positions at most this often
+constexpr auto kStatusTick = std::chrono::seconds(1);       // report new positions at most this often
 constexpr auto kStatusInterval = std::chrono::seconds(10);  // and always this often (wal_sender_timeout is 60 s)
 constexpr auto kProbeTimeout = std::chrono::seconds(3);
 constexpr auto kSlowSlotWarning = std::chrono::seconds(10);
@@ -134,7 +134,8 @@ void WalWaker::connect() {
   // to end, which can take long: wait for it on the socket, not in PQexec, so
   // stop() stays prompt.
   slot_ = random_slot_name();
-  const std::string sql = "CREATE_REPLICATION_SLOT " + slot_ + " TEMPORARY LOGICAL " + kWakePlugin + " NOEXPORT_SNAPSHOT";
+  const std::string sql =
+      "CREATE_REPLICATION_SLOT " + slot_ + " TEMPORARY LOGICAL " + kWakePlugin + " NOEXPORT_SNAPSHOT";
   const int fd = ::dup(PQsocket(conn_.get()));
   if (fd < 0 || !PQsendQuery(conn_.get(), sql.c_str())) {
     if (fd >= 0) ::close(fd);
@@ -185,8 +186,8 @@ void WalWaker::await_slot() {
 void WalWaker::start_streaming() {
   status_timer_.cancel();
   // Empty transactions are skipped so an idle database sends nothing.
-  const std::string sql = "START_REPLICATION SLOT " + slot_ +
-                          " LOGICAL 0/0 (\"skip-empty-xacts\" '1', \"include-xids\" '0')";
+  const std::string sql =
+      "START_REPLICATION SLOT " + slot_ + " LOGICAL 0/0 (\"skip-empty-xacts\" '1', \"include-xids\" '0')";
   PGresult* r = PQexec(conn_.get(), sql.c_str());
   const bool ok = PQresultStatus(r) == PGRES_COPY_BOTH;
   PQclear(r);
@@ -207,7 +208,7 @@ void WalWaker::start_streaming() {
   log::info("wal waker: streaming from a temporary slot",
             {{"slot", slot_},
              {"slot_wait_ms", static_cast<int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  std::chrono::steady_clock::now() - slot_requested_at_)
+                                                       std::chrono::steady_clock::now() - slot_requested_at_)
                                                        .count())}});
   schedule_status();
   arm_read();
@@ -312,8 +313,8 @@ void WalWaker::schedule_status() {
   status_timer_.expires_after(kStatusTick);
   status_timer_.async_wait([this, gen = generation_](const boost::system::error_code& ec) {
     if (ec || gen != generation_ || !streaming_) return;
-    const bool due = received_lsn_ > reported_lsn_ ||
-                     std::chrono::steady_clock::now() - status_sent_at_ >= kStatusInterval;
+    const bool due =
+        received_lsn_ > reported_lsn_ || std::chrono::steady_clock::now() - status_sent_at_ >= kStatusInterval;
     if (due && !send_status(false)) {
       drop("cannot send a status update: " + replication_error(conn_.get()));
       return;

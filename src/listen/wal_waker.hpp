@@ -104,14 +104,14 @@ class WalWaker {
   bool streaming_ = false;
   bool write_armed_ = false;
   bool probe_waiting_ = false;
-  WakeDecoder decoder_;            // test_decoding's lines -> wakes
-  uint64_t received_lsn_ = 0;     // highest WAL position seen from the server
-  uint64_t reported_lsn_ = 0;     // highest position confirmed in a status update
+  WakeDecoder decoder_;        // test_decoding's lines -> wakes
+  uint64_t received_lsn_ = 0;  // highest WAL position seen from the server
+  uint64_t reported_lsn_ = 0;  // highest position confirmed in a status update
   std::atomic<bool> alive_{false};
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> last_message_ns_{0};
-  uint64_t generation_ = 0;       // bumped per connection; stale handlers see a mismatch and return
-  std::mutex stop_mutex_;  // serialises stop() callers around the join
+  uint64_t generation_ = 0;  // bumped per connection; stale handlers see a mismatch and return
+  std::mutex stop_mutex_;    // serialises stop() callers around the join
   mutable std::mutex slot_mutex_;
   std::string slot_shown_;  // slot_ for other threads, under slot_mutex_
 };

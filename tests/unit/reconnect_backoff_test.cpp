@@ -8,7 +8,7 @@ using std::chrono::milliseconds;
 
 TEST_CASE("reconnect waits double from the first step up to the cap, each drawn from half to all of its step") {
   ReconnectBackoff b({milliseconds(100), milliseconds(1000)}, 42);
-  const milliseconds steps[] = {milliseconds(100), milliseconds(200), milliseconds(400), milliseconds(800),
+  const milliseconds steps[] = {milliseconds(100),  milliseconds(200),  milliseconds(400), milliseconds(800),
                                 milliseconds(1000), milliseconds(1000), milliseconds(1000)};
   for (const auto step : steps) {
     CHECK(b.step() == step);

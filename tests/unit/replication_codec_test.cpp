@@ -40,8 +40,8 @@ TEST_CASE("a keepalive gives the server's end of WAL and whether it wants a repl
 
 TEST_CASE("a message too short for its kind, or of an unknown kind, is ignored") {
   CHECK(parse("").kind == Kind::other);
-  CHECK(parse("w" + be64(1) + be64(2)).kind == Kind::other);        // 17 of 25 header bytes
-  CHECK(parse("k" + be64(1) + be64(2)).kind == Kind::other);        // no reply byte
+  CHECK(parse("w" + be64(1) + be64(2)).kind == Kind::other);  // 17 of 25 header bytes
+  CHECK(parse("k" + be64(1) + be64(2)).kind == Kind::other);  // no reply byte
   CHECK(parse("x" + be64(1) + be64(2) + be64(3)).kind == Kind::other);
   const auto empty_text = parse("w" + be64(1) + be64(2) + be64(3));  // XLogData with no text is still one
   CHECK(empty_text.kind == Kind::xlog_data);
