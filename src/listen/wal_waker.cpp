@@ -152,35 +152,39 @@ void WalWaker::connect() {
   await_slot();
 }
 
-void WalWaker::await_slot() {
+void WalWaker::when_readable(void (WalWaker::*then)()) {
   socket_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                      [this, gen = generation_](const boost::system::error_code& ec) {
+                      [this, then, gen = generation_](const boost::system::error_code& ec) {
                         if (ec == boost::asio::error::operation_aborted || gen != generation_) return;
                         if (ec) {
                           drop("socket error: " + ec.message());
                           return;
                         }
-                        if (!PQconsumeInput(conn_.get())) {
-                          drop("cannot create the replication slot: " + replication_error(conn_.get()));
-                          return;
-                        }
-                        if (PQisBusy(conn_.get())) {
-                          await_slot();
-                          return;
-                        }
-                        std::string error;
-                        while (PGresult* r = PQgetResult(conn_.get())) {
-                          if (PQresultStatus(r) != PGRES_TUPLES_OK && error.empty()) {
-                            error = one_line(PQresultErrorMessage(r));
-                          }
-                          PQclear(r);
-                        }
-                        if (!error.empty()) {
-                          drop("cannot create the replication slot: " + error);
-                          return;
-                        }
-                        start_streaming();
+                        (this->*then)();
                       });
+}
+
+void WalWaker::await_slot() { when_readable(&WalWaker::on_slot_reply); }
+
+void WalWaker::on_slot_reply() {
+  if (!PQconsumeInput(conn_.get())) {
+    drop("cannot create the replication slot: " + replication_error(conn_.get()));
+    return;
+  }
+  if (PQisBusy(conn_.get())) {
+    await_slot();
+    return;
+  }
+  std::string error;
+  while (PGresult* r = PQgetResult(conn_.get())) {
+    if (PQresultStatus(r) != PGRES_TUPLES_OK && error.empty()) error = one_line(PQresultErrorMessage(r));
+    PQclear(r);
+  }
+  if (!error.empty()) {
+    drop("cannot create the replication slot: " + error);
+    return;
+  }
+  start_streaming();
 }
 
 void WalWaker::start_streaming() {
@@ -215,17 +219,7 @@ void WalWaker::start_streaming() {
   if (callbacks_.on_connected) callbacks_.on_connected();
 }
 
-void WalWaker::arm_read() {
-  socket_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                      [this, gen = generation_](const boost::system::error_code& ec) {
-                        if (ec == boost::asio::error::operation_aborted || gen != generation_) return;
-                        if (ec) {
-                          drop("socket error: " + ec.message());
-                          return;
-                        }
-                        on_readable();
-                      });
-}
+void WalWaker::arm_read() { when_readable(&WalWaker::on_readable); }
 
 void WalWaker::arm_write() {
   if (write_armed_) return;

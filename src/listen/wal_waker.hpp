@@ -77,7 +77,11 @@ class WalWaker {
 
  private:
   void connect();
+  // Calls `then` once the socket turns readable on this connection (a later one
+  // ignores it); a socket error drops the connection instead.
+  void when_readable(void (WalWaker::*then)());
   void await_slot();
+  void on_slot_reply();
   void start_streaming();
   void arm_read();
   void arm_write();
