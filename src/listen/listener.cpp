@@ -37,22 +37,15 @@ Listener::Listener(std::string conninfo, Callbacks callbacks)
 Listener::~Listener() { stop(); }
 
 void Listener::start() {
-  boost::asio::post(io_, [this] { connect(); });
-  thread_ = std::thread([this] {
-    auto guard = boost::asio::make_work_guard(io_);
-    io_.run();
-  });
+  loop_.start([this] { connect(); });
 }
 
 void Listener::stop() {
-  if (!thread_.joinable()) return;
-  boost::asio::post(io_, [this] {
+  loop_.stop([this] {
     drop("stopping");
     retry_timer_.cancel();
     probe_timer_.cancel();
-    io_.stop();
   });
-  thread_.join();
 }
 
 void Listener::probe() {

@@ -9,7 +9,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -17,6 +16,7 @@
 #include <pqxx/connection>
 
 #include "core/reconnect_backoff.hpp"
+#include "listen/loop_thread.hpp"
 
 namespace pgrelay {
 
@@ -52,7 +52,7 @@ class Listener {
   std::string conninfo_;
   Callbacks callbacks_;
   boost::asio::io_context io_;
-  std::thread thread_;
+  LoopThread loop_{io_};  // after io_, before the members its thread touches are gone (stopped in ~Listener)
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<Receiver> receiver_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;

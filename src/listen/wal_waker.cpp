@@ -62,23 +62,16 @@ void WalWaker::start() {
       if (level != "logical") throw std::runtime_error(wal_level_error(level));
     }
   }
-  boost::asio::post(io_, [this] { connect(); });
-  thread_ = std::thread([this] {
-    auto guard = boost::asio::make_work_guard(io_);
-    io_.run();
-  });
+  loop_.start([this] { connect(); });
 }
 
 void WalWaker::stop() {
   std::lock_guard<std::mutex> lock(stop_mutex_);
   stopping_.store(true);
-  if (!thread_.joinable()) return;
-  boost::asio::post(io_, [this] {
+  loop_.stop([this] {
     drop("stopping");
     retry_timer_.cancel();
-    io_.stop();
   });
-  thread_.join();
 }
 
 void WalWaker::probe() {

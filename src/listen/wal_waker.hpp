@@ -9,7 +9,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -17,6 +16,7 @@
 
 #include "core/reconnect_backoff.hpp"
 #include "listen/listener.hpp"
+#include "listen/loop_thread.hpp"
 #include "listen/replication_codec.hpp"
 #include "listen/replication_connection.hpp"
 
@@ -95,7 +95,7 @@ class WalWaker {
   std::string conninfo_;
   Callbacks callbacks_;
   boost::asio::io_context io_;
-  std::thread thread_;
+  LoopThread loop_{io_};  // stopped in ~WalWaker, before the members its thread touches are gone
   ReplicationConnection conn_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
   boost::asio::steady_timer retry_timer_;
