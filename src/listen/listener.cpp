@@ -143,12 +143,7 @@ void Listener::drop(const std::string& why) {
   const bool was_alive = alive_.exchange(false);
   probe_waiting_ = 0;
   probe_timer_.cancel();
-  if (socket_) {
-    boost::system::error_code ignored;
-    socket_->cancel(ignored);
-    socket_->close(ignored);  // closes our dup, never libpq's own socket
-    socket_.reset();
-  }
+  unwatch(socket_);
   try {
     receiver_.reset();
   } catch (...) {

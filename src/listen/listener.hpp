@@ -17,6 +17,7 @@
 
 #include "core/reconnect_backoff.hpp"
 #include "listen/loop_thread.hpp"
+#include "listen/watched_socket.hpp"
 
 namespace pgrelay {
 
@@ -55,7 +56,7 @@ class Listener {
   LoopThread loop_{io_};  // after io_, before the members its thread touches are gone (stopped in ~Listener)
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<Receiver> receiver_;
-  std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
+  WatchedSocket socket_;  // a dup of the connection's socket
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer probe_timer_;
   ReconnectBackoff backoff_;

@@ -320,12 +320,7 @@ void WalWaker::drop(const std::string& why) {
   received_lsn_ = reported_lsn_ = 0;
   status_timer_.cancel();
   probe_timer_.cancel();
-  if (socket_) {
-    boost::system::error_code ignored;
-    socket_->cancel(ignored);
-    socket_->close(ignored);  // closes our dup, never libpq's own socket
-    socket_.reset();
-  }
+  unwatch(socket_);
   conn_.reset();  // the server drops the temporary slot with the session
   show_slot("");
   if (why == "stopping" || stopping_.load()) return;

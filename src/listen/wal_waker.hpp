@@ -17,6 +17,7 @@
 #include "core/reconnect_backoff.hpp"
 #include "listen/listener.hpp"
 #include "listen/loop_thread.hpp"
+#include "listen/watched_socket.hpp"
 #include "listen/replication_codec.hpp"
 #include "listen/replication_connection.hpp"
 
@@ -97,7 +98,7 @@ class WalWaker {
   boost::asio::io_context io_;
   LoopThread loop_{io_};  // stopped in ~WalWaker, before the members its thread touches are gone
   ReplicationConnection conn_;
-  std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
+  WatchedSocket socket_;  // a dup of the connection's socket
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer status_timer_;
   boost::asio::steady_timer probe_timer_;
