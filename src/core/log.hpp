@@ -34,7 +34,7 @@ struct Field {
   Field(std::string_view n, double v);
   // A field left out of the line when `v` is empty (a trace_id most events lack).
   static Field unless_empty(std::string_view n, std::string v) {
-    Field f(n, std::move(v));
+    Field f(n, v);
     f.omitted = f.value.empty();
     return f;
   }

@@ -174,7 +174,7 @@ AdminResponse AdminApi::run_action(const AdminRequest& req) {
   } catch (const InvalidText& e) {
     return AdminResponse::json_error(400, std::string(path) + ": " + e.what());
   } catch (const pqxx::sql_error& e) {
-    const std::string state = e.sqlstate();
+    const std::string& state = e.sqlstate();
     if (state.rfind("22", 0) == 0) return AdminResponse::json_error(400, std::string(path) + ": " + e.what());
     action_conn_.reset();
     log::error("admin action failed", {{"action", path}, {"error", e.what()}});
