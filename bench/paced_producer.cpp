@@ -52,8 +52,7 @@ int main(int argc, char** argv) {
           while (lag > m && !max_lag_us.compare_exchange_weak(m, lag)) {
           }
           pqxx::nontransaction tx(c);
-          const int64_t id =
-              tx.exec_prepared1("emit", type, "{\"seq\":" + std::to_string(i) + "}")[0].as<int64_t>();
+          const int64_t id = tx.exec_prepared1("emit", type, "{\"seq\":" + std::to_string(i) + "}")[0].as<int64_t>();
           log.emplace_back(id, bench::wall_us());
         }
       });
@@ -63,7 +62,8 @@ int main(int argc, char** argv) {
     FILE* fp = std::fopen(out.c_str(), "w");
     if (!fp) throw std::runtime_error("cannot write " + out);
     for (const auto& log : logs) {
-      for (const auto& [id, us] : log) std::fprintf(fp, "%lld %lld\n", static_cast<long long>(id), static_cast<long long>(us));
+      for (const auto& [id, us] : log)
+        std::fprintf(fp, "%lld %lld\n", static_cast<long long>(id), static_cast<long long>(us));
     }
     std::fclose(fp);
     std::cout << "{\"events\":" << total << ",\"seconds\":" << s << ",\"rate\":" << total / s

@@ -47,8 +47,8 @@ std::string lease_claim_sql() {
 }
 
 std::string select_sql() {
-  return std::string(kCandidates).replace(std::string(kCandidates).find("SELECT id"), 9,
-                                          "SELECT id, event_type, payload");
+  return std::string(kCandidates)
+      .replace(std::string(kCandidates).find("SELECT id"), 9, "SELECT id, event_type, payload");
 }
 
 constexpr const char* kTxFinishSql = "DELETE FROM pgrelay.db_events WHERE id = ANY ($1::bigint[])";

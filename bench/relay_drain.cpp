@@ -137,9 +137,10 @@ int main(int argc, char** argv) {
     }
     pqxx::connection c(db);
     pqxx::nontransaction tx(c);
-    const int64_t left = tx.exec1("SELECT count(*) FROM pgrelay.db_events WHERE status NOT IN ('done', 'dead')")[0].as<int64_t>();
-    std::cout << "{\"relays\":" << relays << ",\"events\":" << delivered << ",\"seconds\":" << s
-              << ",\"claim\":\"" << bench::flag(f, "claim", "lease") << "\",\"outcome\":\"" << bench::flag(f, "outcome", "done")
+    const int64_t left =
+        tx.exec1("SELECT count(*) FROM pgrelay.db_events WHERE status NOT IN ('done', 'dead')")[0].as<int64_t>();
+    std::cout << "{\"relays\":" << relays << ",\"events\":" << delivered << ",\"seconds\":" << s << ",\"claim\":\""
+              << bench::flag(f, "claim", "lease") << "\",\"outcome\":\"" << bench::flag(f, "outcome", "done")
               << "\",\"events_per_s\":" << delivered / s << ",\"claim_batches\":" << batches << ",\"left\":" << left
               << "}\n";
     return (failed || delivered < expect) ? 1 : 0;

@@ -43,8 +43,9 @@ int main(int argc, char** argv) {
     relay.request_stop();
     runner.join();
     std::cout << "{\"wake\":\"" << c.relay.wake << "\",\"seconds\":" << s << ",\"claims\":" << (c1 - c0)
-              << ",\"claims_per_s\":" << static_cast<double>(c1 - c0) / s << ",\"poll_interval_ms\":"
-              << c.relay.poll_interval_ms << ",\"poll_max_ms\":" << c.relay.poll_max_ms << "}\n";
+              << ",\"claims_per_s\":" << static_cast<double>(c1 - c0) / s
+              << ",\"poll_interval_ms\":" << c.relay.poll_interval_ms << ",\"poll_max_ms\":" << c.relay.poll_max_ms
+              << "}\n";
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "relay_idle: " << e.what() << "\n";

@@ -90,8 +90,10 @@ int main(int argc, char** argv) {
       const auto slot_by = std::chrono::steady_clock::now() + std::chrono::seconds(5);
       while (!wal_slot && std::chrono::steady_clock::now() < slot_by) {
         pqxx::nontransaction tx(probe);
-        wal_slot = tx.exec1("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgrelay\\_wake\\_%' "
-                            "AND active")[0].as<int64_t>() > 0;
+        wal_slot = tx.exec1(
+                         "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgrelay\\_wake\\_%' "
+                         "AND active")[0]
+                       .as<int64_t>() > 0;
         if (!wal_slot) std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
     }
@@ -151,12 +153,12 @@ int main(int argc, char** argv) {
       lat_ms.push_back(static_cast<double>(start - it->second) / 1000.0);
     }
     std::sort(lat_ms.begin(), lat_ms.end());
-    std::cout << "{\"rate\":" << rate << ",\"wake\":\"" << c.relay.wake << "\",\"poll_interval_ms\":"
-              << c.relay.poll_interval_ms << ",\"poll_max_ms\":" << c.relay.poll_max_ms;
+    std::cout << "{\"rate\":" << rate << ",\"wake\":\"" << c.relay.wake
+              << "\",\"poll_interval_ms\":" << c.relay.poll_interval_ms << ",\"poll_max_ms\":" << c.relay.poll_max_ms;
     if (c.relay.wake == "wal") std::cout << ",\"wal_slot\":" << (wal_slot ? "true" : "false");
-    std::cout << ",\"events\":" << lat_ms.size()
-              << ",\"missing\":" << missing << ",\"p50_ms\":" << bench::percentile(lat_ms, 50)
-              << ",\"p90_ms\":" << bench::percentile(lat_ms, 90) << ",\"p99_ms\":" << bench::percentile(lat_ms, 99)
+    std::cout << ",\"events\":" << lat_ms.size() << ",\"missing\":" << missing
+              << ",\"p50_ms\":" << bench::percentile(lat_ms, 50) << ",\"p90_ms\":" << bench::percentile(lat_ms, 90)
+              << ",\"p99_ms\":" << bench::percentile(lat_ms, 99)
               << ",\"max_ms\":" << (lat_ms.empty() ? 0 : lat_ms.back()) << ",\"producer\":" << producer_json << "}\n";
     return missing == 0 ? 0 : 1;
   } catch (const std::exception& e) {

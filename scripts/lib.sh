@@ -11,7 +11,8 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 PACKAGES=(build-essential cmake ninja-build pkg-config libpqxx-dev libpq-dev libboost-dev
           rapidjson-dev libcli11-dev doctest-dev libssl-dev postgresql-15
           python3 curl chromium libnats-dev nats-server pgbouncer
-          help2man file lintian)  # man page from --help; cpack's dpkg-shlibdeps needs file; the .deb check
+          help2man file lintian   # man page from --help; cpack's dpkg-shlibdeps needs file; the .deb check
+          clang-format clang-tidy)  # scripts/check-style
 
 # install_packages [extra...]: apt-get installs whatever of PACKAGES (+extras) is missing.
 install_packages() {

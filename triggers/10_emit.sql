@@ -54,7 +54,8 @@ $fn$;
 SELECT pgrelay.set_wake(coalesce((SELECT value FROM pgrelay.settings WHERE name = 'wake'), 'notify'));
 
 -- Serialises producers of one key until commit, so that ids of one key are
--- handed out in commit order and the relay's id order per key is commit order.
+-- handed out in commit order and the relay's id order per key is commit order
+-- (docs/design.md, the contract, point 3).
 -- No WHERE clause, so callers get it inlined; a NULL key takes no lock because
 -- pg_advisory_xact_lock is strict.
 CREATE OR REPLACE FUNCTION pgrelay.lock_key(key text) RETURNS void

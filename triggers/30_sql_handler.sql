@@ -1,7 +1,7 @@
 -- pgrelay.call_handler(): runs a `sql` handler's function for a batch of claimed
 -- events inside the caller's transaction, which then records the outcomes, so a
--- function's effect commits exactly when its success is recorded. Re-applied by
--- `pgrelay migrate` whenever this file changes.
+-- function's effect commits exactly when its success is recorded (docs/design.md,
+-- the contract, point 4). Re-applied by `pgrelay migrate` whenever this file changes.
 --
 -- events: [{"id": .., "token": .., "event": {...the event document...}}, ...]
 -- Returns one row per event: error is NULL on success, the reason otherwise.

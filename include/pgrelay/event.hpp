@@ -16,7 +16,7 @@ class PGRELAY_API Event {
   // Stable across retries and relays: the idempotency key for receivers.
   int64_t id() const;
   const std::string& type() const;
-  // Events of one key are delivered in commit order, one at a time.
+  // Events of one key are delivered in commit order, one at a time (docs/design.md).
   const std::optional<std::string>& key() const;
   // The whole event as a JSON object:
   // {"id","type","key","payload","headers","created_at","attempt"}.

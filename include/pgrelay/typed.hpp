@@ -87,8 +87,8 @@ class TypedHandler : public Handler {
 // under the handler name `name` (default: "typed:" + pattern), and routes the
 // pattern to it. REQUIRES: before relay.run().
 template <typename T>
-void on(Relay& relay, const std::string& pattern, typename TypedHandler<T>::Fn fn,
-        const HandlerOptions& options = {}, std::string name = "") {
+void on(Relay& relay, const std::string& pattern, typename TypedHandler<T>::Fn fn, const HandlerOptions& options = {},
+        std::string name = "") {
   if (name.empty()) name = "typed:" + pattern;
   relay.add_handler(name, std::make_unique<TypedHandler<T>>(pattern, std::move(fn)), options);
   relay.add_route(pattern, {name});

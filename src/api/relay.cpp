@@ -112,8 +112,7 @@ void Relay::add_route(const std::string& match, std::vector<std::string> handler
 
 void Relay::run() { impl_->relay.run(); }
 
-ReconcileReport Relay::reconcile(std::chrono::milliseconds max_duration,
-                                 const std::function<void(int64_t)>& progress) {
+ReconcileReport Relay::reconcile(std::chrono::milliseconds max_duration, const std::function<void(int64_t)>& progress) {
   const pgrelay::ReconcileReport r = impl_->relay.reconcile(max_duration, progress);
   return ReconcileReport{r.delivered, r.retried, r.dead, r.lease_expiries, r.timed_out};
 }

@@ -49,14 +49,16 @@ void add_filters(CLI::App* cmd, FilterArgs& a) {
   cmd->add_option("--id", a.ids, "Event id (repeatable)")->check(event_id);
   cmd->add_option("--type", a.type, "Event type, exact or \"prefix.*\"");
   cmd->add_option("--key", a.key, "Ordering key");
-  cmd->add_option("--older-than-s", a.older_than_s, "Dead for at least this many seconds")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--older-than-s", a.older_than_s, "Dead for at least this many seconds")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--error", a.error, "Last error contains this text");
 }
 
 }  // namespace
 
 void add_dead(CLI::App& app, Globals& g, Action& action) {
-  auto* dead = app.add_subcommand("dead", "Dead letters: events that will not be retried on their own. Never deleted by retention.");
+  auto* dead = app.add_subcommand(
+      "dead", "Dead letters: events that will not be retried on their own. Never deleted by retention.");
   dead->require_subcommand(1);
   auto a = std::make_shared<FilterArgs>();
 
@@ -72,14 +74,15 @@ void add_dead(CLI::App& app, Globals& g, Action& action) {
       const std::vector<DeadEvent> dead = list_dead(*conn, f);
       if (dead.empty()) {
         // On stderr with --json, so a consumer of the JSON lines reads none.
-        (a->json ? std::cerr : std::cout) << "dead list: no dead events" << (a->narrowed() ? " match the filter" : "")
-                                          << "\n";
+        (a->json ? std::cerr : std::cout)
+            << "dead list: no dead events" << (a->narrowed() ? " match the filter" : "") << "\n";
       }
       for (const DeadEvent& d : dead) {
         if (a->json) {
           std::cout << "{\"id\":" << d.id << ",\"type\":" << log::json_quoted(d.type)
                     << ",\"key\":" << (d.key ? log::json_quoted(*d.key) : "null") << ",\"attempts\":" << d.attempts
-                    << ",\"last_error\":" << log::json_quoted(d.last_error) << ",\"created_at\":" << log::json_quoted(d.created_at)
+                    << ",\"last_error\":" << log::json_quoted(d.last_error)
+                    << ",\"created_at\":" << log::json_quoted(d.created_at)
                     << ",\"finished_at\":" << log::json_quoted(d.finished_at) << ",\"payload\":" << d.payload << "}\n";
         } else {
           std::cout << d.id << "  " << d.type << "  key=" << d.key.value_or("-") << "  attempts=" << d.attempts
@@ -95,7 +98,8 @@ void add_dead(CLI::App& app, Globals& g, Action& action) {
   retry->add_flag("--all", a->all, "Retry every dead event (required when no filter is given)");
   retry->callback([&g, &action, a] {
     action = [&g, a] {
-      if (!a->narrowed() && !a->all) throw UsageError("name events with --id/--type/--key/--older-than-s/--error, or pass --all");
+      if (!a->narrowed() && !a->all)
+        throw UsageError("name events with --id/--type/--key/--older-than-s/--error, or pass --all");
       const DeadFilter f = a->filter();
       Config c = load_config(g);
       auto conn = open_db(c, "dead");
@@ -110,7 +114,8 @@ void add_dead(CLI::App& app, Globals& g, Action& action) {
   purge->add_flag("--yes", a->yes, "Really delete (without it, only count what would go)");
   purge->callback([&g, &action, a] {
     action = [&g, a] {
-      if (!a->narrowed() && !a->all) throw UsageError("name events with --id/--type/--key/--older-than-s/--error, or pass --all");
+      if (!a->narrowed() && !a->all)
+        throw UsageError("name events with --id/--type/--key/--older-than-s/--error, or pass --all");
       DeadFilter f = a->filter();
       Config c = load_config(g);
       auto conn = open_db(c, "dead");

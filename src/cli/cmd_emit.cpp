@@ -73,7 +73,8 @@ void add_emit(CLI::App& app, Globals& g, Action& action) {
       // Everything the table would refuse is refused here, before a connection
       // is opened, so no id is spent and the message names the argument.
       require_text(a->type, "type");
-      if (const std::string problem = event_type_problem(a->type); !problem.empty()) throw UsageError("type " + problem);
+      if (const std::string problem = event_type_problem(a->type); !problem.empty())
+        throw UsageError("type " + problem);
       require_text(a->key, "--key");
       if (utf8_length(a->key) > kMaxKeyChars) {
         throw UsageError("--key is longer than " + std::to_string(kMaxKeyChars) + " characters");

@@ -47,13 +47,13 @@ void add_pause(CLI::App& app, Globals& g, Action& action) {
   auto type = std::make_shared<std::string>();
   auto reason = std::make_shared<std::string>();
   auto force = std::make_shared<bool>(false);
-  auto* pause = app.add_subcommand(
-      "pause",
-      "Stop claiming events of one type, or of every type below a prefix (\"user.*\"), on\n"
-      "every relay. Their events keep accumulating as pending (see pgrelay status) until\n"
-      "`pgrelay resume` with the same text. Events in flight finish normally. A paused\n"
-      "event still holds back later events of its key. An exact type that no stored event\n"
-      "has and the config (-c) neither routes nor declares is refused as a likely typo.");
+  auto* pause =
+      app.add_subcommand("pause",
+                         "Stop claiming events of one type, or of every type below a prefix (\"user.*\"), on\n"
+                         "every relay. Their events keep accumulating as pending (see pgrelay status) until\n"
+                         "`pgrelay resume` with the same text. Events in flight finish normally. A paused\n"
+                         "event still holds back later events of its key. An exact type that no stored event\n"
+                         "has and the config (-c) neither routes nor declares is refused as a likely typo.");
   pause->add_option("type", *type, "Event type, exact, or \"prefix.*\" for every type below prefix.")->required();
   pause->add_option("--reason", *reason, "Why (shown in pgrelay status and the status page)");
   pause->add_flag("--force", *force, "Pause an exact type even though no event or route knows it yet");
@@ -67,7 +67,8 @@ void add_pause(CLI::App& app, Globals& g, Action& action) {
       const bool pattern = PausedType{*type, "", ""}.pattern();
       if (!pattern && !*force) refuse_unknown(*conn, c, *type);
       const bool fresh = pause_type(*conn, *type, *reason);
-      std::cout << "paused " << *type << (pattern ? " (every type below " + type->substr(0, type->size() - 1) + ")" : "")
+      std::cout << "paused " << *type
+                << (pattern ? " (every type below " + type->substr(0, type->size() - 1) + ")" : "")
                 << (fresh ? "" : " (it was already paused)") << "\n";
       return kOk;
     };
@@ -85,7 +86,8 @@ void add_pause(CLI::App& app, Globals& g, Action& action) {
       const bool was = resume_type(*conn, *rtype);
       std::string covering;
       for (const auto& p : list_paused(*conn)) {
-        if (p.pattern() && pause_covers(p.event_type, *rtype)) covering += (covering.empty() ? "" : ", ") + p.event_type;
+        if (p.pattern() && pause_covers(p.event_type, *rtype))
+          covering += (covering.empty() ? "" : ", ") + p.event_type;
       }
       if (!covering.empty()) {
         throw UsageError((was ? "resumed " + *rtype + ", but it" : *rtype) + " is still paused by " + covering +

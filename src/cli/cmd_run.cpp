@@ -116,7 +116,8 @@ int parse_duration_s(const std::string& text) {
   const std::string unit = n >= 0 ? text.substr(used) : "";
   const long long scale = unit.empty() || unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
   if (n < 1 || scale == 0 || n * scale > 86400) {
-    throw UsageError("--max-duration " + text + ": give seconds, or a number with s, m or h (1s to 24h), e.g. 30s, 5m, 1h");
+    throw UsageError("--max-duration " + text +
+                     ": give seconds, or a number with s, m or h (1s to 24h), e.g. 30s, 5m, 1h");
   }
   return static_cast<int>(n * scale);
 }
@@ -124,16 +125,16 @@ int parse_duration_s(const std::string& text) {
 }  // namespace
 
 void add_reconcile(CLI::App& app, Globals& g, Action& action) {
-  auto* cmd = app.add_subcommand(
-      "reconcile",
-      "Run once, for cron: reclaim events whose lease expired, deliver everything due, and wait\n"
-      "for retries and expired leases that come due before --max-duration; then print a summary.\n"
-      "Exit codes (the summary's last line says which and why):\n"
-      "  0  every routed event due within the run was delivered and nothing failed during it\n"
-      "  3  something is dead, failing (a retry scheduled after a failure), stuck past\n"
-      "     --stuck-after-s, or a circuit breaker is open\n"
-      "  4  stopped at --max-duration with due work left (nothing failed)\n"
-      "  1  could not run (database unreachable, ...); 2 bad usage or config");
+  auto* cmd =
+      app.add_subcommand("reconcile",
+                         "Run once, for cron: reclaim events whose lease expired, deliver everything due, and wait\n"
+                         "for retries and expired leases that come due before --max-duration; then print a summary.\n"
+                         "Exit codes (the summary's last line says which and why):\n"
+                         "  0  every routed event due within the run was delivered and nothing failed during it\n"
+                         "  3  something is dead, failing (a retry scheduled after a failure), stuck past\n"
+                         "     --stuck-after-s, or a circuit breaker is open\n"
+                         "  4  stopped at --max-duration with due work left (nothing failed)\n"
+                         "  1  could not run (database unreachable, ...); 2 bad usage or config");
   auto max_text = std::make_shared<std::string>("300s");
   auto max_s = std::make_shared<int>(0);
   auto stuck_s = std::make_shared<int>(3600);
@@ -184,7 +185,8 @@ void add_reconcile(CLI::App& app, Globals& g, Action& action) {
       if (dead > 0) why.push_back(std::to_string(dead) + " dead (pgrelay dead list)");
       if (failing > 0) why.push_back(std::to_string(failing) + " failing, retries scheduled");
       if (stuck) why.push_back("unfinished events older than " + std::to_string(*stuck_s) + " s");
-      if (r.deferred > 0) why.push_back("a circuit breaker is open (" + std::to_string(r.deferred) + " deliveries deferred)");
+      if (r.deferred > 0)
+        why.push_back("a circuit breaker is open (" + std::to_string(r.deferred) + " deliveries deferred)");
       int code = kOk;
       std::string reason = "clean: everything due was delivered";
       if (!why.empty()) {
@@ -201,18 +203,18 @@ void add_reconcile(CLI::App& app, Globals& g, Action& action) {
                   << ",\"dead_total\":" << dead << ",\"failing\":" << failing << ",\"pending\":" << pending
                   << ",\"due_left\":" << due_left << ",\"deferred\":" << r.deferred << ",\"released\":" << r.released
                   << ",\"oldest_pending_age_s\":" << std::round(oldest * 1000) / 1000
-                  << ",\"lease_expiries\":" << r.lease_expiries
-                  << ",\"timed_out\":" << (r.timed_out ? "true" : "false") << ",\"stuck\":" << (stuck ? "true" : "false")
-                  << ",\"problems\":[";
+                  << ",\"lease_expiries\":" << r.lease_expiries << ",\"timed_out\":" << (r.timed_out ? "true" : "false")
+                  << ",\"stuck\":" << (stuck ? "true" : "false") << ",\"problems\":[";
         for (size_t i = 0; i < groups.size(); ++i) {
-          std::cout << (i ? "," : "") << "{\"status\":\"" << groups[i].status << "\",\"type\":" << log::json_quoted(groups[i].type)
+          std::cout << (i ? "," : "") << "{\"status\":\"" << groups[i].status
+                    << "\",\"type\":" << log::json_quoted(groups[i].type)
                     << ",\"handler\":" << log::json_quoted(groups[i].handler) << ",\"count\":" << groups[i].count
                     << ",\"last_error\":" << log::json_quoted(groups[i].last_error.substr(0, 300)) << "}";
         }
         std::cout << "],\"exit_code\":" << code << ",\"reason\":" << log::json_quoted(reason) << "}\n";
       } else {
-        std::cout << "reconcile: delivered " << r.delivered << ", retried " << r.retried << ", dead-lettered "
-                  << r.dead << ", reclaimed from expired leases " << r.lease_expiries << "\n"
+        std::cout << "reconcile: delivered " << r.delivered << ", retried " << r.retried << ", dead-lettered " << r.dead
+                  << ", reclaimed from expired leases " << r.lease_expiries << "\n"
                   << "still pending " << pending << " (oldest " << std::round(oldest) << " s), dead in total " << dead
                   << (r.timed_out ? "; stopped at the time limit" : "") << "\n";
         for (const auto& p : groups) {

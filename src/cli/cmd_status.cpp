@@ -11,11 +11,7 @@
 namespace pgrelay::cli {
 namespace {
 
-std::string number(double d) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3f", d);
-  return buf;
-}
+std::string number(double d) { return log::fixed3(d); }
 
 }  // namespace
 
@@ -44,23 +40,27 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
         out += "},\"by_type\":[";
         for (size_t i = 0; i < s.counts.size(); ++i) {
           out += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(s.counts[i].event_type) +
-                 ",\"status\":" + log::json_quoted(s.counts[i].status) + ",\"count\":" + std::to_string(s.counts[i].count) + "}";
+                 ",\"status\":" + log::json_quoted(s.counts[i].status) +
+                 ",\"count\":" + std::to_string(s.counts[i].count) + "}";
         }
         out += "],\"oldest_pending_age_s\":" + (s.oldest_pending_age_s ? number(*s.oldest_pending_age_s) : "null");
         out += ",\"expired_leases\":" + std::to_string(s.expired_leases) +
                ",\"producers_wake\":" + log::json_quoted(s.producers_wake) + ",\"relays\":[";
         for (size_t i = 0; i < s.relays.size(); ++i) {
           const auto& r = s.relays[i];
-          out += std::string(i ? "," : "") + "{\"id\":" + log::json_quoted(r.id) + ",\"wake\":" + log::json_quoted(r.wake) +
-                 ",\"listen_alive\":" + (r.listen_alive ? "true" : "false") + ",\"seen_age_s\":" + number(r.seen_age_s) +
-                 ",\"last_notification_age_s\":" +
+          out += std::string(i ? "," : "") + "{\"id\":" + log::json_quoted(r.id) +
+                 ",\"wake\":" + log::json_quoted(r.wake) + ",\"listen_alive\":" + (r.listen_alive ? "true" : "false") +
+                 ",\"seen_age_s\":" + number(r.seen_age_s) + ",\"last_notification_age_s\":" +
                  (r.last_notification_age_s ? number(*r.last_notification_age_s) : "null") +
-                 ",\"in_flight\":" + std::to_string(r.in_flight) + ",\"delivered\":" + std::to_string(r.delivered) + "}";
+                 ",\"in_flight\":" + std::to_string(r.in_flight) + ",\"delivered\":" + std::to_string(r.delivered) +
+                 "}";
         }
         out += "],\"paused\":[";
         for (size_t i = 0; i < paused.size(); ++i) {
           out += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(paused[i].event_type) +
-                 ",\"pattern\":" + (paused[i].pattern() ? "true" : "false") + ",\"paused_at\":" + log::json_quoted(paused[i].paused_at) + ",\"reason\":" + log::json_quoted(paused[i].reason) + "}";
+                 ",\"pattern\":" + (paused[i].pattern() ? "true" : "false") +
+                 ",\"paused_at\":" + log::json_quoted(paused[i].paused_at) +
+                 ",\"reason\":" + log::json_quoted(paused[i].reason) + "}";
         }
         std::cout << out << "]}\n";
         return kOk;
@@ -73,7 +73,8 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
       if (!s.counts.empty()) {
         std::printf("\n%-40s %-11s %10s\n", "TYPE", "STATUS", "COUNT");
         for (const auto& sc : s.counts) {
-          std::printf("%-40s %-11s %10lld\n", sc.event_type.c_str(), sc.status.c_str(), static_cast<long long>(sc.count));
+          std::printf("%-40s %-11s %10lld\n", sc.event_type.c_str(), sc.status.c_str(),
+                      static_cast<long long>(sc.count));
         }
       }
       if (!paused.empty()) {
@@ -88,15 +89,19 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
       std::printf("\nrelays (seen in the last minute): %zu\n", s.relays.size());
       for (const auto& r : s.relays) {
         std::printf("  %s wake=%s listen=%s last_notification=%s in_flight=%d delivered=%lld\n", r.id.c_str(),
-                    r.wake.c_str(), r.wake == "poll" ? "none" : r.listen_alive ? "alive" : "down",
+                    r.wake.c_str(),
+                    r.wake == "poll" ? "none"
+                    : r.listen_alive ? "alive"
+                                     : "down",
                     r.last_notification_age_s ? (number(*r.last_notification_age_s) + "s ago").c_str() : "never",
                     r.in_flight, static_cast<long long>(r.delivered));
       }
       for (const auto& r : s.relays) {
         if (r.wake == s.producers_wake) continue;
-        std::printf("  warning: %s runs wake=%s but producers follow wake=%s, so it is woken only by its safety poll;"
-                    " run every relay of a database with one wake mode\n",
-                    r.id.c_str(), r.wake.c_str(), s.producers_wake.c_str());
+        std::printf(
+            "  warning: %s runs wake=%s but producers follow wake=%s, so it is woken only by its safety poll;"
+            " run every relay of a database with one wake mode\n",
+            r.id.c_str(), r.wake.c_str(), s.producers_wake.c_str());
       }
       return kOk;
     };

@@ -134,7 +134,7 @@ int guarded(const char* command, const Action& action) {
     return kFailure;
   } catch (const pqxx::sql_error& e) {
     std::string msg = server_message(e.what());
-    const std::string state = e.sqlstate();
+    const std::string& state = e.sqlstate();
     // Class 22 (data exception) and 42 (syntax or access rule) are the caller's input.
     const bool users_fault = state.rfind("22", 0) == 0 || state.rfind("42", 0) == 0 || state.rfind("23", 0) == 0;
     say(msg);

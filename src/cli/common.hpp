@@ -71,7 +71,7 @@ void add_emit(CLI::App& app, Globals& g, Action& action);
 void add_track(CLI::App& app, Globals& g, Action& action);
 void add_dead(CLI::App& app, Globals& g, Action& action);
 void add_check_config(CLI::App& app, Globals& g, Action& action);
-void add_pause(CLI::App& app, Globals& g, Action& action);   // pause and resume
+void add_pause(CLI::App& app, Globals& g, Action& action);  // pause and resume
 void add_replay(CLI::App& app, Globals& g, Action& action);
 
 }  // namespace pgrelay::cli

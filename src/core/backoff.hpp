@@ -7,10 +7,10 @@
 namespace pgrelay {
 
 struct RetryPolicy {
-  int max_attempts = 10;      // attempts before the event is dead (>= 1)
-  int64_t base_ms = 1000;     // delay after the first failure
-  int64_t cap_ms = 3600000;   // no delay ever exceeds this (default 1 h)
-  double jitter = 0.2;        // fraction of the delay taken off at random (0..1)
+  int max_attempts = 10;     // attempts before the event is dead (>= 1)
+  int64_t base_ms = 1000;    // delay after the first failure
+  int64_t cap_ms = 3600000;  // no delay ever exceeds this (default 1 h)
+  double jitter = 0.2;       // fraction of the delay taken off at random (0..1)
 };
 
 // delay = min(cap, base * 2^(attempt-1)) minus up to `jitter` of it, where

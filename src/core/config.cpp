@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdlib>
 #include <regex>
 
+#include "core/config_env.hpp"
 #include "core/config_handler.hpp"
 #include "core/config_json.hpp"
 
@@ -49,58 +49,6 @@ EventTypeDecl parse_event_type(const std::string& type, const Value& v, const st
   return d;
 }
 
-// Writes environment overrides into the document before validation, so they are
-// checked by the same rules as the file.
-void apply_env(rapidjson::Document& doc, const EnvLookup& env, std::vector<std::pair<std::string, std::string>>* origin) {
-  struct Override {
-    const char* var;
-    const char* section;
-    const char* key;
-    bool integer;
-  };
-  static const Override overrides[] = {
-      {"DATABASE_URL", "database", "url", false},
-      {"PGRELAY_DATABASE_URL", "database", "url", false},
-      {"PGRELAY_LISTEN_DATABASE_URL", "database", "listen_url", false},
-      {"PGRELAY_RELAY_ID", "relay", "id", false},
-      {"PGRELAY_BATCH_SIZE", "relay", "batch_size", true},
-      {"PGRELAY_MAX_IN_FLIGHT", "relay", "max_in_flight", true},
-      {"PGRELAY_LEASE_MS", "relay", "lease_ms", true},
-      {"PGRELAY_POLL_INTERVAL_MS", "relay", "poll_interval_ms", true},
-      {"PGRELAY_POLL_MAX_MS", "relay", "poll_max_ms", true},
-      {"PGRELAY_WAKE", "relay", "wake", false},
-      {"PGRELAY_CLAIM", "relay", "claim", false},
-      {"PGRELAY_DONE_RETENTION_S", "relay", "done_retention_s", true},
-      {"PGRELAY_LOG_LEVEL", "log", "level", false},
-      {"PGRELAY_LOG_FORMAT", "log", "format", false},
-      {"PGRELAY_ADMIN_LISTEN", "admin", "listen", false},
-  };
-  auto& a = doc.GetAllocator();
-  for (const Override& o : overrides) {
-    auto value = env(o.var);
-    if (!value) continue;
-    const std::string path = std::string(o.section) + "." + o.key;
-    if (!doc.HasMember(o.section)) doc.AddMember(Value(o.section, a), Value(rapidjson::kObjectType), a);
-    Value& sec = doc[o.section];
-    if (!sec.IsObject()) continue;  // the file's own error is reported by validation
-    Value v;
-    if (o.integer) {
-      char* end = nullptr;
-      errno = 0;
-      const long long n = std::strtoll(value->c_str(), &end, 10);
-      if (value->empty() || *end != '\0' || errno != 0) {
-        throw ConfigError(std::string("config: ") + o.var + " must be an integer (got \"" + *value + "\")");
-      }
-      v.SetInt64(n);
-    } else {
-      v.SetString(value->c_str(), static_cast<rapidjson::SizeType>(value->size()), a);
-    }
-    if (sec.HasMember(o.key)) sec[o.key] = v;
-    else sec.AddMember(Value(o.key, a), v, a);
-    origin->emplace_back(path, o.var);
-  }
-}
-
 }  // namespace
 
 const HandlerConfig* Config::handler(const std::string& name) const {
@@ -108,14 +56,6 @@ const HandlerConfig* Config::handler(const std::string& name) const {
     if (h.name == name) return &h;
   }
   return nullptr;
-}
-
-EnvLookup process_env() {
-  return [](const std::string& name) -> std::optional<std::string> {
-    const char* v = std::getenv(name.c_str());
-    if (!v) return std::nullopt;
-    return std::string(v);
-  };
 }
 
 Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets secrets) {
@@ -130,21 +70,21 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
   if (!doc.IsObject()) throw ConfigError(std::string("config: the document must be an object, not ") + json_kind(doc));
   reject_duplicate_keys(doc);
   std::vector<std::pair<std::string, std::string>> env_origin;
-  apply_env(doc, env, &env_origin);
+  apply_env_overrides(doc, env, &env_origin);
 
   try {
     Config c;
     // "$schema" names config/pgrelay.schema.json for editors; the relay does not read it.
     check_keys(doc, "", {"$schema", "database", "relay", "log", "admin", "handlers", "routes", "event_types"});
     if (auto it = doc.FindMember("$schema"); it != doc.MemberEnd()) need_string(it->value, "$schema");
-    each(doc, "database", "database", {"url", "listen_url"}, [&](const std::string& k, const Value& v, const std::string& p) {
-      if (k == "url") c.database.url = need_string(v, p);
-      else c.database.listen_url = need_string(v, p);
-    });
+    each(doc, "database", "database", {"url", "listen_url"},
+         [&](const std::string& k, const Value& v, const std::string& p) {
+           if (k == "url") c.database.url = need_string(v, p);
+           else c.database.listen_url = need_string(v, p);
+         });
     each(doc, "relay", "relay",
          {"id", "batch_size", "max_in_flight", "lease_ms", "poll_interval_ms", "poll_max_ms", "wake", "claim",
-          "done_retention_s",
-          "shutdown_timeout_ms", "ack_delay_ms"},
+          "done_retention_s", "shutdown_timeout_ms", "ack_delay_ms"},
          [&](const std::string& k, const Value& v, const std::string& p) {
            RelayOptions& r = c.relay;
            if (k == "id") r.id = need_string(v, p, 200);
@@ -179,7 +119,8 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
             fail(p, "must be host:port (got \"" + c.admin.listen + "\")");
           }
         } else if (k == "ready_max_backlog") c.admin.ready_max_backlog = need_int(m->value, p, 1, 1000000000000LL);
-        else if (k == "ready_max_oldest_pending_s") c.admin.ready_max_oldest_pending_s = need_int(m->value, p, 1, 365LL * 86400);
+        else if (k == "ready_max_oldest_pending_s")
+          c.admin.ready_max_oldest_pending_s = need_int(m->value, p, 1, 365LL * 86400);
         else if (k == "allowed_hosts") c.admin.allowed_hosts = parse_allowed_hosts(m->value, p);
       }
       c.admin.token = read_secret(a, "admin", "token", env, secrets);
@@ -194,7 +135,8 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
     if (auto it = doc.FindMember("event_types"); it != doc.MemberEnd()) {
       const Value& ts = need_object(it->value, "event_types");
       for (auto m = ts.MemberBegin(); m != ts.MemberEnd(); ++m) {
-        c.event_types.push_back(parse_event_type(m->name.GetString(), m->value, std::string("event_types.") + m->name.GetString()));
+        c.event_types.push_back(
+            parse_event_type(m->name.GetString(), m->value, std::string("event_types.") + m->name.GetString()));
       }
     }
     std::vector<std::string> names;
@@ -220,8 +162,8 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
         route.handlers = need_string_array(hs->value, p + ".handlers", false);
         for (size_t j = 0; j < route.handlers.size(); ++j) {
           if (!c.handler(route.handlers[j])) {
-            fail(p + ".handlers[" + std::to_string(j) + "]",
-                 "\"" + route.handlers[j] + "\" is not defined (known: " + (names.empty() ? "none" : join(names)) + ")");
+            fail(p + ".handlers[" + std::to_string(j) + "]", "\"" + route.handlers[j] + "\" is not defined (known: " +
+                                                                 (names.empty() ? "none" : join(names)) + ")");
           }
         }
         c.routes.push_back(std::move(route));
@@ -239,8 +181,8 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
       }
       if (h.timeout_ms >= c.relay.lease_ms * 4) {
         // Heartbeats extend the lease, but a timeout far beyond it is almost always a mistake.
-        fail("handlers." + h.name + ".timeout_ms", "must be below 4 x relay.lease_ms (" +
-                                                     std::to_string(c.relay.lease_ms * 4) + ")");
+        fail("handlers." + h.name + ".timeout_ms",
+             "must be below 4 x relay.lease_ms (" + std::to_string(c.relay.lease_ms * 4) + ")");
       }
     }
     return c;

@@ -27,20 +27,20 @@ struct DatabaseOptions {
 };
 
 struct RelayOptions {
-  std::string id;                     // lease owner name; default host:pid
-  int batch_size = 256;               // events claimed per round trip
-  int max_in_flight = 1024;           // events being delivered at once
-  int64_t lease_ms = 30000;           // how long a claim lasts without a heartbeat
-  int64_t poll_interval_ms = 5000;    // safety poll when no notification arrives
-  int64_t poll_max_ms = 50;           // wake "poll": longest gap between checks when idle
-  std::string wake = "notify";        // notify | poll | wal
+  std::string id;                   // lease owner name; default host:pid
+  int batch_size = 256;             // events claimed per round trip
+  int max_in_flight = 1024;         // events being delivered at once
+  int64_t lease_ms = 30000;         // how long a claim lasts without a heartbeat
+  int64_t poll_interval_ms = 5000;  // safety poll when no notification arrives
+  int64_t poll_max_ms = 50;         // wake "poll": longest gap between checks when idle
+  std::string wake = "notify";      // notify | poll | wal
   // lease: claims write a lease (survives long handlers, costs a write per claim);
   // transaction: claims lock rows in a transaction held open while the batch is
   // delivered (one write per event; for fast handlers only, timeout_ms <= 10000).
   std::string claim = "lease";
-  int64_t done_retention_s = 0;       // keep finished events this long (0: delete at once)
+  int64_t done_retention_s = 0;         // keep finished events this long (0: delete at once)
   int64_t shutdown_timeout_ms = 10000;  // on SIGTERM, wait this long for in-flight deliveries
-  int64_t ack_delay_ms = 2;           // gather outcomes this long into one ack round trip
+  int64_t ack_delay_ms = 2;             // gather outcomes this long into one ack round trip
 };
 
 struct LogOptions {
@@ -62,9 +62,9 @@ struct HandlerConfig {
   // command
   std::vector<std::string> argv;
   // webhook
-  std::string url;                                 // http:// or https://
+  std::string url;                                           // http:// or https://
   std::vector<std::pair<std::string, std::string>> headers;  // extra request headers
-  std::string secret;                              // Standard Webhooks signing secret (from secret or secret_env)
+  std::string secret;  // Standard Webhooks signing secret (from secret or secret_env)
   int64_t connect_timeout_ms = 5000;
   // Keep-alive connections per destination, so at most this many requests are
   // in flight; 0 (default) follows `concurrency`. Below concurrency, the other
@@ -73,12 +73,12 @@ struct HandlerConfig {
   std::vector<int> dead_statuses = {400, 401, 403, 404, 410, 422};  // answered with these: dead at once
   CircuitBreakerOptions breaker;
   bool tls_verify = true;
-  std::string ca_file;                             // extra CA bundle for https (PEM)
+  std::string ca_file;  // extra CA bundle for https (PEM)
   // sql: a function f(event jsonb) called in the transaction that records success
   std::string function;
   // nats: JetStream publish
   std::string nats_url = "nats://127.0.0.1:4222";
-  std::string subject = "pgrelay.{type}";          // {type} is replaced by the event type
+  std::string subject = "pgrelay.{type}";  // {type} is replaced by the event type
   // webhook, nats: deliver as CloudEvents 1.0 (handlers/cloudevent.hpp)
   std::string cloudevents_mode;    // "" (the event document as is) | binary | structured
   std::string cloudevents_source;  // the CloudEvents source; empty: "/pgrelay/<database name>"
@@ -91,10 +91,10 @@ struct EventTypeDecl {
 };
 
 struct AdminOptions {
-  std::string listen;         // host:port for health, metrics, status page and admin API; empty: off
-  std::string token;          // bearer token for admin actions (from token or token_env); empty: actions off
-  int64_t ready_max_backlog = 100000;          // /readyz fails above this many due events
-  int64_t ready_max_oldest_pending_s = 300;    // /readyz fails when the oldest due event is older
+  std::string listen;                  // host:port for health, metrics, status page and admin API; empty: off
+  std::string token;                   // bearer token for admin actions (from token or token_env); empty: actions off
+  int64_t ready_max_backlog = 100000;  // /readyz fails above this many due events
+  int64_t ready_max_oldest_pending_s = 300;  // /readyz fails when the oldest due event is older
   // Host header values (names, lower case, without port) accepted besides IP
   // literals, "localhost" and the listen host; stops DNS rebinding.
   std::vector<std::string> allowed_hosts;

@@ -45,8 +45,9 @@ void parse_cloudevents(const Value& v, const std::string& path, HandlerConfig* h
     bool printable = !h->cloudevents_source.empty();
     for (unsigned char c : h->cloudevents_source) printable = printable && c > 0x20 && c < 0x7f;
     if (!printable) {
-      fail(path + ".source", "must be a non-empty URI reference of printable ASCII without spaces (e.g. "
-                             "\"https://shop.example.com/orders\" or \"/shop/orders\")");
+      fail(path + ".source",
+           "must be a non-empty URI reference of printable ASCII without spaces (e.g. "
+           "\"https://shop.example.com/orders\" or \"/shop/orders\")");
     }
   }
 }
@@ -143,7 +144,8 @@ HandlerConfig parse_handler(const std::string& name, const Value& v, const std::
         const std::string hk = hm->name.GetString();
         const std::string hv = need_string(hm->value, kp + "." + hk, 8192);
         const bool bad_name = hk.empty() || hk.find_first_of(" :\r\n\t") != std::string::npos;
-        if (bad_name || hv.find_first_of("\r\n") != std::string::npos) fail(kp + "." + hk, "is not a valid HTTP header");
+        if (bad_name || hv.find_first_of("\r\n") != std::string::npos)
+          fail(kp + "." + hk, "is not a valid HTTP header");
         h.headers.emplace_back(hk, hv);
       }
     } else if (k == "connect_timeout_ms") h.connect_timeout_ms = need_int(m->value, kp, 1, 600000);
@@ -152,7 +154,8 @@ HandlerConfig parse_handler(const std::string& name, const Value& v, const std::
       if (!m->value.IsArray()) fail(kp, std::string("must be an array of HTTP statuses, not ") + json_kind(m->value));
       h.dead_statuses.clear();
       for (rapidjson::SizeType i = 0; i < m->value.Size(); ++i) {
-        h.dead_statuses.push_back(static_cast<int>(need_int(m->value[i], kp + "[" + std::to_string(i) + "]", 100, 599)));
+        h.dead_statuses.push_back(
+            static_cast<int>(need_int(m->value[i], kp + "[" + std::to_string(i) + "]", 100, 599)));
       }
     } else if (k == "circuit_breaker") h.breaker = parse_breaker(m->value, kp);
     else if (k == "tls_verify") {
@@ -162,12 +165,14 @@ HandlerConfig parse_handler(const std::string& name, const Value& v, const std::
     else if (k == "function") {
       h.function = need_string(m->value, kp, 200);
       static const std::regex fn("^[A-Za-z_][A-Za-z0-9_$]*(\\.[A-Za-z_][A-Za-z0-9_$]*)?$");
-      if (!std::regex_match(h.function, fn)) fail(kp, "must be a function name like schema.fn (got \"" + h.function + "\")");
+      if (!std::regex_match(h.function, fn))
+        fail(kp, "must be a function name like schema.fn (got \"" + h.function + "\")");
     } else if (k == "cloudevents") {
       parse_cloudevents(m->value, kp, &h);
     } else if (k == "subject") {
       h.subject = need_string(m->value, kp, 200);
-      if (h.subject.empty() || h.subject.find_first_of(" \t\r\n") != std::string::npos) fail(kp, "is not a valid NATS subject");
+      if (h.subject.empty() || h.subject.find_first_of(" \t\r\n") != std::string::npos)
+        fail(kp, "is not a valid NATS subject");
     }
   }
   if (h.type == "webhook") {

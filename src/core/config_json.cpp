@@ -35,7 +35,8 @@ void reject_duplicate_keys(const Value& root) {
     auto [v, path] = std::move(todo.back());
     todo.pop_back();
     if (v->IsArray()) {
-      for (rapidjson::SizeType i = 0; i < v->Size(); ++i) todo.emplace_back(&(*v)[i], path + "[" + std::to_string(i) + "]");
+      for (rapidjson::SizeType i = 0; i < v->Size(); ++i)
+        todo.emplace_back(&(*v)[i], path + "[" + std::to_string(i) + "]");
       continue;
     }
     if (!v->IsObject()) continue;
@@ -76,8 +77,8 @@ int64_t need_int(const Value& v, const std::string& path, int64_t lo, int64_t hi
   if (!v.IsInt64()) fail(path, std::string("must be an integer, not ") + json_kind(v));
   const int64_t n = v.GetInt64();
   if (n < lo || n > hi) {
-    fail(path, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + " (got " +
-                   std::to_string(n) + ")");
+    fail(path,
+         "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + " (got " + std::to_string(n) + ")");
   }
   return n;
 }

@@ -16,8 +16,8 @@ struct Event {
   // stdin): {"id","type","key","payload","headers","created_at","attempt"}.
   // Built by the database in the claim query, so the relay never re-encodes it.
   std::string json;
-  int attempt = 0;          // 1 for the first delivery
-  int64_t claim_token = 0;  // fences every outcome recorded for this claim
+  int attempt = 0;                         // 1 for the first delivery
+  int64_t claim_token = 0;                 // fences every outcome recorded for this claim
   std::vector<std::string> handlers_done;  // succeeded on an earlier attempt
 };
 

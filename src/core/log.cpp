@@ -34,8 +34,8 @@ std::string timestamp() {
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
 }
 
@@ -109,6 +109,12 @@ std::string json_quoted(std::string_view s) {
   return out + "\"";
 }
 
+std::string fixed3(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.3f", v);
+  return buf;
+}
+
 void write(Level level, std::string_view message, std::initializer_list<Field> fields) {
   if (!enabled(level)) return;
   std::string line;
@@ -141,8 +147,9 @@ void write(Level level, std::string_view message, std::initializer_list<Field> f
       line += ' ';
       line += f.name;
       line += '=';
-      const bool plain = !f.value.empty() && f.value.find_first_of(" \"=\\") == std::string::npos &&
-                         std::none_of(f.value.begin(), f.value.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+      const bool plain =
+          !f.value.empty() && f.value.find_first_of(" \"=\\") == std::string::npos &&
+          std::none_of(f.value.begin(), f.value.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
       if (plain) {
         line += f.value;
       } else {

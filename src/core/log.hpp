@@ -34,7 +34,7 @@ struct Field {
   Field(std::string_view n, double v);
   // A field left out of the line when `v` is empty (a trace_id most events lack).
   static Field unless_empty(std::string_view n, std::string v) {
-    Field f(n, std::move(v));
+    Field f(n, v);
     f.omitted = f.value.empty();
     return f;
   }
@@ -68,5 +68,7 @@ class Throttle {
 void append_json_escaped(std::string& out, std::string_view s);
 // `s` as a quoted JSON string.
 std::string json_quoted(std::string_view s);
+// `v` with three decimals ("1.250"), as the JSON documents print seconds and ratios.
+std::string fixed3(double v);
 
 }  // namespace pgrelay::log

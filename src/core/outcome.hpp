@@ -20,13 +20,9 @@ struct Outcome {
 
   static Outcome ok() { return {Kind::ok, {}, {}}; }
   static Outcome retry(std::string why) { return {Kind::retry, std::move(why), {}}; }
-  static Outcome retry_in(std::chrono::milliseconds d, std::string why) {
-    return {Kind::retry, std::move(why), d};
-  }
+  static Outcome retry_in(std::chrono::milliseconds d, std::string why) { return {Kind::retry, std::move(why), d}; }
   static Outcome dead(std::string why) { return {Kind::dead, std::move(why), {}}; }
-  static Outcome defer(std::chrono::milliseconds d, std::string why) {
-    return {Kind::defer, std::move(why), d};
-  }
+  static Outcome defer(std::chrono::milliseconds d, std::string why) { return {Kind::defer, std::move(why), d}; }
   bool is_ok() const { return kind == Kind::ok; }
 };
 

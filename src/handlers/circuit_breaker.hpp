@@ -19,8 +19,8 @@ class CircuitBreaker {
 
   // What to do with one request.
   struct Decision {
-    bool allowed = true;               // send it (when false: defer it, do not send)
-    bool probe = false;                // this request is the half-open probe
+    bool allowed = true;                // send it (when false: defer it, do not send)
+    bool probe = false;                 // this request is the half-open probe
     std::chrono::milliseconds wait{0};  // when not allowed: how long to defer it
   };
 

@@ -34,52 +34,22 @@ void close_fd(int& fd) {
 }  // namespace
 
 CommandHandler::CommandHandler(std::vector<std::string> argv, int64_t timeout_ms, int concurrency)
-    : argv_(std::move(argv)), timeout_ms_(timeout_ms) {
-  for (int i = 0; i < concurrency; ++i) workers_.emplace_back([this] { work(); });
-}
+    : argv_(std::move(argv)), timeout_ms_(timeout_ms), pool_(concurrency, "command: relay is shutting down") {}
 
-CommandHandler::~CommandHandler() {
-  shutdown();
-  for (auto& t : workers_) t.join();
-}
+CommandHandler::~CommandHandler() { shutdown(); }
 
 void CommandHandler::deliver(std::shared_ptr<const Event> event, Done done) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (!stopping_) {
-      jobs_.push_back({std::move(event), std::move(done)});
-      cv_.notify_one();
-      return;
-    }
-  }
-  done(Outcome::retry("command: relay is shutting down"));
+  pool_.submit([this, event = std::move(event)] { return run(*event); }, std::move(done));
 }
 
 void CommandHandler::shutdown() {
-  std::deque<Job> orphans;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
-    orphans.swap(jobs_);
     for (pid_t pgid : running_) ::kill(-pgid, SIGKILL);
-    cv_.notify_all();
   }
-  for (auto& j : orphans) j.done(Outcome::retry("command: relay is shutting down"));
-}
-
-void CommandHandler::work() {
-  for (;;) {
-    Job job;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    job.done(run(*job.event));
-  }
+  pool_.stop();
 }
 
 Outcome CommandHandler::run(const Event& event) {
@@ -154,7 +124,8 @@ Outcome CommandHandler::run(const Event& event) {
   std::string tail;
   bool timed_out = false;
   while (in_pipe[1] >= 0 || out_pipe[0] >= 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;

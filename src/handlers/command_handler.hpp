@@ -3,15 +3,13 @@
 // The program runs in its own process group, which is killed on timeout.
 // Environment: PGRELAY_EVENT_ID, PGRELAY_EVENT_TYPE, PGRELAY_EVENT_KEY, PGRELAY_ATTEMPT.
 #pragma once
-#include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "handlers/handler.hpp"
+#include "handlers/worker_pool.hpp"
 
 namespace pgrelay {
 
@@ -24,21 +22,14 @@ class CommandHandler : public Handler {
   void shutdown() override;
 
  private:
-  struct Job {
-    std::shared_ptr<const Event> event;
-    Done done;
-  };
-  void work();
   Outcome run(const Event& event);
 
   std::vector<std::string> argv_;
   int64_t timeout_ms_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;
+  std::mutex mutex_;         // guards running_ and stopping_
   std::set<pid_t> running_;  // process groups to kill at shutdown
-  bool stopping_ = false;
-  std::vector<std::thread> workers_;
+  bool stopping_ = false;    // no program starts any more
+  WorkerPool pool_;          // last: its workers are joined before the fields above go
 };
 
 }  // namespace pgrelay

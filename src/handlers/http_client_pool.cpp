@@ -26,16 +26,6 @@ using error_code = boost::system::error_code;
 
 constexpr uint32_t kMaxResponseHeaderBytes = 64 * 1024;
 
-bool is_ip_literal(const std::string& host) {
-  error_code ec;
-  net::ip::make_address(host, ec);
-  return !ec;
-}
-
-std::string bracketed(const std::string& host) {
-  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
-}
-
 // One TCP (or TLS over TCP) connection; carries one request at a time.
 struct Connection {
   Connection(net::io_context& io, net::ssl::context* tls) : resolver(io) {
@@ -95,68 +85,11 @@ HttpResult failure(HttpResult::Failure kind, std::string error) {
 
 }  // namespace
 
-std::string HttpDestination::authority() const { return bracketed(host) + ":" + port; }
-
-std::optional<HttpDestination> HttpDestination::parse(const std::string& url, std::string* error) {
-  HttpDestination d;
-  std::string rest;
-  if (url.rfind("https://", 0) == 0) {
-    d.tls = true;
-    rest = url.substr(8);
-  } else if (url.rfind("http://", 0) == 0) {
-    rest = url.substr(7);
-  } else {
-    *error = "must start with http:// or https://";
-    return std::nullopt;
-  }
-  if (const size_t hash = rest.find('#'); hash != std::string::npos) rest.erase(hash);
-  const size_t path_at = rest.find_first_of("/?");
-  std::string authority = rest.substr(0, path_at);
-  d.target = path_at == std::string::npos ? "/" : rest.substr(path_at);
-  if (d.target[0] == '?') d.target = "/" + d.target;
-  if (authority.find('@') != std::string::npos) {
-    *error = "credentials in the URL are not supported (use headers)";
-    return std::nullopt;
-  }
-  std::string port;
-  if (!authority.empty() && authority[0] == '[') {
-    const size_t close = authority.find(']');
-    if (close == std::string::npos) {
-      *error = "has an unclosed [ in the host";
-      return std::nullopt;
-    }
-    d.host = authority.substr(1, close - 1);
-    if (close + 1 < authority.size()) {
-      if (authority[close + 1] != ':') {
-        *error = "has junk after the IPv6 address";
-        return std::nullopt;
-      }
-      port = authority.substr(close + 2);
-    }
-  } else {
-    const size_t colon = authority.rfind(':');
-    d.host = authority.substr(0, colon);
-    if (colon != std::string::npos) port = authority.substr(colon + 1);
-  }
-  if (d.host.empty()) {
-    *error = "has no host";
-    return std::nullopt;
-  }
-  if (port.empty()) port = d.tls ? "443" : "80";
-  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) < 1 ||
-      std::stoi(port) > 65535) {
-    *error = "has an invalid port \"" + port + "\"";
-    return std::nullopt;
-  }
-  d.port = port;
-  return d;
-}
-
 struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl> {
   Impl(net::io_context& io_, HttpDestination d, HttpClientOptions o)
       : io(io_), dest(std::move(d)), options(std::move(o)) {
     const bool default_port = dest.port == (dest.tls ? "443" : "80");
-    host_header = default_port ? bracketed(dest.host) : dest.authority();
+    host_header = default_port ? dest.bracketed_host() : dest.authority();
     if (dest.tls) {
       tls_context.emplace(net::ssl::context::tls_client);
       SSL_CTX_set_min_proto_version(tls_context->native_handle(), TLS1_2_VERSION);
@@ -234,9 +167,8 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
     if (x->answered) return discard(c);
     if (ec) return fail_connect(x, c, "connect to " + dest.authority() + " failed: cannot resolve: " + ec.message());
     c->tcp().expires_at(c->connect_deadline);
-    c->tcp().async_connect(r, [self = shared_from_this(), x, c](error_code ec, const tcp::endpoint&) {
-      self->on_connect(x, c, ec);
-    });
+    c->tcp().async_connect(
+        r, [self = shared_from_this(), x, c](error_code ec, const tcp::endpoint&) { self->on_connect(x, c, ec); });
   }
 
   std::string connect_error(error_code ec) const {
@@ -253,7 +185,7 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
       return send(x, c);
     }
     SSL* ssl = c->tls_stream->native_handle();
-    const bool ip = is_ip_literal(dest.host);
+    const bool ip = dest.host_is_ip_literal();
     if (!ip) SSL_set_tlsext_host_name(ssl, dest.host.c_str());  // SNI carries names only (RFC 6066)
     if (options.tls_verify) {
       if (ip) {
@@ -265,8 +197,8 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
     c->tls_stream->async_handshake(net::ssl::stream_base::client, [self = shared_from_this(), x, c](error_code ec) {
       if (x->answered) return self->discard(c);
       if (ec) {
-        return self->fail_connect(x, c, "TLS handshake with " + self->dest.authority() +
-                                            " failed: " + self->connect_error(ec));
+        return self->fail_connect(
+            x, c, "TLS handshake with " + self->dest.authority() + " failed: " + self->connect_error(ec));
       }
       c->tcp().expires_never();
       self->send(x, c);
@@ -293,9 +225,8 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
     x->parser->body_limit(options.max_response_body_bytes);
     x->parser->header_limit(kMaxResponseHeaderBytes);
     c->with_stream([&](auto& stream) {
-      http::async_write(stream, *x->message, [self = shared_from_this(), x, c](error_code ec, size_t) {
-        self->on_write(x, c, ec);
-      });
+      http::async_write(stream, *x->message,
+                        [self = shared_from_this(), x, c](error_code ec, size_t) { self->on_write(x, c, ec); });
     });
   }
 
@@ -311,7 +242,8 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
       http::async_read_header(stream, c->buffer, *x->parser, [self = shared_from_this(), x, c](error_code ec, size_t) {
         if (ec || x->answered || x->parser->is_done()) return self->on_read(x, c, ec);
         c->with_stream([&](auto& s) {
-          http::async_read(s, c->buffer, *x->parser, [self, x, c](error_code ec2, size_t) { self->on_read(x, c, ec2); });
+          http::async_read(s, c->buffer, *x->parser,
+                           [self, x, c](error_code ec2, size_t) { self->on_read(x, c, ec2); });
         });
       });
     });
@@ -421,10 +353,10 @@ struct HttpClientPool::Impl : std::enable_shared_from_this<HttpClientPool::Impl>
   const HttpClientOptions options;
   std::string host_header;
   std::optional<net::ssl::context> tls_context;
-  std::deque<ExchangePtr> queue;     // waiting for a connection, oldest first
-  std::set<ExchangePtr> active;      // bound to a connection
-  std::vector<ConnectionPtr> idle;   // open, keep-alive, unused
-  int open = 0;                      // connections connecting, busy or idle
+  std::deque<ExchangePtr> queue;    // waiting for a connection, oldest first
+  std::set<ExchangePtr> active;     // bound to a connection
+  std::vector<ConnectionPtr> idle;  // open, keep-alive, unused
+  int open = 0;                     // connections connecting, busy or idle
   bool stopping = false;
 };
 

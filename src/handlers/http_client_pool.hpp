@@ -21,37 +21,26 @@
 #include <utility>
 #include <vector>
 
+#include "handlers/http_destination.hpp"
+
 namespace boost::asio {
 class io_context;
 }
 
 namespace pgrelay {
 
-// Where requests go, parsed from an http:// or https:// URL.
-struct HttpDestination {
-  bool tls = false;
-  std::string host;    // name or IP literal, without brackets
-  std::string port;    // "80"/"443" when the URL has none
-  std::string target;  // path and query, "/" when the URL has none
-
-  // "host:port", as used in error messages and breaker names.
-  std::string authority() const;
-  // Parses `url`; on failure returns nullopt and sets `error`.
-  static std::optional<HttpDestination> parse(const std::string& url, std::string* error);
-};
-
 struct HttpClientOptions {
-  int pool_size = 8;                 // connections open at once (>= 1)
-  int64_t connect_timeout_ms = 5000;  // resolve + TCP connect + TLS handshake
-  bool tls_verify = true;            // verify the server's certificate and name
-  std::string ca_file;               // extra trusted CAs (PEM), besides the system's
+  int pool_size = 8;                           // connections open at once (>= 1)
+  int64_t connect_timeout_ms = 5000;           // resolve + TCP connect + TLS handshake
+  bool tls_verify = true;                      // verify the server's certificate and name
+  std::string ca_file;                         // extra trusted CAs (PEM), besides the system's
   size_t max_response_body_bytes = 64 * 1024;  // the rest of a longer body is not read
 };
 
 struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;  // besides Host, User-Agent, Content-Length
-  std::string body;                                           // sent with POST
-  int64_t timeout_ms = 30000;         // for the error message only; the deadline decides
+  std::string body;                                          // sent with POST
+  int64_t timeout_ms = 30000;                                // for the error message only; the deadline decides
   std::chrono::steady_clock::time_point deadline;
   // Asked once, when the request leaves the queue for a connection; returning
   // false answers it with Failure::not_sent instead (a circuit breaker's gate).

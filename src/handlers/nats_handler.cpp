@@ -15,6 +15,7 @@ namespace {
 
 constexpr int64_t kReconnectWaitMs = 1000;
 constexpr int64_t kConnectTimeoutMs = 2000;
+constexpr const char* kShuttingDown = "nats: relay is shutting down";
 
 // The URL as it may appear in logs and last_error: without user:password@.
 std::string shown_url(const std::string& url) {
@@ -90,69 +91,35 @@ NatsHandler::NatsHandler(const HandlerConfig& cfg)
     : url_(cfg.nats_url),
       subject_(cfg.subject),
       timeout_ms_(cfg.timeout_ms),
-      concurrency_(std::max(1, cfg.concurrency)),
       cloudevents_(cloudevents_mode(cfg.cloudevents_mode).value_or(CloudEventsMode::none)),
-      cloudevents_source_(cfg.cloudevents_source) {
-  for (int i = 0; i < concurrency_; ++i) workers_.emplace_back([this] { work(); });
-}
+      cloudevents_source_(cfg.cloudevents_source),
+      pool_(cfg.concurrency, kShuttingDown) {}
 
 NatsHandler::~NatsHandler() {
   shutdown();
-  for (auto& t : workers_) t.join();
+  pool_.join();
   connection_.reset();
 }
 
 void NatsHandler::deliver(std::shared_ptr<const Event> event, Done done) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (!stopping_) {
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
-      jobs_.push_back({std::move(event), std::move(done), deadline});
-      cv_.notify_one();
-      return;
-    }
-  }
-  done(Outcome::retry("nats: relay is shutting down"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
+  pool_.submit([this, event = std::move(event), deadline] { return publish(*event, deadline); }, std::move(done));
 }
 
 void NatsHandler::set_source(const EventSource& source) { source_ = source; }
 
 void NatsHandler::shutdown() {
-  std::deque<Job> orphans;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_) return;
-    stopping_ = true;
-    orphans.swap(jobs_);
-    cv_.notify_all();
-  }
-  {
-    // Closing fails the publishes waiting for an ack, so the workers finish now.
-    std::lock_guard<std::mutex> lock(connection_mutex_);
-    closed_ = true;
-    if (connection_) natsConnection_Close(connection_->nc);
-  }
-  for (auto& j : orphans) j.done(Outcome::retry("nats: relay is shutting down"));
-}
-
-void NatsHandler::work() {
-  for (;;) {
-    Job job;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    job.done(publish(*job.event, job.deadline));
-  }
+  if (!pool_.stop()) return;  // answers the queued deliveries
+  // Closing fails the publishes waiting for an ack, so the workers finish now.
+  std::lock_guard<std::mutex> lock(connection_mutex_);
+  closed_ = true;
+  if (connection_) natsConnection_Close(connection_->nc);
 }
 
 NatsHandler::Connection* NatsHandler::connection(std::string* why) {
   std::lock_guard<std::mutex> lock(connection_mutex_);
   if (closed_) {
-    *why = "nats: relay is shutting down";
+    *why = kShuttingDown;
     return nullptr;
   }
   if (connection_) return connection_.get();
@@ -224,14 +191,14 @@ Outcome NatsHandler::publish(const Event& event, std::chrono::steady_clock::time
   if (c == nullptr) return Outcome::retry(why);
   // Fail fast while the library reconnects instead of buffering until the ack times out.
   if (natsConnection_Status(c->nc) != NATS_CONN_STATUS_CONNECTED) {
-    return Outcome::retry("nats: not connected to " + shown_url(url_) + " (server down or unreachable); reconnecting every " +
-                          std::to_string(kReconnectWaitMs) + " ms");
+    return Outcome::retry("nats: not connected to " + shown_url(url_) +
+                          " (server down or unreachable); reconnecting every " + std::to_string(kReconnectWaitMs) +
+                          " ms");
   }
-  const int64_t left_ms =
-      std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+  const int64_t left_ms = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now()).count();
   if (left_ms <= 0) {
     return Outcome::retry("nats: waited " + std::to_string(timeout_ms_) + " ms for a free publisher (concurrency " +
-                          std::to_string(concurrency_) + ")");
+                          std::to_string(pool_.threads()) + ")");
   }
   // Stop waiting a little before the relay's own timeout, so the reason is ours.
   const int64_t wait_ms = std::max<int64_t>(1, left_ms - std::min<int64_t>(left_ms / 10, 250));
@@ -259,10 +226,7 @@ Outcome NatsHandler::publish(const Event& event, std::chrono::steady_clock::time
     if (duplicate) log::debug("nats: stream already had this event", {{"event_id", event.id}, {"subject", subject}});
     return Outcome::ok();
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_) return Outcome::retry("nats: relay is shutting down");
-  }
+  if (pool_.stopped()) return Outcome::retry(kShuttingDown);
   // Nobody answers a JetStream publish when no stream captures its subject (nats.c
   // then also reports JSNotEnabledErr, which it cannot tell apart from this).
   if (s == NATS_NO_RESPONDERS) {
@@ -288,8 +252,7 @@ Outcome NatsHandler::publish(const Event& event, std::chrono::steady_clock::time
       return Outcome::dead("nats: event of " + std::to_string(body.size()) +
                            " bytes exceeds the server's max_payload of " +
                            std::to_string(natsConnection_GetMaxPayload(c->nc)) + " bytes");
-    default:
-      return Outcome::retry("nats: publish" + on + " failed: " + detail);
+    default: return Outcome::retry("nats: publish" + on + " failed: " + detail);
   }
 }
 

@@ -20,17 +20,14 @@
 // Thread-safety: deliver() and shutdown() may be called from any thread.
 #pragma once
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "core/config.hpp"
 #include "handlers/cloudevent.hpp"
 #include "handlers/handler.hpp"
+#include "handlers/worker_pool.hpp"
 
 namespace pgrelay {
 
@@ -56,14 +53,8 @@ class NatsHandler : public Handler {
   void shutdown() override;
 
  private:
-  struct Job {
-    std::shared_ptr<const Event> event;
-    Done done;
-    std::chrono::steady_clock::time_point deadline;
-  };
   struct Connection;  // the nats.c objects, kept out of this header
 
-  void work();
   Outcome publish(const Event& event, std::chrono::steady_clock::time_point deadline);
   // The connection, opened on first use; nullptr (and `why`) once shut down or
   // if it cannot even be set up.
@@ -72,21 +63,15 @@ class NatsHandler : public Handler {
   const std::string url_;
   const std::string subject_;
   const int64_t timeout_ms_;
-  const int concurrency_;
   const CloudEventsMode cloudevents_;
   const std::string cloudevents_source_;  // empty: the default, which names the database
   EventSource source_;
-
-  std::mutex mutex_;  // guards jobs_ and stopping_
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;
-  bool stopping_ = false;
 
   std::mutex connection_mutex_;  // guards connection_ and closed_
   std::unique_ptr<Connection> connection_;
   bool closed_ = false;
 
-  std::vector<std::thread> workers_;
+  WorkerPool pool_;  // last: its workers are joined before the fields above go
 };
 
 }  // namespace pgrelay

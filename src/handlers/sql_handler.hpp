@@ -1,6 +1,6 @@
 // `sql` handler: calls a function f(event jsonb) in the database, inside the
 // transaction that records the event's outcome, so its effect happens exactly
-// once. The relay runs it at ack time through Queue::ack_with_sql; deliver() is
+// once (docs/design.md, the contract, point 4). The relay runs it at ack time through Queue::ack_with_sql; deliver() is
 // never the path for it.
 #pragma once
 #include <string>

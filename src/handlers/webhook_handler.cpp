@@ -137,8 +137,8 @@ struct WebhookHandler::Impl {
     // Sent signed or not: receivers deduplicate by it either way.
     req.headers.emplace_back("webhook-id", id);
     if (!config.secret.empty()) {
-      const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
-                                std::chrono::system_clock::now().time_since_epoch()).count();
+      const int64_t now_s =
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
       req.headers.emplace_back("webhook-timestamp", std::to_string(now_s));
       req.headers.emplace_back("webhook-signature", webhook_signature(signing_key, id, now_s, req.body));
     }
@@ -157,8 +157,10 @@ struct WebhookHandler::Impl {
       const bool is_open = breaker.state() != CircuitBreaker::State::closed;
       report_breaker();
       if (is_open && !was_open) {
-        log::warn("webhook circuit opened", {{"handler", config.name}, {"destination", destination.authority()},
-                                             {"cooldown_ms", config.breaker.cooldown_ms}, {"error", o.reason}});
+        log::warn("webhook circuit opened", {{"handler", config.name},
+                                             {"destination", destination.authority()},
+                                             {"cooldown_ms", config.breaker.cooldown_ms},
+                                             {"error", o.reason}});
       } else if (was_open && !is_open) {
         log::info("webhook circuit closed", {{"handler", config.name}, {"destination", destination.authority()}});
       }
@@ -180,7 +182,8 @@ struct WebhookHandler::Impl {
       breaker.record_failure();
       return Outcome::retry(r.error);
     }
-    const std::string reason = "HTTP " + std::to_string(r.status) + (r.body.empty() ? "" : ": " + excerpt(r.body, kReasonBodyBytes));
+    const std::string reason =
+        "HTTP " + std::to_string(r.status) + (r.body.empty() ? "" : ": " + excerpt(r.body, kReasonBodyBytes));
     if (r.status >= 200 && r.status < 300) {
       breaker.record_success();
       return Outcome::ok();
@@ -191,26 +194,27 @@ struct WebhookHandler::Impl {
     }
     if (retryable_status(r.status)) breaker.record_failure();
     if (!r.retry_after.empty()) {
-      if (auto d = parse_retry_after(r.retry_after, std::chrono::system_clock::now())) return Outcome::retry_in(*d, reason);
+      if (auto d = parse_retry_after(r.retry_after, std::chrono::system_clock::now()))
+        return Outcome::retry_in(*d, reason);
     }
     return Outcome::retry(reason);
   }
 
   HandlerConfig config;
-  EventSource source;                     // set before the first delivery (set_source)
+  EventSource source;  // set before the first delivery (set_source)
   CloudEventsMode cloudevents = CloudEventsMode::none;
   HttpDestination destination;
   std::string signing_key;
-  CircuitBreaker breaker;                 // I/O thread only
-  std::string board_destination;          // "https://host:port", the board's and the metric's label
-  bool reported = false;                  // I/O thread only: the last report_breaker() values
+  CircuitBreaker breaker;         // I/O thread only
+  std::string board_destination;  // "https://host:port", the board's and the metric's label
+  bool reported = false;          // I/O thread only: the last report_breaker() values
   CircuitBreaker::State reported_state = CircuitBreaker::State::closed;
   int reported_failures = 0;
   net::io_context io;
   net::executor_work_guard<net::io_context::executor_type> work;
-  std::unique_ptr<HttpClientPool> pool;   // I/O thread only
-  std::atomic<bool> stopping{false};      // shutdown() was called
-  bool stopped = false;                   // I/O thread only: the pool is closed
+  std::unique_ptr<HttpClientPool> pool;  // I/O thread only
+  std::atomic<bool> stopping{false};     // shutdown() was called
+  bool stopped = false;                  // I/O thread only: the pool is closed
   std::thread thread;
 };
 

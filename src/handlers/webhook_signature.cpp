@@ -51,8 +51,7 @@ std::optional<std::string> webhook_signing_key(std::string_view secret) {
   return key;
 }
 
-std::string webhook_signature(std::string_view key, std::string_view id, int64_t timestamp_s,
-                              std::string_view body) {
+std::string webhook_signature(std::string_view key, std::string_view id, int64_t timestamp_s, std::string_view body) {
   std::string message;
   message.reserve(id.size() + body.size() + 24);
   message.append(id).append(".").append(std::to_string(timestamp_s)).append(".").append(body);

@@ -26,8 +26,7 @@ namespace pgrelay {
 std::optional<std::string> webhook_signing_key(std::string_view secret);
 
 // "v1," + base64(HMAC-SHA256(key, id + "." + timestamp + "." + body)).
-std::string webhook_signature(std::string_view key, std::string_view id, int64_t timestamp_s,
-                              std::string_view body);
+std::string webhook_signature(std::string_view key, std::string_view id, int64_t timestamp_s, std::string_view body);
 
 // Standard base64: encode pads; decode accepts padded or unpadded input and
 // returns nullopt on anything else.

@@ -88,7 +88,8 @@ ReplayFilter replay_filter(const rapidjson::Document& doc) {
   f.to_id = opt_int(doc, "to_id");
   auto it = doc.FindMember("rate");
   if (it != doc.MemberEnd() && !it->value.IsNull()) {
-    if (!it->value.IsNumber() || it->value.GetDouble() <= 0) throw BadRequest("\"rate\" must be a positive number (events per second)");
+    if (!it->value.IsNumber() || it->value.GetDouble() <= 0)
+      throw BadRequest("\"rate\" must be a positive number (events per second)");
     f.rate_per_s = it->value.GetDouble();
   }
   if (!f.narrowed() && !opt_bool(doc, "all")) {
@@ -136,9 +137,9 @@ AdminResponse AdminApi::run_action(const AdminRequest& req) {
                            known_list(c) + "); check the spelling, or send \"force\": true to pause it anyway");
         }
         const bool fresh = pause_type(c, *type, reason);
-        out = "{\"paused\":" + log::json_quoted(*type) + ",\"pattern\":" +
-              (PausedType{*type, "", ""}.pattern() ? "true" : "false") + ",\"was_paused\":" + (fresh ? "false" : "true") +
-              "}";
+        out = "{\"paused\":" + log::json_quoted(*type) +
+              ",\"pattern\":" + (PausedType{*type, "", ""}.pattern() ? "true" : "false") +
+              ",\"was_paused\":" + (fresh ? "false" : "true") + "}";
       } else {
         const bool was = resume_type(c, *type);
         out = "{\"resumed\":" + log::json_quoted(*type) + ",\"was_paused\":" + (was ? "true" : "false") +
@@ -162,8 +163,9 @@ AdminResponse AdminApi::run_action(const AdminRequest& req) {
         out = "{\"replayed\":" + std::to_string(replay(c, f)) + "}";
       }
     } else {
-      return AdminResponse::json_error(404, "unknown admin action " + path +
-                                 " (known: /admin/dead/retry, /admin/dead/purge, /admin/pause, /admin/resume, /admin/replay)");
+      return AdminResponse::json_error(
+          404, "unknown admin action " + path +
+                   " (known: /admin/dead/retry, /admin/dead/purge, /admin/pause, /admin/resume, /admin/replay)");
     }
     log::info("admin action", {{"action", path}, {"result", out}});
     return AdminResponse::json(200, out);
@@ -172,7 +174,7 @@ AdminResponse AdminApi::run_action(const AdminRequest& req) {
   } catch (const InvalidText& e) {
     return AdminResponse::json_error(400, std::string(path) + ": " + e.what());
   } catch (const pqxx::sql_error& e) {
-    const std::string state = e.sqlstate();
+    const std::string& state = e.sqlstate();
     if (state.rfind("22", 0) == 0) return AdminResponse::json_error(400, std::string(path) + ": " + e.what());
     action_conn_.reset();
     log::error("admin action failed", {{"action", path}, {"error", e.what()}});

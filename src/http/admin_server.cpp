@@ -68,8 +68,7 @@ std::pair<std::string, uint16_t> parse_listen_address(const std::string& listen)
 struct AdminServer::Impl {
   class Session;
 
-  Impl(AdminServerOptions o, const Metrics* m, RelayProbe p)
-      : options(std::move(o)), metrics(m), probe(std::move(p)) {}
+  Impl(AdminServerOptions o, const Metrics* m, RelayProbe p) : options(std::move(o)), metrics(m), probe(std::move(p)) {}
 
   void do_accept();
   // At the connection cap, closes one session so a new client (a liveness
@@ -83,7 +82,7 @@ struct AdminServer::Impl {
   const Metrics* metrics;
   RelayProbe probe;
   std::atomic<uint16_t> port{0};
-  int active = 0;  // open sessions; io thread only
+  int active = 0;                              // open sessions; io thread only
   std::list<std::weak_ptr<Session>> sessions;  // io thread only
   int64_t rejected = 0;
   std::unique_ptr<AdminApi> api;
@@ -98,7 +97,8 @@ struct AdminServer::Impl {
 class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, Impl& server)
-      : stream_(std::move(socket)), server_(server),
+      : stream_(std::move(socket)),
+        server_(server),
         buffer_(server.options.header_limit_bytes + server.options.body_limit_bytes + 1024) {
     ++server_.active;
   }
@@ -157,12 +157,12 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
       return close();
     }
     if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
-      return reply_and_close(431, "request headers larger than " +
-                                      std::to_string(server_.options.header_limit_bytes) + " bytes");
+      return reply_and_close(
+          431, "request headers larger than " + std::to_string(server_.options.header_limit_bytes) + " bytes");
     }
     if (ec == http::error::body_limit) {
-      return reply_and_close(413, "request body larger than " + std::to_string(server_.options.body_limit_bytes) +
-                                      " bytes");
+      return reply_and_close(413,
+                             "request body larger than " + std::to_string(server_.options.body_limit_bytes) + " bytes");
     }
     if (ec && ec.category() == http::make_error_code(http::error::bad_method).category()) {
       return reply_and_close(400, "malformed request");
@@ -334,9 +334,10 @@ void AdminServer::start() {
       }
     }
   });
-  log::info("admin server listening", {{"address", endpoint.address().to_string()},
-                                       {"port", static_cast<int64_t>(s.port.load())},
-                                       {"admin_actions", s.options.token.empty() ? "disabled (no admin.token)" : "enabled"}});
+  log::info("admin server listening",
+            {{"address", endpoint.address().to_string()},
+             {"port", static_cast<int64_t>(s.port.load())},
+             {"admin_actions", s.options.token.empty() ? "disabled (no admin.token)" : "enabled"}});
 }
 
 void AdminServer::stop() {

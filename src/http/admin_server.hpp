@@ -32,15 +32,15 @@ struct AdminServerOptions {
   std::string database_url;  // for gauges and admin actions
   int64_t ready_max_backlog = 100000;
   int64_t ready_max_oldest_pending_s = 300;
-  bool expect_listener = false;        // wake=notify: /readyz also needs LISTEN alive
-  int max_connections = 64;            // further connections are closed at once
-  int64_t read_timeout_ms = 10000;     // a request (or a keep-alive idle period) must complete within this
-  int64_t write_timeout_ms = 5000;     // an answer must be written (taken by the client) within this
+  bool expect_listener = false;            // wake=notify: /readyz also needs LISTEN alive
+  int max_connections = 64;                // further connections are closed at once
+  int64_t read_timeout_ms = 10000;         // a request (or a keep-alive idle period) must complete within this
+  int64_t write_timeout_ms = 5000;         // an answer must be written (taken by the client) within this
   std::vector<std::string> allowed_hosts;  // Host names accepted besides IP literals, localhost and the listen host
   size_t header_limit_bytes = 8 * 1024;
   size_t body_limit_bytes = 64 * 1024;
-  int64_t sample_interval_ms = 2000;   // gauges are read from the database this often, not per scrape
-  std::vector<std::string> handlers;   // configured handler names, shown even before their first delivery
+  int64_t sample_interval_ms = 2000;  // gauges are read from the database this often, not per scrape
+  std::vector<std::string> handlers;  // configured handler names, shown even before their first delivery
 };
 
 // Live state of the relay the server reports on; every function is called from

@@ -11,7 +11,8 @@ namespace {
 
 std::string normalized(std::string_view name) {
   std::string out(name);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   while (!out.empty() && out.back() == '.') out.pop_back();
   return out;
 }

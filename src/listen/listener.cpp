@@ -4,8 +4,6 @@
 
 #include <unistd.h>
 
-#include <random>
-
 #include <boost/asio/post.hpp>
 #include <pqxx/pqxx>
 #include <pqxx/notification>
@@ -17,7 +15,6 @@ namespace pgrelay {
 
 namespace {
 constexpr auto kProbeTimeout = std::chrono::seconds(3);
-constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -40,22 +37,15 @@ Listener::Listener(std::string conninfo, Callbacks callbacks)
 Listener::~Listener() { stop(); }
 
 void Listener::start() {
-  boost::asio::post(io_, [this] { connect(); });
-  thread_ = std::thread([this] {
-    auto guard = boost::asio::make_work_guard(io_);
-    io_.run();
-  });
+  loop_.start([this] { connect(); });
 }
 
 void Listener::stop() {
-  if (!thread_.joinable()) return;
-  boost::asio::post(io_, [this] {
+  loop_.stop([this] {
     drop("stopping");
     retry_timer_.cancel();
     probe_timer_.cancel();
-    io_.stop();
   });
-  thread_.join();
 }
 
 void Listener::probe() {
@@ -96,14 +86,10 @@ void Listener::connect() {
   } catch (const std::exception& e) {
     receiver_.reset();
     conn_.reset();
-    std::mt19937 rng(std::random_device{}());
-    const auto wait = backoff_ / 2 + std::chrono::milliseconds(rng() % (backoff_.count() / 2 + 1));
-    log::warn("listener: cannot connect, retrying", {{"error", e.what()}, {"retry_ms", static_cast<int64_t>(wait.count())}});
-    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
-    retry_timer_.expires_after(wait);
-    retry_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (!ec) connect();
-    });
+    const auto wait = backoff_.next();
+    log::warn("listener: cannot connect, retrying",
+              {{"error", e.what()}, {"retry_ms", static_cast<int64_t>(wait.count())}});
+    retry_in(wait);
     return;
   }
   arm();
@@ -143,7 +129,7 @@ void Listener::on_notification(const std::string& payload) {
       probe_waiting_ = 0;
       probe_timer_.cancel();
       if (!alive_.exchange(true)) {
-        backoff_ = std::chrono::milliseconds(100);
+        backoff_.reset();
         log::info("listener: LISTEN is live", {{"channel", kChannel}});
         if (callbacks_.on_connected) callbacks_.on_connected();
       }
@@ -157,12 +143,7 @@ void Listener::drop(const std::string& why) {
   const bool was_alive = alive_.exchange(false);
   probe_waiting_ = 0;
   probe_timer_.cancel();
-  if (socket_) {
-    boost::system::error_code ignored;
-    socket_->cancel(ignored);
-    socket_->close(ignored);  // closes our dup, never libpq's own socket
-    socket_.reset();
-  }
+  unwatch(socket_);
   try {
     receiver_.reset();
   } catch (...) {
@@ -171,7 +152,11 @@ void Listener::drop(const std::string& why) {
   conn_.reset();
   if (why == "stopping") return;
   if (was_alive) log::warn("listener: lost LISTEN, reconnecting", {{"reason", why}});
-  retry_timer_.expires_after(backoff_);
+  retry_in(backoff_.next());
+}
+
+void Listener::retry_in(std::chrono::milliseconds wait) {
+  retry_timer_.expires_after(wait);
   retry_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) connect();
   });

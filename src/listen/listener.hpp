@@ -1,6 +1,6 @@
 // The LISTEN connection: one dedicated, transaction-free connection whose socket
 // is watched by Boost.Asio, so a NOTIFY wakes the relay without polling. It
-// reconnects with jittered backoff, re-LISTENs, proves delivery with a
+// reconnects with jittered backoff (core/reconnect_backoff.hpp), re-LISTENs, proves delivery with a
 // self-notification and asks for a catch-up claim after every (re)connect.
 // Runs its own thread; the public methods are thread-safe.
 #pragma once
@@ -9,12 +9,15 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <pqxx/connection>
+
+#include "core/reconnect_backoff.hpp"
+#include "listen/loop_thread.hpp"
+#include "listen/watched_socket.hpp"
 
 namespace pgrelay {
 
@@ -44,18 +47,19 @@ class Listener {
   void arm();
   void on_readable();
   void drop(const std::string& why);
+  void retry_in(std::chrono::milliseconds wait);
   void on_notification(const std::string& payload);
 
   std::string conninfo_;
   Callbacks callbacks_;
   boost::asio::io_context io_;
-  std::thread thread_;
+  LoopThread loop_{io_};  // after io_, before the members its thread touches are gone (stopped in ~Listener)
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<Receiver> receiver_;
-  std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
+  WatchedSocket socket_;  // a dup of the connection's socket
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer probe_timer_;
-  std::chrono::milliseconds backoff_{100};
+  ReconnectBackoff backoff_;
   uint64_t probe_seq_ = 0;
   uint64_t probe_waiting_ = 0;  // sequence number of the unanswered probe, 0 if none
   std::atomic<bool> alive_{false};

@@ -9,15 +9,17 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "core/reconnect_backoff.hpp"
 #include "listen/listener.hpp"
-
-struct pg_conn;  // libpq's PGconn
+#include "listen/loop_thread.hpp"
+#include "listen/watched_socket.hpp"
+#include "listen/replication_codec.hpp"
+#include "listen/replication_connection.hpp"
 
 namespace pgrelay {
 
@@ -27,7 +29,7 @@ namespace pgrelay {
 // on_wake once (transactions read together are coalesced into one call).
 // On any error or EOF it drops the connection (the server drops the slot with
 // it, so a dead relay never holds WAL back), reconnects with jittered backoff
-// (100 ms to 5 s), creates a new slot and calls on_connected once streaming:
+// (100 ms to 5 s, core/reconnect_backoff.hpp), creates a new slot and calls on_connected once streaming:
 // changes made while disconnected are not replayed, so the relay must run a
 // catch-up claim then, exactly as for Listener.
 //
@@ -75,12 +77,12 @@ class WalWaker {
   std::string slot_name() const;
 
  private:
-  struct PgConnDeleter {
-    void operator()(pg_conn* c) const;
-  };
-
   void connect();
+  // Calls `then` once the socket turns readable on this connection (a later one
+  // ignores it); a socket error drops the connection instead.
+  void when_readable(void (WalWaker::*then)());
   void await_slot();
+  void on_slot_reply();
   void start_streaming();
   void arm_read();
   void arm_write();
@@ -94,27 +96,27 @@ class WalWaker {
   std::string conninfo_;
   Callbacks callbacks_;
   boost::asio::io_context io_;
-  std::thread thread_;
-  std::unique_ptr<pg_conn, PgConnDeleter> conn_;
-  std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
+  LoopThread loop_{io_};  // stopped in ~WalWaker, before the members its thread touches are gone
+  ReplicationConnection conn_;
+  WatchedSocket socket_;  // a dup of the connection's socket
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer status_timer_;
   boost::asio::steady_timer probe_timer_;
-  std::chrono::milliseconds backoff_{100};
+  ReconnectBackoff backoff_;
   std::chrono::steady_clock::time_point slot_requested_at_;
   std::chrono::steady_clock::time_point status_sent_at_;
   std::string slot_;
   bool streaming_ = false;
   bool write_armed_ = false;
   bool probe_waiting_ = false;
-  bool in_commit_wakes_ = false;  // the transaction being decoded inserted an event
-  uint64_t received_lsn_ = 0;     // highest WAL position seen from the server
-  uint64_t reported_lsn_ = 0;     // highest position confirmed in a status update
+  WakeDecoder decoder_;        // test_decoding's lines -> wakes
+  uint64_t received_lsn_ = 0;  // highest WAL position seen from the server
+  uint64_t reported_lsn_ = 0;  // highest position confirmed in a status update
   std::atomic<bool> alive_{false};
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> last_message_ns_{0};
-  uint64_t generation_ = 0;       // bumped per connection; stale handlers see a mismatch and return
-  std::mutex stop_mutex_;  // serialises stop() callers around the join
+  uint64_t generation_ = 0;  // bumped per connection; stale handlers see a mismatch and return
+  std::mutex stop_mutex_;    // serialises stop() callers around the join
   mutable std::mutex slot_mutex_;
   std::string slot_shown_;  // slot_ for other threads, under slot_mutex_
 };

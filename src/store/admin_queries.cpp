@@ -85,16 +85,17 @@ bool is_migrated(pqxx::connection& conn) {
 
 bool has_primary_key(pqxx::connection& conn, const std::string& table) {
   pqxx::read_transaction tx(conn);
-  return tx.exec_params1("SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::text::regclass AND indisprimary)",
-                         table)[0]
+  return tx
+      .exec_params1("SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::text::regclass AND indisprimary)",
+                    table)[0]
       .as<bool>();
 }
 
 Status read_status(pqxx::connection& conn) {
   Status s;
   pqxx::read_transaction tx(conn);
-  for (const auto& row : tx.exec(
-           "SELECT event_type, status, count(*) FROM pgrelay.db_events GROUP BY 1, 2 ORDER BY 1, 2")) {
+  for (const auto& row :
+       tx.exec("SELECT event_type, status, count(*) FROM pgrelay.db_events GROUP BY 1, 2 ORDER BY 1, 2")) {
     s.counts.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>()});
   }
   auto r = tx.exec1(
@@ -111,10 +112,10 @@ Status read_status(pqxx::connection& conn) {
 
 std::vector<RelayInfo> live_relays(pqxx::transaction_base& tx) {
   std::vector<RelayInfo> out;
-  for (const auto& row : tx.exec(
-           "SELECT id, wake, listen_alive, extract(epoch FROM now() - seen_at)::float8, "
-           "       extract(epoch FROM now() - last_notification_at)::float8, in_flight, delivered "
-           "  FROM pgrelay.relays WHERE seen_at > now() - interval '1 minute' ORDER BY id")) {
+  for (const auto& row :
+       tx.exec("SELECT id, wake, listen_alive, extract(epoch FROM now() - seen_at)::float8, "
+               "       extract(epoch FROM now() - last_notification_at)::float8, in_flight, delivered "
+               "  FROM pgrelay.relays WHERE seen_at > now() - interval '1 minute' ORDER BY id")) {
     RelayInfo ri;
     ri.id = row[0].as<std::string>();
     ri.wake = row[1].as<std::string>();
@@ -142,10 +143,9 @@ int64_t emit_event(pqxx::connection& conn, const std::string& type, const std::s
 
 void track_table(pqxx::connection& conn, const std::string& table, const TrackOptions& o) {
   pqxx::work tx(conn);
-  tx.exec_params(
-      "SELECT pgrelay.track($1::text::regclass, $2::text[], $3::text[], $4::text[], $5::text[], $6::text)", table,
-      array_or_null(o.key_columns), array_or_null(o.include_columns), text_array_literal(o.exclude_columns),
-      text_array_literal(o.operations), o.event_prefix);
+  tx.exec_params("SELECT pgrelay.track($1::text::regclass, $2::text[], $3::text[], $4::text[], $5::text[], $6::text)",
+                 table, array_or_null(o.key_columns), array_or_null(o.include_columns),
+                 text_array_literal(o.exclude_columns), text_array_literal(o.operations), o.event_prefix);
   tx.commit();
 }
 
@@ -162,8 +162,8 @@ std::vector<DeadEvent> list_dead(pqxx::connection& conn, const DeadFilter& f) {
   const std::string sql =
       "SELECT id, event_type, key, attempts, coalesce(last_error, ''), created_at::text, "
       "       coalesce(finished_at::text, ''), payload::text "
-      "  FROM pgrelay.db_events WHERE " + std::string(kDeadWhere) + " ORDER BY id LIMIT " +
-      std::to_string(f.limit);
+      "  FROM pgrelay.db_events WHERE " +
+      std::string(kDeadWhere) + " ORDER BY id LIMIT " + std::to_string(f.limit);
   for (const auto& row : exec_dead(tx, sql, f)) {
     DeadEvent d;
     d.id = row[0].as<int64_t>();
@@ -183,7 +183,8 @@ int64_t retry_dead(pqxx::connection& conn, const DeadFilter& f) {
   pqxx::work tx(conn);
   const auto r = exec_dead(tx,
                            "UPDATE pgrelay.db_events SET status = 'pending', attempts = 0, next_attempt_at = now(), "
-                           "finished_at = NULL WHERE " + std::string(kDeadWhere),
+                           "finished_at = NULL WHERE " +
+                               std::string(kDeadWhere),
                            f);
   tx.exec("SELECT pgrelay.wake()");
   tx.commit();

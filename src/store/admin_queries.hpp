@@ -50,11 +50,11 @@ struct RelayInfo {
 std::vector<RelayInfo> live_relays(pqxx::transaction_base& tx);
 
 struct Status {
-  std::vector<StatusCount> counts;          // by type and status
+  std::vector<StatusCount> counts;  // by type and status
   std::optional<double> oldest_pending_age_s;
-  int64_t expired_leases = 0;               // processing rows whose lease ran out
-  std::vector<RelayInfo> relays;            // seen in the last minute
-  std::string producers_wake;               // the wake mode producers' triggers follow (pgrelay.settings)
+  int64_t expired_leases = 0;     // processing rows whose lease ran out
+  std::vector<RelayInfo> relays;  // seen in the last minute
+  std::string producers_wake;     // the wake mode producers' triggers follow (pgrelay.settings)
 };
 
 Status read_status(pqxx::connection& conn);
@@ -80,11 +80,11 @@ bool untrack_table(pqxx::connection& conn, const std::string& table);
 // Which dead letters an operator means.
 struct DeadFilter {
   std::vector<int64_t> ids;
-  std::optional<std::string> type;       // exact, or "prefix.*"
+  std::optional<std::string> type;  // exact, or "prefix.*"
   std::optional<std::string> key;
-  std::optional<int64_t> older_than_s;   // finished at least this long ago
+  std::optional<int64_t> older_than_s;  // finished at least this long ago
   std::optional<std::string> error_contains;
-  int limit = 100;                       // list only
+  int limit = 100;  // list only
 };
 
 struct DeadEvent {

@@ -25,7 +25,8 @@ std::string with_params(const std::string& conninfo, const std::string& params_k
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std::string& role) {
   const std::string params =
       "keepalives=1 keepalives_idle=10 keepalives_interval=5 keepalives_count=3 connect_timeout=5 "
-      "application_name=pgrelay-" + role;
+      "application_name=pgrelay-" +
+      role;
   // No session settings here: behind a pooler in transaction mode a SET reaches one
   // server connection and then leaks to other clients. What needs jit off (compiling
   // a claim once took five times the claim) sets it per call: the queue functions

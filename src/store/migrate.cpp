@@ -58,9 +58,9 @@ MigrateReport migrate(pqxx::connection& conn, const std::vector<SqlFile>& files)
     auto it = applied.find(f.name);
     if (it != applied.end() && it->second == sum) continue;
     if (it != applied.end() && f.kind == SqlFile::Kind::versioned) {
-      throw MigrationChecksumError("migrate: " + std::string(f.name) +
-                                   " was changed after it was applied (checksum " + it->second + " in the database, " +
-                                   sum + " now); restore the original file and add a new migration instead");
+      throw MigrationChecksumError("migrate: " + std::string(f.name) + " was changed after it was applied (checksum " +
+                                   it->second + " in the database, " + sum +
+                                   " now); restore the original file and add a new migration instead");
     }
     tx.exec(f.sql);
     tx.exec_params(

@@ -26,8 +26,8 @@ struct MigrationChecksumError : std::runtime_error {
 };
 
 struct MigrateReport {
-  std::vector<std::string> applied;  // file names applied by this call
-  std::vector<std::string> warnings; // what the server warned of while applying them
+  std::vector<std::string> applied;   // file names applied by this call
+  std::vector<std::string> warnings;  // what the server warned of while applying them
 };
 
 // Applies what is pending; idempotent. Throws MigrationChecksumError (nothing applied)

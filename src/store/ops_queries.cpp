@@ -30,7 +30,8 @@ pqxx::result exec_replay(Tx& tx, const std::string& sql, const ReplayFilter& f) 
   const std::pair<const std::optional<std::string>*, const char*> texts[] = {
       {&f.type, "type"}, {&f.key, "key"}, {&f.since, "since"}, {&f.until, "until"}};
   for (const auto& [v, name] : texts) {
-    if (*v && !text_problem(**v).empty()) throw InvalidText(std::string("the replay filter's ") + name + " " + text_problem(**v));
+    if (*v && !text_problem(**v).empty())
+      throw InvalidText(std::string("the replay filter's ") + name + " " + text_problem(**v));
   }
   return tx.exec_params(sql, f.type, f.key, f.since, f.until, f.from_id, f.to_id, f.rate_per_s);
 }
@@ -55,7 +56,8 @@ bool pause_covers(const std::string& pattern, const std::string& type) {
   if (pattern == type) return true;
   const bool wildcard = pattern.size() > 2 && pattern.compare(pattern.size() - 2, 2, ".*") == 0;
   // "user.*" covers "user.signed_up" and "user.a.b", not "user" or "users.x" (as the SQL: starts_with "user.").
-  return wildcard && type.size() >= pattern.size() - 1 && type.compare(0, pattern.size() - 1, pattern, 0, pattern.size() - 1) == 0;
+  return wildcard && type.size() >= pattern.size() - 1 &&
+         type.compare(0, pattern.size() - 1, pattern, 0, pattern.size() - 1) == 0;
 }
 
 bool event_type_stored(pqxx::connection& conn, const std::string& type) {
@@ -107,7 +109,8 @@ std::vector<ReplayEvent> replay_candidates(pqxx::connection& conn, const ReplayF
   std::vector<ReplayEvent> out;
   const std::string sql =
       "SELECT id, event_type, key, created_at::text, coalesce(finished_at::text, ''), $7::float8 "
-      "  FROM pgrelay.db_events WHERE " + std::string(kReplayWhere) + " ORDER BY id";
+      "  FROM pgrelay.db_events WHERE " +
+      std::string(kReplayWhere) + " ORDER BY id";
   for (const auto& row : exec_replay(tx, sql, f)) {
     ReplayEvent e;
     e.id = row[0].as<int64_t>();
@@ -178,15 +181,15 @@ DbSample read_sample(pqxx::connection& conn) {
   // One hash aggregate per type, paused or not decided here: a per-row test
   // against "prefix.*" patterns could not use a join.
   std::optional<double> oldest_due, oldest_created;
-  for (const auto& row : tx.exec(
-           "SELECT event_type::text, count(*) FILTER (WHERE due), "
-           "       count(*) FILTER (WHERE status = 'processing' AND NOT due), "
-           "       count(*) FILTER (WHERE status = 'pending' AND NOT due), "
-           "       extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE due))::float8, "
-           "       extract(epoch FROM now() - min(created_at))::float8 "
-           "  FROM (SELECT event_type, status, created_at, next_attempt_at, next_attempt_at <= now() AS due "
-           "          FROM pgrelay.db_events WHERE status IN ('pending', 'processing')) u "
-           " GROUP BY 1")) {
+  for (const auto& row :
+       tx.exec("SELECT event_type::text, count(*) FILTER (WHERE due), "
+               "       count(*) FILTER (WHERE status = 'processing' AND NOT due), "
+               "       count(*) FILTER (WHERE status = 'pending' AND NOT due), "
+               "       extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE due))::float8, "
+               "       extract(epoch FROM now() - min(created_at))::float8 "
+               "  FROM (SELECT event_type, status, created_at, next_attempt_at, next_attempt_at <= now() AS due "
+               "          FROM pgrelay.db_events WHERE status IN ('pending', 'processing')) u "
+               " GROUP BY 1")) {
     const bool paused = is_paused(row[0].as<std::string>());
     (paused ? s.paused_backlog : s.backlog) += row[1].as<int64_t>();
     s.processing += row[2].as<int64_t>();
@@ -198,11 +201,11 @@ DbSample read_sample(pqxx::connection& conn) {
   if (oldest_created) s.oldest_pending_age_s = std::max(0.0, *oldest_created);
 
   std::map<std::string, TypeCounts> types;
-  for (const auto& row : tx.exec(
-           "SELECT event_type, status, count(*) FROM pgrelay.db_events "
-           " WHERE status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted') GROUP BY 1, 2 "
-           "UNION ALL "
-           "SELECT event_type, status, count(*) FROM pgrelay.db_events WHERE status = 'dead' GROUP BY 1, 2")) {
+  for (const auto& row :
+       tx.exec("SELECT event_type, status, count(*) FROM pgrelay.db_events "
+               " WHERE status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted') GROUP BY 1, 2 "
+               "UNION ALL "
+               "SELECT event_type, status, count(*) FROM pgrelay.db_events WHERE status = 'dead' GROUP BY 1, 2")) {
     TypeCounts& t = types[row[0].as<std::string>()];
     t.event_type = row[0].as<std::string>();
     const std::string st = row[1].as<std::string>();

@@ -17,7 +17,7 @@ struct PausedType {
   std::string event_type;  // an exact type, or a pattern "prefix.*" as the operator wrote it
   std::string paused_at;
   std::string reason;
-  bool pattern() const;    // "prefix.*": every type below "prefix."
+  bool pattern() const;  // "prefix.*": every type below "prefix."
 };
 
 // Why `pattern` cannot be paused, or "": it must be an event type (letters,
@@ -44,7 +44,7 @@ std::vector<std::string> stored_event_types(pqxx::connection& conn, int limit);
 
 // Which finished events a replay takes.
 struct ReplayFilter {
-  std::optional<std::string> type;   // exact, or "prefix.*"
+  std::optional<std::string> type;  // exact, or "prefix.*"
   std::optional<std::string> key;
   std::optional<std::string> since;  // created_at >= (timestamptz text)
   std::optional<std::string> until;  // created_at <
@@ -85,15 +85,15 @@ struct TypeCounts {
   bool paused = false;
 };
 struct DbSample {
-  int64_t backlog = 0;          // due events (pending, or processing with an expired lease) of unpaused types
-  int64_t paused_backlog = 0;   // due events of paused types
-  int64_t processing = 0;       // events under a live lease
+  int64_t backlog = 0;         // due events (pending, or processing with an expired lease) of unpaused types
+  int64_t paused_backlog = 0;  // due events of paused types
+  int64_t processing = 0;      // events under a live lease
   int64_t dead = 0;
-  int64_t scheduled = 0;        // pending but not yet due (retries waiting)
-  int64_t blocked = 0;          // waiting behind an earlier event of their key
-  int64_t unrouted = 0;         // of types no live relay routes (set aside, not a backlog)
-  std::optional<double> oldest_due_wait_s;    // longest time a due event (unpaused) has waited
-  std::optional<double> oldest_pending_age_s; // age (since created_at) of the oldest unfinished event
+  int64_t scheduled = 0;                       // pending but not yet due (retries waiting)
+  int64_t blocked = 0;                         // waiting behind an earlier event of their key
+  int64_t unrouted = 0;                        // of types no live relay routes (set aside, not a backlog)
+  std::optional<double> oldest_due_wait_s;     // longest time a due event (unpaused) has waited
+  std::optional<double> oldest_pending_age_s;  // age (since created_at) of the oldest unfinished event
   std::vector<TypeCounts> by_type;
   std::vector<PausedType> paused;
   std::vector<RelayInfo> relays;  // seen in the last minute

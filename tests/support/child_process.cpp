@@ -15,7 +15,6 @@
 namespace pgrelay::test {
 namespace {
 
-
 std::string temp_path(const char* tag) {
   char buf[] = "/tmp/pgrelay-test-XXXXXX";
   const int fd = ::mkstemp(buf);

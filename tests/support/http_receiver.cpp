@@ -135,7 +135,8 @@ struct HttpReceiver::Impl : std::enable_shared_from_this<HttpReceiver::Impl> {
         number = ++self->accepted;
       }
       if (self->tls) {
-        auto s = std::make_shared<Conn<beast::ssl_stream<beast::tcp_stream>>>(self, number, std::move(socket), &*self->tls);
+        auto s =
+            std::make_shared<Conn<beast::ssl_stream<beast::tcp_stream>>>(self, number, std::move(socket), &*self->tls);
         s->handshake();
       } else {
         auto s = std::make_shared<Conn<beast::tcp_stream>>(self, number, std::move(socket), nullptr);

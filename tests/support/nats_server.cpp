@@ -222,7 +222,8 @@ std::vector<StoredMessage> JetStreamClient::messages(const std::string& stream) 
       }
       free(static_cast<void*>(keys));
     }
-    if (natsMsg_GetData(m) != nullptr) sm.data.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+    if (natsMsg_GetData(m) != nullptr)
+      sm.data.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
     natsMsg_Destroy(m);
     out.push_back(std::move(sm));
   }

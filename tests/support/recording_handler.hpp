@@ -123,13 +123,14 @@ inline RecordingHandler* add_recorder(Relay& relay, const std::string& match = "
 // Runs a Relay on its own thread; stops and joins it on destruction.
 class RelayThread {
  public:
-  explicit RelayThread(Relay& relay) : relay_(relay), thread_([this] {
-    try {
-      relay_.run();
-    } catch (const std::exception& e) {
-      error_ = e.what();
-    }
-  }) {}
+  explicit RelayThread(Relay& relay)
+      : relay_(relay), thread_([this] {
+          try {
+            relay_.run();
+          } catch (const std::exception& e) {
+            error_ = e.what();
+          }
+        }) {}
   ~RelayThread() { stop(); }
   void stop() {
     if (!thread_.joinable()) return;

@@ -15,8 +15,9 @@ Event sample(std::optional<std::string> key, const std::string& headers = "{}") 
   e.id = 42;
   e.type = "orders.paid";
   e.key = std::move(key);
-  e.json = R"({"id":42,"type":"orders.paid","key":"k","payload":{"big": 12345678901234567890123, "x": {"y": [1, {}]}},"headers":)" +
-           headers + R"(,"created_at":"2024-05-01T12:34:56.123456+00:00","attempt":1})";
+  e.json =
+      R"({"id":42,"type":"orders.paid","key":"k","payload":{"big": 12345678901234567890123, "x": {"y": [1, {}]}},"headers":)" +
+      headers + R"(,"created_at":"2024-05-01T12:34:56.123456+00:00","attempt":1})";
   return e;
 }
 

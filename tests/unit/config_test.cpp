@@ -64,7 +64,8 @@ TEST_CASE("wrong types and out-of-range values name the key and what was expecte
   CHECK(error_of(R"({"relay": {"batch_size": "ten"}})") == "config: relay.batch_size must be an integer, not a string");
   CHECK(error_of(R"({"relay": {"batch_size": 0}})").find("must be between 1 and 10000 (got 0)") != std::string::npos);
   CHECK(error_of(R"({"relay": {"lease_ms": 1e300}})").find("relay.lease_ms must be an integer") != std::string::npos);
-  CHECK(error_of(R"({"relay": {"wake": "smoke"}})").find("relay.wake must be one of notify, poll, wal") != std::string::npos);
+  CHECK(error_of(R"({"relay": {"wake": "smoke"}})").find("relay.wake must be one of notify, poll, wal") !=
+        std::string::npos);
   CHECK(error_of(R"([1, 2])").find("must be an object") != std::string::npos);
 }
 
@@ -76,8 +77,10 @@ TEST_CASE("a key given twice in one object is an error naming its path") {
   CHECK(error_of(R"({"routes": [{"match": "a", "match": "b", "handlers": []}]})") ==
         "config: routes[0].match appears twice in the same object");
   // The same key in different objects is fine.
-  CHECK(error_of(R"({"handlers": {"a": {"type": "stdout"}, "b": {"type": "stdout"}}, "routes": [{"match": "*", "handlers": ["a"]}]})")
-            .empty());
+  CHECK(
+      error_of(
+          R"({"handlers": {"a": {"type": "stdout"}, "b": {"type": "stdout"}}, "routes": [{"match": "*", "handlers": ["a"]}]})")
+          .empty());
 }
 
 TEST_CASE("a config that is not valid UTF-8 is refused with its line and column") {
@@ -103,7 +106,8 @@ TEST_CASE("a route naming an undefined handler lists the known handlers") {
 }
 
 TEST_CASE("handlers must carry what their type needs") {
-  CHECK(error_of(R"({"handlers": {"x": {"type": "command"}}})").find("handlers.x.command is missing") != std::string::npos);
+  CHECK(error_of(R"({"handlers": {"x": {"type": "command"}}})").find("handlers.x.command is missing") !=
+        std::string::npos);
   CHECK(error_of(R"({"handlers": {"x": {}}})").find("handlers.x.type is missing") != std::string::npos);
   CHECK(error_of(R"({"handlers": {"x": {"type": "webhook", "url": "ftp://a"}}})").find("http://") != std::string::npos);
   CHECK(error_of(R"({"handlers": {"x": {"type": "webhook", "url": "http://a", "secret_env": "NOPE"}}})")
@@ -122,14 +126,16 @@ TEST_CASE("environment variables override the file and are validated like it") {
   CHECK(c.database.url == "host=/tmp");
   CHECK(c.relay.batch_size == 7);
   CHECK(parse_config(kValid, env_of({{"DATABASE_URL", "a"}, {"PGRELAY_DATABASE_URL", "b"}})).database.url == "b");
-  CHECK(error_of(kValid, {{"PGRELAY_BATCH_SIZE", "x7"}}) == "config: PGRELAY_BATCH_SIZE must be an integer (got \"x7\")");
+  CHECK(error_of(kValid, {{"PGRELAY_BATCH_SIZE", "x7"}}) ==
+        "config: PGRELAY_BATCH_SIZE must be an integer (got \"x7\")");
   CHECK(error_of(kValid, {{"PGRELAY_BATCH_SIZE", "0"}}).find("(set by PGRELAY_BATCH_SIZE)") != std::string::npos);
   CHECK(error_of("{}", {{"PGRELAY_WAKE", "loud"}}).find("relay.wake") != std::string::npos);
 }
 
 TEST_CASE("secrets can come from the environment by name") {
-  Config c = parse_config(R"({"handlers": {"h": {"type": "webhook", "url": "http://x/", "secret_env": "HOOK_SECRET"}}})",
-                          env_of({{"HOOK_SECRET", "whsec_abc"}}));
+  Config c =
+      parse_config(R"({"handlers": {"h": {"type": "webhook", "url": "http://x/", "secret_env": "HOOK_SECRET"}}})",
+                   env_of({{"HOOK_SECRET", "whsec_abc"}}));
   CHECK(c.handler("h")->secret == "whsec_abc");
 }
 
@@ -142,11 +148,14 @@ TEST_CASE("webhook secrets are checked when the config is read: whsec_ with padd
   CHECK(error_of(hook("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD+r6DNVIHYb4")).empty());  // unpadded, 43 characters
   CHECK(error_of(hook("plain raw bytes")).empty());
   const std::string not_b64 = error_of(hook("whsec_not base64!"));
-  CHECK(not_b64.find("config: handlers.h.secret starts with \"whsec_\" but the rest is not base64") != std::string::npos);
+  CHECK(not_b64.find("config: handlers.h.secret starts with \"whsec_\" but the rest is not base64") !=
+        std::string::npos);
   CHECK(not_b64.find("not base64!") == std::string::npos);  // the secret itself is never quoted
   CHECK(error_of(hook("whsec_")).find("handlers.h.secret is \"whsec_\" with no key after it") != std::string::npos);
-  CHECK(error_of(R"({"handlers": {"h": {"type": "webhook", "url": "http://x/", "secret_env": "S"}}})", {{"S", "whsec_a"}})
-            .find("handlers.h.secret_env (its value) starts with \"whsec_\" but the rest is not base64") != std::string::npos);
+  CHECK(
+      error_of(R"({"handlers": {"h": {"type": "webhook", "url": "http://x/", "secret_env": "S"}}})", {{"S", "whsec_a"}})
+          .find("handlers.h.secret_env (its value) starts with \"whsec_\" but the rest is not base64") !=
+      std::string::npos);
 }
 
 TEST_CASE("commands that do not deliver read a config whose secret variables are unset") {
@@ -163,8 +172,8 @@ TEST_CASE("commands that do not deliver read a config whose secret variables are
 
 TEST_CASE("a config without routes is refused for delivery, by run and check-config alike") {
   const Config c = parse_config(R"({"handlers": {"p": {"type": "stdout"}}})", env_of({}));
-  CHECK_THROWS_WITH_AS(require_deliverable(c), doctest::Contains("config: routes is empty: no event would be delivered"),
-                       ConfigError);
+  CHECK_THROWS_WITH_AS(require_deliverable(c),
+                       doctest::Contains("config: routes is empty: no event would be delivered"), ConfigError);
   CHECK_NOTHROW(require_deliverable(parse_config(kValid, env_of({}))));
 }
 
@@ -180,7 +189,8 @@ TEST_CASE("a webhook's pool follows its concurrency unless pool_size is set, and
   CHECK(webhook_pool_size(*c.handler("wider")) == 4);  // more connections than requests would never be used
   const auto warnings = config_warnings(c);
   REQUIRE(warnings.size() == 1);
-  CHECK(warnings[0].find("handlers.capped.pool_size 8 is below its concurrency 64: at most 8 requests are in flight") == 0);
+  CHECK(warnings[0].find("handlers.capped.pool_size 8 is below its concurrency 64: at most 8 requests are in flight") ==
+        0);
 }
 
 TEST_CASE("admin.allowed_hosts takes host names, lower-cased, and refuses URLs and ports") {
@@ -194,9 +204,12 @@ TEST_CASE("admin.allowed_hosts takes host names, lower-cased, and refuses URLs a
 TEST_CASE("transactional claims refuse long handler timeouts and sql handlers") {
   CHECK(error_of(R"({"relay": {"claim": "transaction"}, "handlers": {"h": {"type": "stdout", "timeout_ms": 20000}}})")
             .find("handlers.h.timeout_ms must be at most 10000 with relay.claim \"transaction\"") != std::string::npos);
-  CHECK(error_of(R"({"relay": {"claim": "transaction"}, "handlers": {"s": {"type": "sql", "function": "f", "timeout_ms": 100}}})")
-            .find("handlers.s.type \"sql\" needs relay.claim \"lease\"") != std::string::npos);
-  CHECK(error_of(R"({"relay": {"claim": "optimistic"}})").find("relay.claim must be one of lease, transaction") != std::string::npos);
+  CHECK(
+      error_of(
+          R"({"relay": {"claim": "transaction"}, "handlers": {"s": {"type": "sql", "function": "f", "timeout_ms": 100}}})")
+          .find("handlers.s.type \"sql\" needs relay.claim \"lease\"") != std::string::npos);
+  CHECK(error_of(R"({"relay": {"claim": "optimistic"}})").find("relay.claim must be one of lease, transaction") !=
+        std::string::npos);
 }
 
 TEST_CASE("webhook and nats handlers take cloudevents with a mode and an optional source, and $schema is ignored") {

@@ -47,8 +47,12 @@ TEST_CASE("a JSON log line is one object with time, level, msg and typed fields,
   RestoreLog restore;
   log::configure(log::Level::info, log::Format::json);
   const std::string out = capture_stderr([] {
-    log::warn("delivery failed", {{"event_id", int64_t{42}}, {"type", "orders.paid"}, {"handler", "billing"},
-                                  {"attempt", 3}, {"error", "line one\nline \"two\""}, {"ratio", std::nan("")}});
+    log::warn("delivery failed", {{"event_id", int64_t{42}},
+                                  {"type", "orders.paid"},
+                                  {"handler", "billing"},
+                                  {"attempt", 3},
+                                  {"error", "line one\nline \"two\""},
+                                  {"ratio", std::nan("")}});
     log::debug("not shown at info");
   });
   REQUIRE(std::count(out.begin(), out.end(), '\n') == 1);

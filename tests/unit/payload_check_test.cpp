@@ -50,7 +50,8 @@ TEST_CASE("a payload that misses a field or has the wrong type is rejected with 
   EventTypeDecl d{"user.signed_up", {{"email", "string"}, {"user_id", "integer"}}};
   CHECK(*check_payload(d, doc(R"({"user_id": 7})")) == "field \"email\" is missing");
   CHECK(*check_payload(d, doc(R"({"email": 5, "user_id": 7})")) == "field \"email\" must be a string, got an integer");
-  CHECK(*check_payload(d, doc(R"({"email": "x", "user_id": 7.5})")) == "field \"user_id\" must be an integer, got a number");
+  CHECK(*check_payload(d, doc(R"({"email": "x", "user_id": 7.5})")) ==
+        "field \"user_id\" must be an integer, got a number");
   CHECK(*check_payload(d, doc("[1]")) == "payload is not a JSON object");
 }
 

@@ -29,9 +29,9 @@ TEST_CASE("Retry-After with a date in the past means retry now") {
 }
 
 TEST_CASE("a Retry-After that is neither seconds nor a date is ignored") {
-  for (const char* v : {"", "soon", "-5", "1.5", "2s", "0x10", "Sun, 06 Nov 1994", "Sun, 32 Nov 1994 08:49:37 GMT",
-                        "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT",
-                        "Sun, 06 Nov 1994 08:49:37 GMT extra"}) {
+  for (const char* v :
+       {"", "soon", "-5", "1.5", "2s", "0x10", "Sun, 06 Nov 1994", "Sun, 32 Nov 1994 08:49:37 GMT",
+        "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 GMT extra"}) {
     CAPTURE(v);
     CHECK_FALSE(parse_retry_after(v, kDate).has_value());
   }

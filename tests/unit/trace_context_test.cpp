@@ -38,15 +38,16 @@ TEST_CASE("a tracestate is up to 32 key=value members in printable ASCII, at mos
 }
 
 TEST_CASE("the trace context is read from the event document's headers, and only when valid") {
-  const std::string doc = R"({"id":1,"type":"t","key":null,"payload":{"traceparent":"in the payload"},"headers":{"traceparent":")" +
-                          kParent + R"(","tracestate":"a=1"},"created_at":"2024-05-01T00:00:00+00:00","attempt":1})";
+  const std::string doc =
+      R"({"id":1,"type":"t","key":null,"payload":{"traceparent":"in the payload"},"headers":{"traceparent":")" +
+      kParent + R"(","tracestate":"a=1"},"created_at":"2024-05-01T00:00:00+00:00","attempt":1})";
   const TraceContext tc = trace_context_of(doc);
   CHECK(tc.traceparent == kParent);
   CHECK(tc.tracestate == "a=1");
   CHECK(tc.trace_id() == "4bf92f3577b34da6a3ce929d0e0e4736");
   CHECK(trace_context_of(R"({"id":1,"payload":{"traceparent":"x"},"headers":{}})").empty());
   CHECK(trace_context_of(R"({"id":1,"payload":{},"headers":{"traceparent":"00-bad"}})").empty());
-  CHECK(trace_context_of(R"({"id":1,"payload":{},"headers":{"traceparent":")" + kParent +
-                         R"(","tracestate":"Bad"}})").tracestate.empty());
+  CHECK(trace_context_of(R"({"id":1,"payload":{},"headers":{"traceparent":")" + kParent + R"(","tracestate":"Bad"}})")
+            .tracestate.empty());
   CHECK(TraceContext{}.trace_id().empty());
 }

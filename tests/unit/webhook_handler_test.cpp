@@ -75,8 +75,8 @@ TEST_CASE("the webhook POSTs the event JSON with content type, extra headers and
   CHECK(r.header("x-tenant") == "acme");
   CHECK(r.header("webhook-id") == "42");
   const int64_t ts = std::stoll(r.header("webhook-timestamp"));
-  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                          std::chrono::system_clock::now().time_since_epoch()).count();
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   CHECK(std::abs(now - ts) <= 5);
   const auto key = webhook_signing_key(cfg.secret);
   CHECK(r.header("webhook-signature") == webhook_signature(*key, "42", ts, r.body));
@@ -96,7 +96,8 @@ TEST_CASE("told its source, the webhook sends and signs the delivery id, with a 
   REQUIRE(reqs.size() == 2);
   CHECK(reqs[0].header("webhook-id") == "a1b2c3d4e5f60718-42");
   const int64_t ts = std::stoll(reqs[0].header("webhook-timestamp"));
-  CHECK(reqs[0].header("webhook-signature") == webhook_signature("plain-secret", "a1b2c3d4e5f60718-42", ts, reqs[0].body));
+  CHECK(reqs[0].header("webhook-signature") ==
+        webhook_signature("plain-secret", "a1b2c3d4e5f60718-42", ts, reqs[0].body));
   CHECK(reqs[1].header("webhook-id") == "a1b2c3d4e5f60718-43");
   CHECK(reqs[1].header("webhook-signature").empty());
 }
