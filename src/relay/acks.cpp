@@ -102,9 +102,13 @@ AckResult Relay::flush_with_sql(const std::vector<Ack>& sending, bool keep_done)
       if (!p.in_tx) continue;
       note_delivery(f, p);
       if (!p.outcome.is_ok()) {
-        log::warn("delivery failed", {{"event_id", f.event->id}, {"type", f.event->type}, {"handler", p.slot->name},
-                                      {"attempt", f.event->attempt}, {"error", p.outcome.reason},
-                                      log::Field::unless_empty("trace_id", trace_context_of(f.event->json).trace_id())});
+        log::warn("delivery failed",
+                  {{"event_id", f.event->id},
+                   {"type", f.event->type},
+                   {"handler", p.slot->name},
+                   {"attempt", f.event->attempt},
+                   {"error", p.outcome.reason},
+                   log::Field::unless_empty("trace_id", trace_context_of(f.event->json).trace_id())});
       }
     }
     tally(decided[i], *f.event);

@@ -40,9 +40,10 @@ bool Relay::adopt(const Event& event) {
   }
   stats_.own_reclaims++;
   metrics_.record_guard(Metrics::Guard::own_reclaim);
-  log::warn("claimed an event this relay still holds: its lease ran out before the relay could renew it; "
-            "the delivery already under way carries on under the new claim",
-            {{"event_id", event.id}, {"type", event.type}});
+  log::warn(
+      "claimed an event this relay still holds: its lease ran out before the relay could renew it; "
+      "the delivery already under way carries on under the new claim",
+      {{"event_id", event.id}, {"type", event.type}});
   return true;
 }
 
@@ -59,8 +60,7 @@ bool Relay::dispatch(Event event, int64_t after) {
   if (after == 0) return true;  // a head: started once the whole claim is taken in
   // It waits behind the event before it, or behind the last of an adopted run.
   int64_t tail = after;
-  for (auto t = in_flight_.find(tail); t != in_flight_.end() && t->second.next_in_run != 0;
-       t = in_flight_.find(tail)) {
+  for (auto t = in_flight_.find(tail); t != in_flight_.end() && t->second.next_in_run != 0; t = in_flight_.find(tail)) {
     tail = t->second.next_in_run;
   }
   if (auto t = in_flight_.find(tail); t != in_flight_.end()) {
@@ -91,8 +91,8 @@ void Relay::start(InFlight& f) {
   if (auto decl = declared_.find(ev->type); decl != declared_.end()) {
     if (auto why = check_payload(*decl->second, ev->json)) {
       // It would fail the same way on every attempt: dead at once, no handler runs.
-      Ack a{ev->id, ev->claim_token, Ack::Kind::dead, 0,
-            "payload does not match event_types." + ev->type + ": " + *why, {}};
+      Ack a{ev->id, ev->claim_token, Ack::Kind::dead, 0, "payload does not match event_types." + ev->type + ": " + *why,
+            {}};
       const int64_t next = f.next_in_run;
       in_flight_.erase(ev->id);
       tally(a, *ev);
@@ -176,9 +176,13 @@ void Relay::settle(InFlight& f, size_t index, Outcome outcome) {
   if (p.outcome.kind == Outcome::Kind::defer) {
     note_deferral(p.slot->name, p.outcome.reason);
   } else if (!p.outcome.is_ok() && log::enabled(log::Level::warn)) {
-    log::warn("delivery failed", {{"event_id", f.event->id}, {"type", f.event->type}, {"handler", p.slot->name},
-                                  {"attempt", f.event->attempt}, {"max_attempts", p.slot->retry.max_attempts},
-                                  {"outcome", kind_word(p.outcome.kind)}, {"error", p.outcome.reason},
+    log::warn("delivery failed", {{"event_id", f.event->id},
+                                  {"type", f.event->type},
+                                  {"handler", p.slot->name},
+                                  {"attempt", f.event->attempt},
+                                  {"max_attempts", p.slot->retry.max_attempts},
+                                  {"outcome", kind_word(p.outcome.kind)},
+                                  {"error", p.outcome.reason},
                                   log::Field::unless_empty("trace_id", trace_context_of(f.event->json).trace_id())});
   }
 }
@@ -192,8 +196,8 @@ void Relay::note_deferral(const std::string& handler, const std::string& reason)
   const auto now = Clock::now();
   ++d.since_logged;
   if (d.logged_at != Clock::time_point{} && now - d.logged_at < kEvery) return;
-  log::warn("deliveries deferred without an attempt", {{"handler", handler}, {"count", d.since_logged},
-                                                        {"reason", reason}});
+  log::warn("deliveries deferred without an attempt",
+            {{"handler", handler}, {"count", d.since_logged}, {"reason", reason}});
   d.logged_at = now;
   d.since_logged = 0;
 }
@@ -243,9 +247,7 @@ Ack Relay::outcome_of(const InFlight& f) {
   for (const Pending& p : f.pending) {
     const Outcome& o = p.outcome;
     switch (o.kind) {
-      case Outcome::Kind::ok:
-        a.handlers_done.push_back(p.slot->name);
-        break;
+      case Outcome::Kind::ok: a.handlers_done.push_back(p.slot->name); break;
       case Outcome::Kind::dead:
         if (dead_reason.empty()) dead_reason = "handler " + p.slot->name + ": " + o.reason;
         break;
@@ -254,8 +256,8 @@ Ack Relay::outcome_of(const InFlight& f) {
         // event, so the event's attempt number is this handler's attempt number.
         if (e.attempt >= p.slot->retry.max_attempts) {
           if (dead_reason.empty()) {
-            dead_reason = "handler " + p.slot->name + ": gave up after " + std::to_string(e.attempt) +
-                          " attempts: " + o.reason;
+            dead_reason =
+                "handler " + p.slot->name + ": gave up after " + std::to_string(e.attempt) + " attempts: " + o.reason;
           }
         } else {
           any_retry = true;
@@ -293,7 +295,9 @@ void Relay::tally(const Ack& a, const Event& e) {
     case Ack::Kind::hold: stats_.released++; break;
     case Ack::Kind::dead:
       stats_.dead++;
-      log::error("event dead-lettered", {{"event_id", e.id}, {"type", e.type}, {"attempt", e.attempt},
+      log::error("event dead-lettered", {{"event_id", e.id},
+                                         {"type", e.type},
+                                         {"attempt", e.attempt},
                                          {"error", a.error},
                                          log::Field::unless_empty("trace_id", trace_context_of(e.json).trace_id())});
       break;

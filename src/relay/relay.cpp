@@ -50,7 +50,8 @@ Relay::Relay(Config config)
   for (const auto& d : config_.event_types) declared_[d.type] = &d;
   // The wake source is built here, not in run(), so that listening() may be
   // asked from any thread at any time; run() only starts it.
-  const std::string& wake_url = config_.database.listen_url.empty() ? config_.database.url : config_.database.listen_url;
+  const std::string& wake_url =
+      config_.database.listen_url.empty() ? config_.database.url : config_.database.listen_url;
   const Listener::Callbacks wake_calls{[this] { wake(); }, [this] { wake(); }};
   if (config_.relay.wake == "notify") listener_ = std::make_unique<Listener>(wake_url, wake_calls);
   if (config_.relay.wake == "wal") waker_ = std::make_unique<WalWaker>(wake_url, wake_calls);
@@ -105,9 +106,10 @@ void Relay::warn_other_wake_modes() {
   pqxx::read_transaction tx(queue_->connection());
   for (const auto& r : live_relays(tx)) {
     if (r.id == id_ || r.wake == config_.relay.wake || r.seen_age_s > 3 * kReportEvery.count()) continue;
-    log::warn("another relay of this database uses another wake mode; producers now follow this one, so it is "
-              "woken only by its safety poll: run every relay of a database with one wake mode",
-              {{"relay", r.id}, {"its_wake", r.wake}, {"wake", config_.relay.wake}});
+    log::warn(
+        "another relay of this database uses another wake mode; producers now follow this one, so it is "
+        "woken only by its safety poll: run every relay of a database with one wake mode",
+        {{"relay", r.id}, {"its_wake", r.wake}, {"wake", config_.relay.wake}});
   }
 }
 
@@ -132,8 +134,8 @@ void Relay::run() {
   // Throws on a definite misconfiguration (wal_level, REPLICATION role): fail at start, loudly.
   if (waker_) waker_->start();
   start_admin();
-  log::info("relay started", {{"relay", id_}, {"wake", config_.relay.wake},
-                              {"handlers", static_cast<int64_t>(slots_.size())}});
+  log::info("relay started",
+            {{"relay", id_}, {"wake", config_.relay.wake}, {"handlers", static_cast<int64_t>(slots_.size())}});
   loop(Mode::serve, Clock::time_point::max(), {});
   stop_admin();
   if (listener_) listener_->stop();
@@ -211,9 +213,9 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
       if (in_tx) {
         // A transactional batch is recorded and committed once all of it is settled.
         if (queue_->in_transaction() && in_flight_.empty()) flush_acks();
-      } else if (waiting > 0 && (static_cast<int>(waiting) >= opt.batch_size ||
-                                 in_flight_.size() == tx_ready_.size() + waiting_in_runs_ ||
-                                 now - first_ack_at_ >= ack_delay)) {
+      } else if (waiting > 0 &&
+                 (static_cast<int>(waiting) >= opt.batch_size ||
+                  in_flight_.size() == tx_ready_.size() + waiting_in_runs_ || now - first_ack_at_ >= ack_delay)) {
         flush_acks();
       }
       if (!in_tx && now >= next_heartbeat_at_) heartbeat();
@@ -238,8 +240,8 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
     } catch (const std::exception& e) {
       // Connection trouble (or a failed statement): outcomes not yet recorded stay
       // in acks_, and leases cover the events until we are back.
-      log::error("relay: database error, reconnecting", {{"error", e.what()},
-                                                          {"retry_ms", static_cast<int64_t>(reconnect_wait.count())}});
+      log::error("relay: database error, reconnecting",
+                 {{"error", e.what()}, {"retry_ms", static_cast<int64_t>(reconnect_wait.count())}});
       if (in_tx) {
         // The claim's transaction is gone and its rows are free again: forget the
         // batch (deliveries still running may be repeated: at least once).
@@ -261,8 +263,8 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
       break;
     }
 
-    auto deadline = std::min({next_claim_at_, next_heartbeat_at_, next_promotion_at_,
-                              mode == Mode::serve ? next_report_at_ : until});
+    auto deadline = std::min(
+        {next_claim_at_, next_heartbeat_at_, next_promotion_at_, mode == Mode::serve ? next_report_at_ : until});
     for (const auto& [id, f] : in_flight_) deadline = std::min(deadline, f.deadline);
     if (!acks_.empty() || !tx_ready_.empty()) deadline = std::min(deadline, first_ack_at_ + ack_delay);
     if (claim_wanted_ && can_claim()) continue;

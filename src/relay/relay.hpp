@@ -32,16 +32,16 @@ class WalWaker;
 // Counters since start; read from any thread.
 struct RelayStats {
   std::atomic<int64_t> claimed{0};
-  std::atomic<int64_t> delivered{0};     // events finished (every handler succeeded)
-  std::atomic<int64_t> retried{0};       // events rescheduled after a failure
-  std::atomic<int64_t> dead{0};          // events dead-lettered
-  std::atomic<int64_t> released{0};      // events given back at shutdown or deferred
-  std::atomic<int64_t> fenced{0};        // outcomes refused because the lease was lost
-  std::atomic<int64_t> own_reclaims{0};  // events this relay claimed again while still holding them
+  std::atomic<int64_t> delivered{0};             // events finished (every handler succeeded)
+  std::atomic<int64_t> retried{0};               // events rescheduled after a failure
+  std::atomic<int64_t> dead{0};                  // events dead-lettered
+  std::atomic<int64_t> released{0};              // events given back at shutdown or deferred
+  std::atomic<int64_t> fenced{0};                // outcomes refused because the lease was lost
+  std::atomic<int64_t> own_reclaims{0};          // events this relay claimed again while still holding them
   std::atomic<int64_t> invariant_violations{0};  // bookkeeping errors caught and refused (should stay 0)
-  std::atomic<int64_t> lease_expiries{0};  // events reclaimed after another claim's lease ran out
-  std::atomic<int64_t> timeouts{0};      // handler deliveries that hit their timeout
-  std::atomic<int64_t> deferred{0};      // deliveries deferred by an open circuit (nothing sent)
+  std::atomic<int64_t> lease_expiries{0};        // events reclaimed after another claim's lease ran out
+  std::atomic<int64_t> timeouts{0};              // handler deliveries that hit their timeout
+  std::atomic<int64_t> deferred{0};              // deliveries deferred by an open circuit (nothing sent)
   std::atomic<int64_t> claim_batches{0};
   std::atomic<int64_t> claims_with_events{0};  // claim round trips that returned something
 };
@@ -76,8 +76,7 @@ class Relay {
   // Delivers everything due until the backlog is empty (or only not-yet-due
   // retries remain) or `max_duration` passes. `progress` is called about once a
   // second with the events delivered so far.
-  ReconcileReport reconcile(std::chrono::milliseconds max_duration,
-                            const std::function<void(int64_t)>& progress = {});
+  ReconcileReport reconcile(std::chrono::milliseconds max_duration, const std::function<void(int64_t)>& progress = {});
 
   // Thread-safe; not async-signal-safe (call it from a signal-waiting thread).
   void request_stop();
@@ -110,7 +109,7 @@ class Relay {
     uint64_t generation = 0;  // relay-local, never reused: completions name it, so a stale one is ignored
     std::shared_ptr<const Event> event;
     std::vector<Pending> pending;
-    int unsettled = 0;  // deliveries still running (sql handlers not counted)
+    int unsettled = 0;         // deliveries still running (sql handlers not counted)
     bool awaiting_tx = false;  // only sql handlers left: queued in tx_ready_
     bool started = false;      // a run's later event waits, not started, until the one before it finishes
     int64_t next_in_run = 0;   // the key's next event in this relay's run, 0 if none
@@ -178,7 +177,7 @@ class Relay {
   std::map<std::string, Slot> slots_;
   std::unordered_map<std::string, const EventTypeDecl*> declared_;  // into config_.event_types
   std::unique_ptr<Queue> queue_;
-  bool source_told_ = false;  // handlers were given the database's EventSource (first open_queue())
+  bool source_told_ = false;            // handlers were given the database's EventSource (first open_queue())
   std::unique_ptr<Listener> listener_;  // wake "notify"
   std::unique_ptr<WalWaker> waker_;     // wake "wal"
   RelayStats stats_;
@@ -200,10 +199,10 @@ class Relay {
     int64_t since_logged = 0;
   };
   std::map<std::string, DeferralLog> deferrals_;  // by handler
-  int waiting_in_runs_ = 0;
-  bool stopping_ = false;    // no new deliveries start (shutdown)
+  int waiting_in_runs_ = 0;                       // in_flight_ entries not started (a run's later events)
+  bool stopping_ = false;                         // no new deliveries start (shutdown)
   // When the next retry or lease expiry comes due (after an empty claim); max if none.
-  std::chrono::steady_clock::time_point next_due_at_ = std::chrono::steady_clock::time_point::max();  // in_flight_ entries not started (a run's later events)
+  std::chrono::steady_clock::time_point next_due_at_ = std::chrono::steady_clock::time_point::max();
   std::chrono::steady_clock::time_point next_promotion_at_;  // busy keys' promotion, tried again
   std::chrono::steady_clock::time_point next_orphan_sweep_at_;
   bool claim_wanted_ = true;

@@ -35,8 +35,7 @@ TypeFilter Router::type_filter() const {
     if (r.match == "*") f.everything = true;
     else if (r.match.size() > 2 && r.match.compare(r.match.size() - 2, 2, ".*") == 0)
       f.prefixes.push_back(r.match.substr(0, r.match.size() - 1));
-    else
-      f.exact.push_back(r.match);
+    else f.exact.push_back(r.match);
   }
   return f;
 }

@@ -15,8 +15,7 @@
 namespace pgrelay {
 namespace {
 
-constexpr const char* kClaimSql =
-    "SELECT * FROM pgrelay.claim($1, $2, $3, $4, $5, $6, $7::text[], $8::text[])";
+constexpr const char* kClaimSql = "SELECT * FROM pgrelay.claim($1, $2, $3, $4, $5, $6, $7::text[], $8::text[])";
 constexpr const char* kAckSql = "SELECT applied, busy_keys FROM pgrelay.ack($1::jsonb, $2, $3, $4::text[])";
 constexpr const char* kAckDoneSql =
     "SELECT applied, busy_keys FROM pgrelay.ack_done($1::bigint[], $2::bigint[], $3, $4::text[])";
@@ -184,9 +183,9 @@ Queue::Queue(std::unique_ptr<pqxx::connection> conn, std::string owner, TypeFilt
 ClaimResult Queue::claim(const Limits& limits, std::chrono::milliseconds lease) {
   ClaimResult out;
   pqxx::nontransaction tx(*conn_);
-  const pqxx::result r = tx.exec_params(kClaimSql, limits.heads, limits.events, limits.run,
-                                        static_cast<int64_t>(lease.count()), owner_, everything_, exact_literal_,
-                                        prefix_literal_);
+  const pqxx::result r =
+      tx.exec_params(kClaimSql, limits.heads, limits.events, limits.run, static_cast<int64_t>(lease.count()), owner_,
+                     everything_, exact_literal_, prefix_literal_);
   out.events.reserve(r.size());
   for (const auto& row : r) {
     if (row[0].as<int64_t>() == 0) {  // the claim stopped at its window limit: more is due
@@ -277,7 +276,7 @@ AckResult Queue::finish_transaction(const std::vector<Ack>& acks, bool keep_done
 }
 
 AckResult Queue::ack_with_sql(const std::vector<SqlCall>& calls,
-                        const std::function<std::vector<Ack>(const SqlResults&)>& decide, bool keep_done) {
+                              const std::function<std::vector<Ack>(const SqlResults&)>& decide, bool keep_done) {
   SqlResults results;
   pqxx::work tx(*conn_, "pgrelay-sql-ack");
   for (const SqlCall& call : calls) {
@@ -316,7 +315,7 @@ std::vector<int64_t> Queue::extend(const std::vector<std::pair<int64_t, int64_t>
   if (id_tokens.empty()) return kept;
   pqxx::nontransaction tx(*conn_);
   const pqxx::result r = tx.exec_params(kExtendSql, int_array_literal(id_tokens, true),
-                                          int_array_literal(id_tokens, false), static_cast<int64_t>(lease.count()));
+                                        int_array_literal(id_tokens, false), static_cast<int64_t>(lease.count()));
   kept.reserve(r.size());
   for (const auto& row : r) kept.push_back(row[0].as<int64_t>());
   return kept;
@@ -342,7 +341,8 @@ void Queue::promote_orphans() {
 
 void Queue::announce_routes() {
   pqxx::nontransaction tx(*conn_);
-  const int64_t back = tx.exec_params1(kAnnounceSql, owner_, everything_, exact_literal_, prefix_literal_)[0].as<int64_t>();
+  const int64_t back =
+      tx.exec_params1(kAnnounceSql, owner_, everything_, exact_literal_, prefix_literal_)[0].as<int64_t>();
   if (back > 0) log::info("took back events no relay routed until now", {{"count", back}});
 }
 

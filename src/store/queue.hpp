@@ -36,8 +36,8 @@ struct Ack {
   int64_t id = 0;
   int64_t token = 0;
   Kind kind = Kind::done;
-  int64_t delay_ms = 0;      // retry/release: next attempt after this long
-  std::string error;         // retry/dead: kept in last_error
+  int64_t delay_ms = 0;                    // retry/release: next attempt after this long
+  std::string error;                       // retry/dead: kept in last_error
   std::vector<std::string> handlers_done;  // handlers that succeeded in this attempt
 };
 
@@ -138,7 +138,7 @@ class Queue {
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<pqxx::work> tx_;  // open while a transactional claim is delivered
   std::string owner_;
-  std::string exact_literal_;    // text[] literals of the relay's routes
+  std::string exact_literal_;  // text[] literals of the relay's routes
   std::string prefix_literal_;
   bool everything_ = false;
   std::vector<std::string> busy_keys_;

@@ -16,10 +16,11 @@
 namespace pgrelay::faults {
 
 bool Summary::ok() const {
-  return lost == 0 && unexpected == 0 && order_violations == 0 && rows_pending == 0 && rows_processing == 0 && rows_waiting == 0 &&
-         expired_leases == 0 && committed_missing_in_db == 0 && uncommitted_in_db == 0 && committed > 0 &&
-         sql_duplicates == 0 && sql_unexpected == 0 && sql_order_violations == 0 && done_without_handlers == 0 &&
-         commit_order_mismatches == 0 && recovery_failures == 0 && relay_guard_errors == 0;
+  return lost == 0 && unexpected == 0 && order_violations == 0 && rows_pending == 0 && rows_processing == 0 &&
+         rows_waiting == 0 && expired_leases == 0 && committed_missing_in_db == 0 && uncommitted_in_db == 0 &&
+         committed > 0 && sql_duplicates == 0 && sql_unexpected == 0 && sql_order_violations == 0 &&
+         done_without_handlers == 0 && commit_order_mismatches == 0 && recovery_failures == 0 &&
+         relay_guard_errors == 0;
 }
 
 namespace {
@@ -78,9 +79,9 @@ Summary check(const RunRecord& run, const std::string& db_url) {
   // its insert allocates the id and holds it until COMMIT, so of two events of one
   // key the later-committed one got the higher id. The key clock checks that
   // premise below rather than trusting it.
-  std::unordered_map<int64_t, int64_t> copies;        // by seq
-  std::unordered_map<int64_t, int64_t> hook_ok_us;    // by event id: the first 2xx request's arrival
-  std::map<std::string, int64_t> last_first_id;       // per key: the newest event delivered so far
+  std::unordered_map<int64_t, int64_t> copies;      // by seq
+  std::unordered_map<int64_t, int64_t> hook_ok_us;  // by event id: the first 2xx request's arrival
+  std::map<std::string, int64_t> last_first_id;     // per key: the newest event delivered so far
   for (const auto& d : run.deliveries) {
     s.attempts++;
     if (d.status < 200 || d.status >= 300) continue;
@@ -91,9 +92,9 @@ Summary check(const RunRecord& run, const std::string& db_url) {
       auto it = last_first_id.find(d.key);
       if (it != last_first_id.end() && d.event_id < it->second) {
         s.order_violations++;
-        note(s.problems, seen, "order", "key " + d.key + ": event " + std::to_string(d.event_id) + " (seq " +
-                                            std::to_string(d.seq) + ") first delivered after event " +
-                                            std::to_string(it->second));
+        note(s.problems, seen, "order",
+             "key " + d.key + ": event " + std::to_string(d.event_id) + " (seq " + std::to_string(d.seq) +
+                 ") first delivered after event " + std::to_string(it->second));
       }
       if (it == last_first_id.end() || d.event_id > it->second) last_first_id[d.key] = d.event_id;
     } else {
@@ -154,9 +155,9 @@ Summary check(const RunRecord& run, const std::string& db_url) {
 
   // The sql handler's ledger: every row committed with its ack transaction, so
   // more than one row for an event is an effect that happened twice.
-  std::unordered_map<int64_t, int64_t> sql_rows;  // by event id
+  std::unordered_map<int64_t, int64_t> sql_rows;       // by event id
   std::unordered_map<int64_t, std::string> first_sql;  // by event id: attempt and transaction of its first row
-  std::map<std::string, int64_t> last_sql_id;     // per key: the newest event with an effect so far
+  std::map<std::string, int64_t> last_sql_id;          // per key: the newest event with an effect so far
   for (const auto& r : tx.exec("SELECT event_id, seq, attempt, txid::text FROM fault.ledger ORDER BY n")) {
     s.sql_effects++;
     const int64_t id = r[0].as<int64_t>();
@@ -183,8 +184,9 @@ Summary check(const RunRecord& run, const std::string& db_url) {
     auto last = last_sql_id.find(row->second.key);
     if (last != last_sql_id.end() && id < last->second) {
       s.sql_order_violations++;
-      note(s.problems, seen, "sql order", "key " + row->second.key + ": event " + std::to_string(id) +
-                                              " took effect after event " + std::to_string(last->second));
+      note(s.problems, seen, "sql order",
+           "key " + row->second.key + ": event " + std::to_string(id) + " took effect after event " +
+               std::to_string(last->second));
     }
     if (last == last_sql_id.end() || id > last->second) last_sql_id[row->second.key] = id;
   }
@@ -276,9 +278,9 @@ Summary check(const RunRecord& run, const std::string& db_url) {
       const auto& [clock_b, seq_b, id_b] = events[i];
       if (id_b < id_a) {
         s.commit_order_mismatches++;
-        note(s.problems, seen, "commit order", "key " + key + ": event " + std::to_string(id_b) + " (seq " +
-                                                   std::to_string(seq_b) + ") committed after event " +
-                                                   std::to_string(id_a) + " (seq " + std::to_string(seq_a) + ")");
+        note(s.problems, seen, "commit order",
+             "key " + key + ": event " + std::to_string(id_b) + " (seq " + std::to_string(seq_b) +
+                 ") committed after event " + std::to_string(id_a) + " (seq " + std::to_string(seq_a) + ")");
       }
       if (clock_a == clock_b) continue;  // one transaction
       const Produced& a = produced.at(seq_a);
@@ -296,8 +298,8 @@ Summary check(const RunRecord& run, const std::string& db_url) {
   }
   s.relay_guard_errors = run.relay_guard_errors;
   if (s.relay_guard_errors > 0) {
-    note(s.problems, seen, "relay guard", std::to_string(s.relay_guard_errors) +
-                                              " 'bookkeeping error' lines in the relays' logs (r1.log, r2.log)");
+    note(s.problems, seen, "relay guard",
+         std::to_string(s.relay_guard_errors) + " 'bookkeeping error' lines in the relays' logs (r1.log, r2.log)");
   }
 
   // Per fault window.
@@ -332,13 +334,12 @@ void print_summary(const Summary& s, std::ostream& out) {
   out << "\ntotal: committed " << s.committed << ", rolled back " << s.rolled_back << " (+" << s.savepoint_rolled_back
       << " to a savepoint), failed before commit " << s.failed << ", in doubt " << s.in_doubt << " ("
       << s.in_doubt_delivered << " of them delivered)\n"
-      << "delivered " << s.delivered << " with every routed handler; LOST " << s.lost << " (webhook "
-      << s.lost_webhook << ", sql " << s.lost_sql << ", command " << s.lost_command << "), UNEXPECTED "
-      << s.unexpected << "\n"
+      << "delivered " << s.delivered << " with every routed handler; LOST " << s.lost << " (webhook " << s.lost_webhook
+      << ", sql " << s.lost_sql << ", command " << s.lost_command << "), UNEXPECTED " << s.unexpected << "\n"
       << "webhook: " << s.deliveries << " 2xx answers / " << s.attempts << " requests; duplicates " << s.duplicates
       << " (max copies of one event " << s.max_copies << ")\n"
-      << "sql ledger: " << s.sql_effects << " effects; DUPLICATE SQL EFFECTS " << s.sql_duplicates
-      << ", unexpected " << s.sql_unexpected << ", out of key order " << s.sql_order_violations << "\n"
+      << "sql ledger: " << s.sql_effects << " effects; DUPLICATE SQL EFFECTS " << s.sql_duplicates << ", unexpected "
+      << s.sql_unexpected << ", out of key order " << s.sql_order_violations << "\n"
       << "command: " << s.command_runs << " runs, " << s.command_failures << " failed on purpose\n"
       << "EVENTS DONE WITHOUT ALL THEIR HANDLERS " << s.done_without_handlers << "\n"
       << "per-key order: " << s.order_violations << " violations of first delivery, " << s.late_redeliveries
@@ -347,10 +348,10 @@ void print_summary(const Summary& s, std::ostream& out) {
       << s.overlapping_handoffs << " of them while both were open\n"
       << "relays: " << s.recovery_failures << " faults never recovered from, " << s.relay_guard_errors
       << " bookkeeping errors logged\n"
-      << "rows: pending " << s.rows_pending << ", processing " << s.rows_processing << ", waiting " << s.rows_waiting << ", done " << s.rows_done
-      << ", dead " << s.rows_dead << ", expired leases " << s.expired_leases << "; committed missing in table "
-      << s.committed_missing_in_db << ", uncommitted in table " << s.uncommitted_in_db
-      << "; notification queue usage " << s.notify_queue_usage << "\n";
+      << "rows: pending " << s.rows_pending << ", processing " << s.rows_processing << ", waiting " << s.rows_waiting
+      << ", done " << s.rows_done << ", dead " << s.rows_dead << ", expired leases " << s.expired_leases
+      << "; committed missing in table " << s.committed_missing_in_db << ", uncommitted in table "
+      << s.uncommitted_in_db << "; notification queue usage " << s.notify_queue_usage << "\n";
   for (const auto& p : s.problems) out << "  problem: " << p << "\n";
   out << (s.ok() ? "RESULT: PASS\n" : "RESULT: FAIL\n");
 }

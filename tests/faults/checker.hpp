@@ -53,27 +53,27 @@ struct PhaseResult {
 struct Summary {
   int64_t committed = 0, rolled_back = 0, savepoint_rolled_back = 0, failed = 0, in_doubt = 0;
   int64_t in_doubt_delivered = 0;
-  int64_t delivered = 0;          // distinct committed events every routed handler succeeded for
-  int64_t deliveries = 0;         // webhook 2xx answers, duplicates included
-  int64_t attempts = 0;           // every webhook request, failed ones included
-  int64_t lost = 0;               // committed, some routed handler never succeeded
+  int64_t delivered = 0;   // distinct committed events every routed handler succeeded for
+  int64_t deliveries = 0;  // webhook 2xx answers, duplicates included
+  int64_t attempts = 0;    // every webhook request, failed ones included
+  int64_t lost = 0;        // committed, some routed handler never succeeded
   int64_t lost_webhook = 0, lost_sql = 0, lost_command = 0;  // ... by handler
-  int64_t unexpected = 0;         // delivered but never committed (rolled back, failed, unknown)
-  int64_t duplicates = 0;         // webhook 2xx answers beyond the first per event
-  int64_t max_copies = 0;         // most 2xx answers for one event
-  int64_t order_violations = 0;   // a key's first webhook deliveries out of commit order
-  int64_t late_redeliveries = 0;  // a copy of an event arriving after a later event of its key
-  int64_t sql_effects = 0;        // ledger rows (all committed)
-  int64_t sql_duplicates = 0;     // ledger rows beyond the first per event
-  int64_t sql_unexpected = 0;     // ledger rows of events never committed or not routed to sql
-  int64_t sql_order_violations = 0;  // a key's ledger rows out of commit order
+  int64_t unexpected = 0;                          // delivered but never committed (rolled back, failed, unknown)
+  int64_t duplicates = 0;                          // webhook 2xx answers beyond the first per event
+  int64_t max_copies = 0;                          // most 2xx answers for one event
+  int64_t order_violations = 0;                    // a key's first webhook deliveries out of commit order
+  int64_t late_redeliveries = 0;                   // a copy of an event arriving after a later event of its key
+  int64_t sql_effects = 0;                         // ledger rows (all committed)
+  int64_t sql_duplicates = 0;                      // ledger rows beyond the first per event
+  int64_t sql_unexpected = 0;                      // ledger rows of events never committed or not routed to sql
+  int64_t sql_order_violations = 0;                // a key's ledger rows out of commit order
   int64_t command_runs = 0, command_failures = 0;  // runs of the flaky command, and those it failed
-  int64_t done_without_handlers = 0;  // rows done although a routed handler had not succeeded (yet)
-  int64_t commit_order_mismatches = 0;   // a key's ids not in its commit order (the key clock's)
-  int64_t cross_producer_handoffs = 0;   // consecutive transactions of a key from different connections
-  int64_t overlapping_handoffs = 0;      // ... where the later began before the earlier committed
-  int64_t recovery_failures = 0;         // phases after which a relay never delivered again
-  int64_t relay_guard_errors = 0;        // the relays' own invariant guards firing
+  int64_t done_without_handlers = 0;               // rows done although a routed handler had not succeeded (yet)
+  int64_t commit_order_mismatches = 0;             // a key's ids not in its commit order (the key clock's)
+  int64_t cross_producer_handoffs = 0;             // consecutive transactions of a key from different connections
+  int64_t overlapping_handoffs = 0;                // ... where the later began before the earlier committed
+  int64_t recovery_failures = 0;                   // phases after which a relay never delivered again
+  int64_t relay_guard_errors = 0;                  // the relays' own invariant guards firing
   int64_t rows_pending = 0, rows_processing = 0, rows_done = 0, rows_dead = 0, expired_leases = 0;
   int64_t rows_waiting = 0;  // blocked, paused or unrouted: unfinished, out of the due index
   int64_t committed_missing_in_db = 0, uncommitted_in_db = 0;

@@ -34,10 +34,13 @@ $$;
 
 std::vector<std::string> flaky_command(const std::string& log_path, const std::string& relay) {
   // One short append per run (atomic with O_APPEND); the event on stdin is not needed.
-  return {"/bin/sh", "-c",
+  return {"/bin/sh",
+          "-c",
           "if [ \"$PGRELAY_ATTEMPT\" -le 1 ] && [ $((PGRELAY_EVENT_ID % 2)) -eq 0 ]; then rc=1; else rc=0; fi; "
           "echo \"$PGRELAY_EVENT_ID $PGRELAY_ATTEMPT $rc $2 $(date +%s%6N)\" >> \"$1\"; exit $rc",
-          "flaky", log_path, relay};
+          "flaky",
+          log_path,
+          relay};
 }
 
 std::vector<CommandRun> read_command_runs(const std::string& log_path) {

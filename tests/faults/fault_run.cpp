@@ -100,7 +100,8 @@ std::string shell(const std::string& cmd) {
 
 std::string field(const std::string& conninfo, const std::string& name) {
   std::smatch m;
-  if (!std::regex_search(conninfo, m, std::regex(name + "=(\\S+)"))) throw std::runtime_error("no " + name + " in " + conninfo);
+  if (!std::regex_search(conninfo, m, std::regex(name + "=(\\S+)")))
+    throw std::runtime_error("no " + name + " in " + conninfo);
   return m[1];
 }
 
@@ -128,9 +129,9 @@ class Recorder {
     }
     d.relay = req.header("x-relay");
     d.ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0_).count();
-    d.wall_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count();
+    d.wall_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     const HookMode m = mode_.load();
     Reply r = Reply::with_status(m == HookMode::error500 ? 500 : 200, "ok");
     if (m == HookMode::hang) r.never_answer = true;
@@ -202,7 +203,9 @@ class Relay {
   }
   ~Relay() { stop(SIGTERM); }
   const std::string& name() const { return name_; }
-  void start() { child_ = std::make_unique<ChildProcess>(std::vector<std::string>{bin_, "-d", db_, "-c", config_, "run"}); }
+  void start() {
+    child_ = std::make_unique<ChildProcess>(std::vector<std::string>{bin_, "-d", db_, "-c", config_, "run"});
+  }
   void signal(int sig) {
     if (child_) child_->signal(sig);
   }
@@ -211,8 +214,8 @@ class Relay {
     if (sig != SIGKILL) child_->signal(SIGCONT);  // a stalled relay would never see the signal
     child_->signal(sig);
     auto code = child_->wait(milliseconds(20000));
-    std::ofstream(log_path_, std::ios::app) << child_->err() << "--- exit " << (code ? *code : -1) << " after signal "
-                                            << sig << "\n";
+    std::ofstream(log_path_, std::ios::app)
+        << child_->err() << "--- exit " << (code ? *code : -1) << " after signal " << sig << "\n";
     child_.reset();
   }
 
@@ -255,23 +258,33 @@ std::string relay_config(const std::string& name, const std::string& db, uint16_
               handlers + "] }";
   }
   return R"({
-  "database": { "url": ")" + db + R"(" },
-  "relay": { "id": ")" + name + R"(", "claim": "lease", "batch_size": 64, "max_in_flight": 256,
-             "lease_ms": )" + std::to_string(kLease.count()) + R"(,
+  "database": { "url": ")" +
+         db + R"(" },
+  "relay": { "id": ")" +
+         name + R"(", "claim": "lease", "batch_size": 64, "max_in_flight": 256,
+             "lease_ms": )" +
+         std::to_string(kLease.count()) + R"(,
              "poll_interval_ms": 1000, "done_retention_s": 86400, "shutdown_timeout_ms": 3000 },
   "log": { "level": "info", "format": "json" },
   "handlers": {
-    "hook": { "type": "webhook", "url": "http://127.0.0.1:)" + std::to_string(hook_port) + R"(/hook",
-              "headers": { "x-relay": ")" + name + R"(" },
+    "hook": { "type": "webhook", "url": "http://127.0.0.1:)" +
+         std::to_string(hook_port) + R"(/hook",
+              "headers": { "x-relay": ")" +
+         name + R"(" },
               "timeout_ms": 2000, "connect_timeout_ms": 1000, "concurrency": 64,
               "circuit_breaker": { "failures": 20, "cooldown_ms": 500 },
-              )" + retry + R"( },
-    "ledger": { "type": "sql", "function": ")" + kLedgerFunction + R"(", "timeout_ms": 2500, )" + retry + R"( },
-    "flaky": { "type": "command", "command": [)" + command + R"(], "timeout_ms": 2000, "concurrency": 16,
-               )" + retry + R"( }
+              )" +
+         retry + R"( },
+    "ledger": { "type": "sql", "function": ")" +
+         kLedgerFunction + R"(", "timeout_ms": 2500, )" + retry + R"( },
+    "flaky": { "type": "command", "command": [)" +
+         command + R"(], "timeout_ms": 2000, "concurrency": 16,
+               )" +
+         retry + R"( }
   },
   "routes": [
-    )" + routes + R"(
+    )" + routes +
+         R"(
   ]
 })";
 }
@@ -311,19 +324,19 @@ void write_stuck_keys(const std::string& url, const std::string& path) {
   pqxx::nontransaction tx{c};
   std::ofstream out(path);
   out << "id key status type attempts due_in_ms lease_owner token last_error\n";
-  for (const auto& r : tx.exec(
-           "SELECT id, coalesce(key, '-'), status, event_type, attempts, "
-           "(extract(epoch FROM next_attempt_at - now()) * 1000)::bigint, coalesce(lease_owner, '-'), "
-           "coalesce(claim_token, 0), coalesce(left(last_error, 80), '-') FROM ("
-           "  SELECT e.*, row_number() OVER (PARTITION BY e.key ORDER BY e.id) AS pos FROM pgrelay.db_events e"
-           "   WHERE e.status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted')) x "
-           "WHERE pos <= 4 ORDER BY key, id LIMIT 400")) {
+  for (const auto& r :
+       tx.exec("SELECT id, coalesce(key, '-'), status, event_type, attempts, "
+               "(extract(epoch FROM next_attempt_at - now()) * 1000)::bigint, coalesce(lease_owner, '-'), "
+               "coalesce(claim_token, 0), coalesce(left(last_error, 80), '-') FROM ("
+               "  SELECT e.*, row_number() OVER (PARTITION BY e.key ORDER BY e.id) AS pos FROM pgrelay.db_events e"
+               "   WHERE e.status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted')) x "
+               "WHERE pos <= 4 ORDER BY key, id LIMIT 400")) {
     for (int i = 0; i < 9; ++i) out << (i ? " " : "") << r[i].c_str();
     out << '\n';
   }
   for (const auto& r : tx.exec("SELECT id, seen_at, routes_all, routes_exact, routes_prefix FROM pgrelay.relays"))
-    out << "relay " << r[0].c_str() << " seen " << r[1].c_str() << " all " << r[2].c_str() << " exact "
-        << r[3].c_str() << " prefix " << r[4].c_str() << '\n';
+    out << "relay " << r[0].c_str() << " seen " << r[1].c_str() << " all " << r[2].c_str() << " exact " << r[3].c_str()
+        << " prefix " << r[4].c_str() << '\n';
   std::cout << "[fault_run] stuck events written to " << path << std::endl;
 }
 
@@ -348,7 +361,8 @@ int main(int argc, char** argv) {
     else if (a == "--root") root = next();
     else if (a == "--pgrelay") bin = next();
     else {
-      std::cerr << "usage: fault_run [--profile bounded|full] [--rate EVENTS_PER_S] [--out DIR] [--root SRC] [--pgrelay BIN]\n";
+      std::cerr << "usage: fault_run [--profile bounded|full] [--rate EVENTS_PER_S] [--out DIR] [--root SRC] "
+                   "[--pgrelay BIN]\n";
       return 2;
     }
   }
@@ -440,10 +454,10 @@ int main(int argc, char** argv) {
     std::vector<Phase> phases;
     std::string phase_note;  // what an inject or lift step saw, for the phase's report line
     // `setup` runs first, inside the phase's window: what it produces counts there.
-    auto phase = [&](const std::string& name, const std::string& where, const std::function<void()>& inject,
+    auto phase = [&](
+                     const std::string& name, const std::string& where, const std::function<void()>& inject,
                      const std::function<void()>& lift, milliseconds hold,
-                     const std::vector<std::string>& who = {"r1", "r2"},
-                     const std::function<void()>& setup = [] {}) {
+                     const std::vector<std::string>& who = {"r1", "r2"}, const std::function<void()>& setup = [] {}) {
       Phase p;
       p.name = name;
       p.start_ms = now_ms();
@@ -473,8 +487,8 @@ int main(int argc, char** argv) {
     };
     auto terminate = [&](const std::string& app) {
       return [&, app] {
-        scalar(direct, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '" +
-                           app + "'");
+        scalar(direct,
+               "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '" + app + "'");
       };
     };
 
@@ -482,25 +496,27 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(prof.between * 2);
     for (int i = 0; i < prof.kills; ++i) {
       Relay& victim = *relays[static_cast<size_t>(i) % relays.size()];
-      phase("kill -9 " + victim.name(), " AND lease_owner = '" + victim.name() + "'",
-            [&] { victim.stop(SIGKILL); }, [&] { victim.start(); }, milliseconds(500), {victim.name()});
+      phase(
+          "kill -9 " + victim.name(), " AND lease_owner = '" + victim.name() + "'", [&] { victim.stop(SIGKILL); },
+          [&] { victim.start(); }, milliseconds(500), {victim.name()});
     }
     for (int i = 0; i < prof.pg_restarts; ++i)
-      phase("pg restart immediate", "", [&] { cluster.restart_immediate(); }, nothing, milliseconds(0));
+      phase(
+          "pg restart immediate", "", [&] { cluster.restart_immediate(); }, nothing, milliseconds(0));
     // The server away for longer than the lease while the relays hold outcomes and
     // sql work waiting for their ack (a backlog first, so they hold many): when it
     // returns every lease has run out, and each relay may claim its own events
     // again.
     for (int i = 0; i < prof.pg_outages; ++i) {
-      phase("pg down > lease", "",
-            [&] {
-              const bool acking = sql_ack_running_within(direct, milliseconds(2000));
-              cluster.stop_server();
-              phase_note = std::string(acking ? "stopped while an sql ack ran" : "no sql ack seen running") +
-                           ", down " + std::to_string((kLease + milliseconds(1500)).count()) + " ms";
-            },
-            [&] { cluster.start_server(); }, kLease + milliseconds(1500), {"r1", "r2"},
-            backlog(prof.burst, "", 48));
+      phase(
+          "pg down > lease", "",
+          [&] {
+            const bool acking = sql_ack_running_within(direct, milliseconds(2000));
+            cluster.stop_server();
+            phase_note = std::string(acking ? "stopped while an sql ack ran" : "no sql ack seen running") + ", down " +
+                         std::to_string((kLease + milliseconds(1500)).count()) + " ms";
+          },
+          [&] { cluster.start_server(); }, kLease + milliseconds(1500), {"r1", "r2"}, backlog(prof.burst, "", 48));
     }
     // One relay frozen past its lease while the other runs on: the other claims the
     // frozen relay's events once their leases run out, and the frozen relay's
@@ -509,43 +525,52 @@ int main(int argc, char** argv) {
       Relay& victim = *relays[static_cast<size_t>(i) % relays.size()];
       const std::string owned = " AND lease_owner = '" + victim.name() + "'";
       std::string held;
-      phase("stall " + victim.name() + " > lease", owned,
-            [&] {
-              held = text(direct, "SELECT coalesce(string_agg(id::text, ','), '') FROM pgrelay.db_events "
-                                  "WHERE status = 'processing'" + owned);
-              victim.signal(SIGSTOP);
-            },
-            [&] {
-              if (!held.empty()) {
-                const int64_t taken = scalar(direct, "SELECT count(*) FROM pgrelay.db_events WHERE id IN (" + held +
-                                                         ") AND (status = 'done' OR lease_owner <> '" +
-                                                         victim.name() + "')");
-                phase_note = std::to_string(taken) + " of " +
-                             std::to_string(std::count(held.begin(), held.end(), ',') + 1) +
-                             " held events taken over or done while it was frozen";
-              }
-              victim.signal(SIGCONT);
-            },
-            kLease + milliseconds(1500), {"r1", "r2"}, backlog(prof.burst, owned, 12));
+      phase(
+          "stall " + victim.name() + " > lease", owned,
+          [&] {
+            held = text(direct,
+                        "SELECT coalesce(string_agg(id::text, ','), '') FROM pgrelay.db_events "
+                        "WHERE status = 'processing'" +
+                            owned);
+            victim.signal(SIGSTOP);
+          },
+          [&] {
+            if (!held.empty()) {
+              const int64_t taken =
+                  scalar(direct, "SELECT count(*) FROM pgrelay.db_events WHERE id IN (" + held +
+                                     ") AND (status = 'done' OR lease_owner <> '" + victim.name() + "')");
+              phase_note = std::to_string(taken) + " of " +
+                           std::to_string(std::count(held.begin(), held.end(), ',') + 1) +
+                           " held events taken over or done while it was frozen";
+            }
+            victim.signal(SIGCONT);
+          },
+          kLease + milliseconds(1500), {"r1", "r2"}, backlog(prof.burst, owned, 12));
     }
     for (int i = 0; i < prof.terminations; ++i) {
       phase("terminate listener", "", terminate("pgrelay-listener"), nothing, milliseconds(0));
       phase("terminate claimer", "", terminate("pgrelay-claimer"), nothing, milliseconds(0));
     }
     for (int i = 0; i < prof.proxy_rounds; ++i) {
-      phase("db proxy stall", "", [&] { db_proxy.set_mode(ProxyMode::stall); },
-            [&] { db_proxy.set_mode(ProxyMode::pass); }, prof.stall);
-      phase("db proxy drop", "", [&] { db_proxy.set_mode(ProxyMode::drop); },
-            [&] { db_proxy.set_mode(ProxyMode::pass); }, milliseconds(1000));
-      phase("db proxy reset", "", [&] { db_proxy.set_mode(ProxyMode::reset); },
-            [&] { db_proxy.set_mode(ProxyMode::pass); }, milliseconds(2000));
+      phase(
+          "db proxy stall", "", [&] { db_proxy.set_mode(ProxyMode::stall); },
+          [&] { db_proxy.set_mode(ProxyMode::pass); }, prof.stall);
+      phase(
+          "db proxy drop", "", [&] { db_proxy.set_mode(ProxyMode::drop); }, [&] { db_proxy.set_mode(ProxyMode::pass); },
+          milliseconds(1000));
+      phase(
+          "db proxy reset", "", [&] { db_proxy.set_mode(ProxyMode::reset); },
+          [&] { db_proxy.set_mode(ProxyMode::pass); }, milliseconds(2000));
     }
-    phase("webhook 500s", "", [&] { recorder.set_mode(HookMode::error500); },
-          [&] { recorder.set_mode(HookMode::ok); }, prof.webhook_fault);
-    phase("webhook hangs", "", [&] { recorder.set_mode(HookMode::hang); },
-          [&] { recorder.set_mode(HookMode::ok); }, prof.webhook_fault);
-    phase("webhook gone", "", [&] { hook_proxy.set_mode(ProxyMode::reset); },
-          [&] { hook_proxy.set_mode(ProxyMode::pass); }, prof.webhook_gone);
+    phase(
+        "webhook 500s", "", [&] { recorder.set_mode(HookMode::error500); }, [&] { recorder.set_mode(HookMode::ok); },
+        prof.webhook_fault);
+    phase(
+        "webhook hangs", "", [&] { recorder.set_mode(HookMode::hang); }, [&] { recorder.set_mode(HookMode::ok); },
+        prof.webhook_fault);
+    phase(
+        "webhook gone", "", [&] { hook_proxy.set_mode(ProxyMode::reset); },
+        [&] { hook_proxy.set_mode(ProxyMode::pass); }, prof.webhook_gone);
 
     say("stopping the producer and draining");
     producer.stop();
@@ -556,12 +581,14 @@ int main(int argc, char** argv) {
           try {
             if (Clock::now() >= next_progress_at) {
               next_progress_at += std::chrono::seconds(10);
-              say("still draining: " + text(direct, "SELECT coalesce(string_agg(status || ' ' || n, ', '), '') FROM ("
-                                                    "SELECT status, count(*) AS n FROM pgrelay.db_events "
-                                                    "WHERE status <> 'done' GROUP BY status) s"));
+              say("still draining: " + text(direct,
+                                            "SELECT coalesce(string_agg(status || ' ' || n, ', '), '') FROM ("
+                                            "SELECT status, count(*) AS n FROM pgrelay.db_events "
+                                            "WHERE status <> 'done' GROUP BY status) s"));
             }
-            return scalar(direct, "SELECT count(*) FROM pgrelay.db_events "
-                                  "WHERE status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted')") == 0;
+            return scalar(direct,
+                          "SELECT count(*) FROM pgrelay.db_events "
+                          "WHERE status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted')") == 0;
           } catch (const std::exception&) {
             return false;
           }

@@ -44,9 +44,10 @@ void Producer::prepare(const std::string& url, int keys) {
   tx.exec("CREATE TABLE IF NOT EXISTS public.fault_items (seq bigint PRIMARY KEY, k text NOT NULL)");
   tx.exec("SELECT pgrelay.track('public.fault_items', key_columns => '{k}', operations => '{insert}')");
   tx.exec("CREATE TABLE IF NOT EXISTS public.fault_key_clock (k text PRIMARY KEY, n bigint NOT NULL DEFAULT 0)");
-  tx.exec_params("INSERT INTO public.fault_key_clock (k) SELECT p || g FROM generate_series(0, $1 - 1) g, "
-                 "unnest('{e,fault_items:t}'::text[]) p ON CONFLICT DO NOTHING",
-                 keys);
+  tx.exec_params(
+      "INSERT INTO public.fault_key_clock (k) SELECT p || g FROM generate_series(0, $1 - 1) g, "
+      "unnest('{e,fault_items:t}'::text[]) p ON CONFLICT DO NOTHING",
+      keys);
   tx.commit();
 }
 
@@ -79,11 +80,9 @@ void Producer::record(int64_t seq, const Produced& p) {
 
 void Producer::run(int index) {
   using clock = std::chrono::steady_clock;
-  const auto tx_interval = std::chrono::microseconds(1000000LL * options_.events_per_tx * options_.connections /
-                                                     options_.events_per_s);
-  auto ms_now = [this] {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t0_).count();
-  };
+  const auto tx_interval =
+      std::chrono::microseconds(1000000LL * options_.events_per_tx * options_.connections / options_.events_per_s);
+  auto ms_now = [this] { return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t0_).count(); };
   std::mt19937_64 rng(static_cast<uint64_t>(index) + 1);
   std::uniform_int_distribution<int> key_index(0, options_.keys - 1);
   std::uniform_int_distribution<int> work_us(0, options_.max_work_us);
@@ -161,19 +160,20 @@ void Producer::run(int index) {
       if (savepoint) {
         // First, on the key that sorts first, to keep the lock order.
         tx.exec("SAVEPOINT sp");
-        tx.exec_params("SELECT pgrelay.emit('fault.emit', jsonb_build_object('seq', $1::bigint), 'e0')",
-                       savepoint_seq);
+        tx.exec_params("SELECT pgrelay.emit('fault.emit', jsonb_build_object('seq', $1::bigint), 'e0')", savepoint_seq);
         tx.exec("ROLLBACK TO SAVEPOINT sp");
       }
       if (!emitted.empty()) {
-        tx.exec_params("SELECT pgrelay.emit(u.t, jsonb_build_object('seq', u.s), u.k) "
-                       "FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY AS u(s, k, t, o) ORDER BY u.o",
-                       array_literal(emit_seqs), array_literal(emit_keys), array_literal(emit_types));
+        tx.exec_params(
+            "SELECT pgrelay.emit(u.t, jsonb_build_object('seq', u.s), u.k) "
+            "FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY AS u(s, k, t, o) ORDER BY u.o",
+            array_literal(emit_seqs), array_literal(emit_keys), array_literal(emit_types));
       }
       if (!inserted.empty()) {
-        tx.exec_params("INSERT INTO public.fault_items (seq, k) SELECT u.s, u.k "
-                       "FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS u(s, k, o) ORDER BY u.o",
-                       array_literal(insert_seqs), array_literal(insert_values));
+        tx.exec_params(
+            "INSERT INTO public.fault_items (seq, k) SELECT u.s, u.k "
+            "FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS u(s, k, o) ORDER BY u.o",
+            array_literal(insert_seqs), array_literal(insert_values));
       }
       // The application's own work in the transaction, with its key locks held:
       // what makes producers of one key wait for each other.

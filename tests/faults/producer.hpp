@@ -26,11 +26,11 @@ namespace pgrelay::faults {
 
 // What the producer knows about one sequence number.
 enum class Fate : char {
-  committed = 'C',   // COMMIT returned: must be delivered
-  rolled_back = 'R', // the transaction was rolled back on purpose: must never be delivered
-  savepoint = 'S',   // rolled back to a savepoint inside a committed transaction: never delivered
-  failed = 'F',      // the transaction broke before COMMIT was sent: never delivered
-  in_doubt = 'D',    // the connection broke during COMMIT: may or may not be delivered
+  committed = 'C',    // COMMIT returned: must be delivered
+  rolled_back = 'R',  // the transaction was rolled back on purpose: must never be delivered
+  savepoint = 'S',    // rolled back to a savepoint inside a committed transaction: never delivered
+  failed = 'F',       // the transaction broke before COMMIT was sent: never delivered
+  in_doubt = 'D',     // the connection broke during COMMIT: may or may not be delivered
 };
 
 struct Produced {

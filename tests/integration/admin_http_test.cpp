@@ -44,16 +44,18 @@ TEST_CASE("admin endpoints answer 401 without a token or with a wrong one, and 4
   server.start();
   const uint16_t port = server.port();
   REQUIRE(port != 0);
-  for (const char* path : {"/admin/pause", "/admin/resume", "/admin/dead/retry", "/admin/dead/purge", "/admin/replay"}) {
+  for (const char* path :
+       {"/admin/pause", "/admin/resume", "/admin/dead/retry", "/admin/dead/purge", "/admin/replay"}) {
     CAPTURE(path);
     CHECK(http_request(port, "POST", path, R"({"type":"a.b"})").status == 401);
     CHECK(http_request(port, "POST", path, R"({"type":"a.b"})", bearer("wrong-token")).status == 401);
     CHECK(http_request(port, "POST", path, R"({"type":"a.b"})", bearer("s3cret-token-but-longer")).status == 401);
-    CHECK(http_request(port, "POST", path, R"({"type":"a.b"})", "Authorization: Basic czNjcmV0LXRva2Vu\r\n").status == 401);
+    CHECK(http_request(port, "POST", path, R"({"type":"a.b"})", "Authorization: Basic czNjcmV0LXRva2Vu\r\n").status ==
+          401);
   }
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.paused_types") == 0);
-  const auto ok =
-      http_request(port, "POST", "/admin/pause", R"({"type":"a.b","reason":"test","force":true})", bearer("s3cret-token"));
+  const auto ok = http_request(port, "POST", "/admin/pause", R"({"type":"a.b","reason":"test","force":true})",
+                               bearer("s3cret-token"));
   CHECK(ok.status == 200);
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.paused_types WHERE event_type = 'a.b'") == 1);
   // Health stays public.
@@ -70,9 +72,9 @@ TEST_CASE("admin endpoints answer 401 without a token or with a wrong one, and 4
 TEST_CASE("the token never appears in the logs of a running relay") {
   TestDb db;
   TempConfig cfg("{\"database\":{\"url\":\"" + db.url() +
-                      "\"},\"admin\":{\"listen\":\"127.0.0.1:0\",\"token_env\":\"PGRELAY_TEST_TOKEN\"},"
-                      "\"log\":{\"level\":\"debug\",\"format\":\"json\"},"
-                      "\"handlers\":{\"out\":{\"type\":\"stdout\"}},\"routes\":[{\"match\":\"*\",\"handlers\":[\"out\"]}]}");
+                 "\"},\"admin\":{\"listen\":\"127.0.0.1:0\",\"token_env\":\"PGRELAY_TEST_TOKEN\"},"
+                 "\"log\":{\"level\":\"debug\",\"format\":\"json\"},"
+                 "\"handlers\":{\"out\":{\"type\":\"stdout\"}},\"routes\":[{\"match\":\"*\",\"handlers\":[\"out\"]}]}");
   ChildProcess p({PGRELAY_BIN, "-c", cfg.path, "run"}, {{"PGRELAY_TEST_TOKEN", "tok-very-secret-4711"}});
   REQUIRE(eventually([&] { return p.err().find("admin server listening") != std::string::npos; }, seconds(10)));
   const std::string line = p.err().substr(p.err().find("admin server listening"));
@@ -80,8 +82,8 @@ TEST_CASE("the token never appears in the logs of a running relay") {
   REQUIRE(at != std::string::npos);
   const auto port = static_cast<uint16_t>(std::stoi(line.substr(at + 7)));
   CHECK(http_request(port, "POST", "/admin/pause", R"({"type":"t.x"})", bearer("wrong")).status == 401);
-  CHECK(http_request(port, "POST", "/admin/pause", R"({"type":"t.x","force":true})", bearer("tok-very-secret-4711")).status ==
-        200);
+  CHECK(http_request(port, "POST", "/admin/pause", R"({"type":"t.x","force":true})", bearer("tok-very-secret-4711"))
+            .status == 200);
   p.signal(SIGTERM);
   CHECK(p.wait(seconds(15)) == 0);
   CHECK(p.err().find("tok-very-secret-4711") == std::string::npos);
@@ -233,7 +235,8 @@ TEST_CASE("80 clients that pipeline GET / and never read do not lock /healthz ou
     const auto start = std::chrono::steady_clock::now();
     const int fd = http_connect(port, 1000);
     HttpReply r;
-    if (fd >= 0 && send_all(fd, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")) r = read_reply(fd);
+    if (fd >= 0 && send_all(fd, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))
+      r = read_reply(fd);
     if (fd >= 0) ::close(fd);
     const bool in_time = std::chrono::steady_clock::now() - start < seconds(1);
     answered_in_time += r.status == 200 && in_time;
@@ -250,26 +253,27 @@ TEST_CASE("a request with an unknown or repeated transfer coding gets one 400 an
   server.start();
   const uint16_t port = server.port();
   const std::string smuggled = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-  for (const std::string te : {"Transfer-Encoding: xchunked\r\n", "Transfer-Encoding: gzip\r\n",
-                                "Transfer-Encoding: chunked, chunked\r\n", "Transfer-Encoding: gzip, chunked\r\n",
-                                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
-                                "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n"}) {
+  for (const std::string te :
+       {"Transfer-Encoding: xchunked\r\n", "Transfer-Encoding: gzip\r\n", "Transfer-Encoding: chunked, chunked\r\n",
+        "Transfer-Encoding: gzip, chunked\r\n", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n"}) {
     CAPTURE(te);
-    const std::string raw = send_and_read_all(port, "POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + te + "\r\n" + smuggled);
+    const std::string raw =
+        send_and_read_all(port, "POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + te + "\r\n" + smuggled);
     CHECK(statuses_in(raw) == std::vector<int>{400});
   }
   CHECK(send_and_read_all(port, "POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: xchunked\r\n\r\n")
             .find("bad request framing: Transfer-Encoding must be \"chunked\" alone") != std::string::npos);
   // HTTP/1.0 has no transfer codings at all.
-  CHECK(statuses_in(send_and_read_all(port, "POST /healthz HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled)) ==
-        std::vector<int>{400});
+  CHECK(statuses_in(send_and_read_all(port, "POST /healthz HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+                                                smuggled)) == std::vector<int>{400});
   // A plain chunked body is still read as one request.
   const std::string body = R"({"type":"te.ok","force":true})";
   char size[16];
   std::snprintf(size, sizeof size, "%zx", body.size());
-  const std::string raw = send_and_read_all(port, "POST /admin/pause HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
-                                             bearer("s3cret-token") + "Transfer-Encoding: chunked\r\n\r\n" + size +
-                                             "\r\n" + body + "\r\n0\r\n\r\n");
+  const std::string raw = send_and_read_all(
+      port, "POST /admin/pause HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + bearer("s3cret-token") +
+                "Transfer-Encoding: chunked\r\n\r\n" + size + "\r\n" + body + "\r\n0\r\n\r\n");
   CHECK(statuses_in(raw) == std::vector<int>{200});
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.paused_types WHERE event_type = 'te.ok'") == 1);
 }
@@ -340,9 +344,10 @@ TEST_CASE("a Host that is not this server is refused, so DNS rebinding cannot re
 TEST_CASE("refused requests are logged once per interval with a count, not once each") {
   TestDb db;
   const uint16_t port = closed_port();
-  TempConfig cfg("{\"database\":{\"url\":\"" + db.url() + "\"},\"admin\":{\"listen\":\"127.0.0.1:" + std::to_string(port) +
-                 "\",\"token_env\":\"PGRELAY_TEST_TOKEN\"},\"log\":{\"format\":\"json\"},"
-                 "\"handlers\":{\"out\":{\"type\":\"stdout\"}},\"routes\":[{\"match\":\"zz.*\",\"handlers\":[\"out\"]}]}");
+  TempConfig cfg(
+      "{\"database\":{\"url\":\"" + db.url() + "\"},\"admin\":{\"listen\":\"127.0.0.1:" + std::to_string(port) +
+      "\",\"token_env\":\"PGRELAY_TEST_TOKEN\"},\"log\":{\"format\":\"json\"},"
+      "\"handlers\":{\"out\":{\"type\":\"stdout\"}},\"routes\":[{\"match\":\"zz.*\",\"handlers\":[\"out\"]}]}");
   ChildProcess p({PGRELAY_BIN, "-c", cfg.path, "run"}, {{"PGRELAY_TEST_TOKEN", "tok"}});
   REQUIRE(eventually([&] { return http_get(port, "/healthz").status == 200; }, seconds(20)));
   for (int i = 0; i < 100; ++i) {
@@ -383,7 +388,8 @@ TEST_CASE("admin pause stores a prefix pattern as written and refuses an exact t
   const auto resumed = http_request(port, "POST", "/admin/resume", R"({"type":"user.signed_up"})", auth);
   CHECK(resumed.body.find("\"still_paused_by\":[\"user.*\"]") != std::string::npos);
   // Sampled gauges count the pattern's events as paused.
-  REQUIRE(eventually([&] { return http_get(port, "/status.json").body.find("\"paused_backlog\":1") != std::string::npos; },
-                     seconds(5)));
+  REQUIRE(
+      eventually([&] { return http_get(port, "/status.json").body.find("\"paused_backlog\":1") != std::string::npos; },
+                 seconds(5)));
   CHECK(http_get(port, "/status.json").body.find("{\"type\":\"user.*\",\"pattern\":true") != std::string::npos);
 }

@@ -33,7 +33,9 @@ namespace {
 
 const std::string kCorpus = std::string(PGRELAY_SOURCE_DIR) + "/tests/bad_input";
 
-bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
 
 // "\xNN" escapes in a corpus line become that byte.
 std::string unescape(const std::string& s) {
@@ -66,17 +68,19 @@ std::vector<std::string> split(const std::string& line, char sep) {
 
 // Everything an operator could lose: every row, every column that matters.
 std::string events_checksum(const TestDb& db) {
-  return pqxx::to_string(db.exec("SELECT count(*) || ':' || coalesce(md5(string_agg(concat_ws('|', id, event_type, key, "
-                                 "payload::text, headers::text, status, attempts, last_error), ',' ORDER BY id)), '') "
-                                 "FROM pgrelay.db_events")[0][0]);
+  return pqxx::to_string(
+      db.exec("SELECT count(*) || ':' || coalesce(md5(string_agg(concat_ws('|', id, event_type, key, "
+              "payload::text, headers::text, status, attempts, last_error), ',' ORDER BY id)), '') "
+              "FROM pgrelay.db_events")[0][0]);
 }
 
 // A few pending and dead events, with keys, for the filters to (not) match.
 void seed(const TestDb& db) {
   db.exec("SELECT pgrelay.emit('orders.paid', jsonb_build_object('n', i), 'order:' || i) FROM generate_series(1, 5) i");
   db.exec("SELECT pgrelay.emit('users.signed_up', '{\"email\": \"a@b.c\"}', 'user:1')");
-  db.exec("UPDATE pgrelay.db_events SET status = 'dead', attempts = 10, last_error = 'HTTP 500 from hook', "
-          "finished_at = now() WHERE id IN (SELECT id FROM pgrelay.db_events ORDER BY id LIMIT 2)");
+  db.exec(
+      "UPDATE pgrelay.db_events SET status = 'dead', attempts = 10, last_error = 'HTTP 500 from hook', "
+      "finished_at = now() WHERE id IN (SELECT id FROM pgrelay.db_events ORDER BY id LIMIT 2)");
 }
 
 std::vector<std::string> corpus_files(const std::string& dir) {
@@ -145,8 +149,8 @@ TEST_CASE("hostile command lines get a clear error and change no stored event") 
     std::vector<std::string> args{"-d", db.url()};
     for (size_t i = 2; i < fields.size(); ++i) args.push_back(unescape(fields[i]));
     const RunResult r = run_pgrelay(args);
-    INFO("case: " << line << "\nexit " << r.code << "\nstdout: " << r.out.substr(0, 500) << "\nstderr: "
-                  << r.err.substr(0, 500));
+    INFO("case: " << line << "\nexit " << r.code << "\nstdout: " << r.out.substr(0, 500)
+                  << "\nstderr: " << r.err.substr(0, 500));
     CHECK(r.code == std::stoi(fields[0]));
     CHECK(contains(r.out + r.err, fields[1]));
     CHECK(r.err.size() < 4096);  // a clear message, not a dump
@@ -179,8 +183,8 @@ TEST_CASE("a 10 MB payload is stored and delivered whole") {
   REQUIRE_MESSAGE(e.code == 0, e.err);
   char out[] = "/tmp/pgrelay-big-XXXXXX";
   ::close(::mkstemp(out));
-  TempConfig cfg(R"({"handlers": {"keep": {"type": "command", "command": ["sh", "-c", "cat > )" +
-                 std::string(out) + R"("], "timeout_ms": 60000}},
+  TempConfig cfg(R"({"handlers": {"keep": {"type": "command", "command": ["sh", "-c", "cat > )" + std::string(out) +
+                 R"("], "timeout_ms": 60000}},
                     "routes": [{"match": "big.*", "handlers": ["keep"]}]})");
   const RunResult r = run_pgrelay({"-d", db.url(), "-c", cfg.path, "reconcile"});
   INFO(r.err.substr(0, 1000));
@@ -241,7 +245,12 @@ TEST_CASE("a webhook response announcing a huge body is truncated, not allocated
   req.body = "{}";
   req.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   std::optional<pgrelay::HttpResult> result;
-  net::post(io, [&] { pool.submit(req, [&](pgrelay::HttpResult r) { result = std::move(r); pool.close_all(); }); });
+  net::post(io, [&] {
+    pool.submit(req, [&](pgrelay::HttpResult r) {
+      result = std::move(r);
+      pool.close_all();
+    });
+  });
   CHECK_NOTHROW(io.run());
   server.join();
   REQUIRE(result.has_value());
@@ -262,7 +271,9 @@ std::string raw_http(uint16_t port, const std::string& request) {
   s.connect({net::ip::make_address("127.0.0.1"), port}, ec);
   if (ec) return "";
   net::write(s, net::buffer(request), ec);
-  struct timeval tv {5, 0};
+  struct timeval tv {
+    5, 0
+  };
   ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   char buf[256];
   const ssize_t n = ::recv(s.native_handle(), buf, sizeof buf, 0);  // plain recv: honours SO_RCVTIMEO

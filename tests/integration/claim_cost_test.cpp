@@ -18,8 +18,7 @@ using namespace pgrelay::test;
 
 namespace {
 
-constexpr const char* kClaim =
-    "SELECT * FROM pgrelay.claim(100, 100, 100, 30000, 'probe', false, '{ordinary}', '{}')";
+constexpr const char* kClaim = "SELECT * FROM pgrelay.claim(100, 100, 100, 30000, 'probe', false, '{ordinary}', '{}')";
 
 // Buffers (hit + read) one claim touches, rolled back so the backlog stays as it is.
 int64_t claim_buffers(const TestDb& db) {
@@ -43,10 +42,12 @@ int64_t claim_buffers(const TestDb& db) {
 // has met it for a moment, as a running relay's claims would have; then the claim.
 int64_t cost_beside(const std::string& shape) {
   TestDb db;
-  db.exec("SELECT pgrelay.emit('ordinary', jsonb_build_object('n', g), 'k' || (g % 20)) FROM generate_series(1, 100) g");
+  db.exec(
+      "SELECT pgrelay.emit('ordinary', jsonb_build_object('n', g), 'k' || (g % 20)) FROM generate_series(1, 100) g");
   if (!shape.empty()) db.exec(shape);
   // The relay that routes 'ordinary' (the probe below) is live; it just has not claimed yet.
-  db.exec("INSERT INTO pgrelay.relays (id, wake, routes_all, routes_exact) VALUES ('probe', 'poll', false, '{ordinary}')");
+  db.exec(
+      "INSERT INTO pgrelay.relays (id, wake, routes_all, routes_exact) VALUES ('probe', 'poll', false, '{ordinary}')");
   {
     pgrelay::Config c = test_config(db.url());
     c.relay.wake = "poll";
@@ -56,7 +57,8 @@ int64_t cost_beside(const std::string& shape) {
     // Until its claims have met everything the shape left pending (paused or unrouted types).
     REQUIRE(eventually(
         [&] {
-          return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'pending' AND event_type <> 'ordinary'") ==
+          return db.scalar(
+                     "SELECT count(*) FROM pgrelay.db_events WHERE status = 'pending' AND event_type <> 'ordinary'") ==
                  0;
         },
         std::chrono::seconds(60)));
@@ -128,9 +130,10 @@ bool explain_everything_with_jit(pqxx::connection& conn) {
     MESSAGE("auto_explain unavailable (" << e.what() << "): JIT check skipped");
     return false;
   }
-  tx.exec("SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; "
-          "SET auto_explain.log_analyze = on; SET auto_explain.log_level = notice; "
-          "SET jit = on; SET jit_above_cost = 0; SET jit_inline_above_cost = 0; SET jit_optimize_above_cost = 0");
+  tx.exec(
+      "SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; "
+      "SET auto_explain.log_analyze = on; SET auto_explain.log_level = notice; "
+      "SET jit = on; SET jit_above_cost = 0; SET jit_inline_above_cost = 0; SET jit_optimize_above_cost = 0");
   return true;
 }
 
@@ -143,8 +146,8 @@ std::string query_text(const std::string& plan) {
 // The statements the relay sends: these run with the session's settings and call
 // the functions that turn JIT off for everything inside them.
 bool is_a_call_the_relay_sends(const std::string& text) {
-  for (const char* call : {"SELECT * FROM pgrelay.claim($1", "SELECT applied, busy_keys FROM pgrelay.ack",
-                           "SELECT pgrelay.promote($1"}) {
+  for (const char* call :
+       {"SELECT * FROM pgrelay.claim($1", "SELECT applied, busy_keys FROM pgrelay.ack", "SELECT pgrelay.promote($1"}) {
     if (text.rfind(call, 0) == 0) return true;
   }
   return false;
@@ -152,7 +155,9 @@ bool is_a_call_the_relay_sends(const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("no statement inside a claim, an ack or the admin sample is JIT-compiled, even with JIT set to compile everything") {
+TEST_CASE(
+    "no statement inside a claim, an ack or the admin sample is JIT-compiled, even with JIT set to compile "
+    "everything") {
   TestDb db;
   db.exec("SELECT pgrelay.emit('jit.e', jsonb_build_object('n', g), 'k' || (g % 5)) FROM generate_series(1, 40) g");
   db.exec("SELECT pgrelay.emit('jit.e', '{}') FROM generate_series(1, 10)");
@@ -189,7 +194,7 @@ TEST_CASE("no statement inside a claim, an ack or the admin sample is JIT-compil
         mixed.push_back(a);
       }
     }
-    CHECK(queue.ack(done, false).applied == static_cast<int>(done.size()));  // all done: pgrelay.ack_done()
+    CHECK(queue.ack(done, false).applied == static_cast<int>(done.size()));    // all done: pgrelay.ack_done()
     CHECK(queue.ack(mixed, false).applied == static_cast<int>(mixed.size()));  // retries: pgrelay.ack()
     plans = std::move(collector->plans);
     collector.reset();  // before the queue closes its connection

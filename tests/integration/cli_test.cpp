@@ -21,7 +21,9 @@ using std::chrono::seconds;
 
 namespace {
 
-bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
 
 }  // namespace
 
@@ -72,8 +74,8 @@ TEST_CASE("emit refuses a bad event type before touching the database, naming th
   CHECK_FALSE(contains(r.err, "violates check constraint"));
   // No database is needed to say so.
   CHECK(run_pgrelay({"-d", "host=/nonexistent", "emit", "bad type!", "{}"}).code == 2);
-  CHECK(run_pgrelay({"-d", "host=/nonexistent", "emit", "a.b", "{}", "--key", std::string(1001, 'k')}).err.find(
-            "--key is longer than 1000 characters") != std::string::npos);
+  CHECK(run_pgrelay({"-d", "host=/nonexistent", "emit", "a.b", "{}", "--key", std::string(1001, 'k')})
+            .err.find("--key is longer than 1000 characters") != std::string::npos);
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);
   const auto good = run_pgrelay({"-d", db.url(), "emit", "good.type", "{}"});
   CHECK(good.out == "1\n");  // the refused one took no id
@@ -89,7 +91,8 @@ TEST_CASE("a relay started in another wake mode than a running one warns, and st
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.relays WHERE id = 'old-notify'") == 1; },
                      seconds(10)));
   ChildProcess b({PGRELAY_BIN, "-d", db.url(), "-c", poll_cfg.path, "run"});
-  CHECK(eventually([&] { return contains(b.err(), "another relay of this database uses another wake mode"); }, seconds(10)));
+  CHECK(eventually([&] { return contains(b.err(), "another relay of this database uses another wake mode"); },
+                   seconds(10)));
   CHECK(contains(b.err(), "\"relay\":\"old-notify\""));
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.relays") == 2; }, seconds(10)));
   auto st = run_pgrelay({"-d", db.url(), "status"});
@@ -129,9 +132,9 @@ TEST_CASE("-c and -d are accepted after the subcommand too, and each subcommand'
 TEST_CASE("no error ever echoes the password of a connection string") {
   const std::string url = "postgresql://app:hunter2@127.0.0.1:1/app?connect_timeout=2";
   const std::vector<std::vector<std::string>> commands = {
-      {"status", "--bogus=" + url},                      // CLI11 quotes what it did not expect
+      {"status", "--bogus=" + url},  // CLI11 quotes what it did not expect
       {"status", "-d", url, "surplus"},
-      {"-d", url, "status"},                              // unreachable database
+      {"-d", url, "status"},  // unreachable database
       {"-d", "host=127.0.0.1 port=1 password=hunter2 connect_timeout=2", "status"},
       {"-d", "host=127.0.0.1 port=1 password='hunter2 x' connect_timeout=2", "dead", "list"},
   };
@@ -191,7 +194,8 @@ TEST_CASE("check-config refuses exactly what run refuses, with the same message"
     CHECK(contains(run.err, message));
   }
   // An unpadded whsec_ secret (as some providers issue it) is accepted by both.
-  TempConfig unpadded(R"({"relay": {"wake": "poll"}, "handlers": {"h": {"type": "webhook", "url": "http://127.0.0.1:1/x",
+  TempConfig unpadded(
+      R"({"relay": {"wake": "poll"}, "handlers": {"h": {"type": "webhook", "url": "http://127.0.0.1:1/x",
     "secret": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD+r6DNVIHYb4"}}, "routes": [{"match": "zz", "handlers": ["h"]}]})");
   CHECK(run_pgrelay({"-c", unpadded.path, "check-config"}).code == 0);
   ChildProcess relay({PGRELAY_BIN, "-c", unpadded.path, "-d", db.url(), "run"});
@@ -206,9 +210,9 @@ TEST_CASE("every command on a database that is not migrated exits 2 and says to 
   db.exec("CREATE TABLE plain (id int PRIMARY KEY)");
   TempConfig cfg(R"({"handlers": {"p": {"type": "stdout"}}, "routes": [{"match": "*", "handlers": ["p"]}]})");
   const std::vector<std::vector<std::string>> commands = {
-      {"status"}, {"emit", "a.b", "{}"}, {"track", "plain"}, {"untrack", "plain"}, {"dead", "list"},
-      {"dead", "retry", "--all"}, {"pause", "a.b", "--force"}, {"resume", "a.b"}, {"replay", "--all"},
-      {"-c", cfg.path, "run"}, {"-c", cfg.path, "reconcile"}};
+      {"status"},          {"emit", "a.b", "{}"},      {"track", "plain"},           {"untrack", "plain"},
+      {"dead", "list"},    {"dead", "retry", "--all"}, {"pause", "a.b", "--force"},  {"resume", "a.b"},
+      {"replay", "--all"}, {"-c", cfg.path, "run"},    {"-c", cfg.path, "reconcile"}};
   for (const auto& cmd : commands) {
     std::vector<std::string> args = {"-d", db.url()};
     args.insert(args.end(), cmd.begin(), cmd.end());
@@ -269,8 +273,9 @@ TEST_CASE("a second SIGTERM within a second of the first, as coreutils timeout s
   db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g)) FROM generate_series(1, 8) g");
   {
     ChildProcess relay({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
-    REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'") > 0; },
-                       seconds(10)));
+    REQUIRE(
+        eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'") > 0; },
+                   seconds(10)));
     relay.signal(SIGTERM);
     std::this_thread::sleep_for(milliseconds(20));
     relay.signal(SIGTERM);
@@ -280,14 +285,16 @@ TEST_CASE("a second SIGTERM within a second of the first, as coreutils timeout s
   }
   // The real thing: timeout(1) signals the relay, then its process group.
   db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g)) FROM generate_series(1, 8) g");
-  ChildProcess timed({"timeout", "--preserve-status", "-s", "TERM", "2", PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
+  ChildProcess timed(
+      {"timeout", "--preserve-status", "-s", "TERM", "2", PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
   CHECK(timed.wait(seconds(20)) == 0);
   CHECK_FALSE(contains(timed.err(), "second signal"));
   // A second signal a while later is impatience: exit at once.
   db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g)) FROM generate_series(1, 40) g");
   ChildProcess impatient({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
-  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'") > 0; },
-                     seconds(10)));
+  REQUIRE(
+      eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'") > 0; },
+                 seconds(10)));
   impatient.signal(SIGTERM);
   std::this_thread::sleep_for(milliseconds(1300));
   impatient.signal(SIGTERM);
@@ -334,7 +341,8 @@ TEST_CASE("a webhook pool smaller than its concurrency is warned about by check-
     "handlers": {"billing": {"type": "webhook", "url": "http://127.0.0.1:1/x", "concurrency": 64, "pool_size": 8},
                  "follows": {"type": "webhook", "url": "http://127.0.0.1:1/y", "concurrency": 64}},
     "routes": [{"match": "zz", "handlers": ["billing", "follows"]}]})");
-  const std::string warning = "handlers.billing.pool_size 8 is below its concurrency 64: at most 8 requests are in flight";
+  const std::string warning =
+      "handlers.billing.pool_size 8 is below its concurrency 64: at most 8 requests are in flight";
   const auto check = run_pgrelay({"-c", cfg.path, "check-config"});
   CHECK(check.code == 0);
   CHECK(contains(check.out, "warning: " + warning));
@@ -351,8 +359,8 @@ TEST_CASE("every subcommand's help describes it and exits 0") {
   // subcommand's own help must show that description and its own usage line.
   const std::string top = run_pgrelay({"--help"}).out;
   CHECK(contains(top, "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config"));
-  for (const std::string cmd : {"migrate", "run", "reconcile", "status", "emit", "track", "untrack", "dead", "check-config",
-                                "pause", "resume", "replay"}) {
+  for (const std::string cmd : {"migrate", "run", "reconcile", "status", "emit", "track", "untrack", "dead",
+                                "check-config", "pause", "resume", "replay"}) {
     CAPTURE(cmd);
     const size_t at = top.find("\n  " + cmd + " ");
     REQUIRE(at != std::string::npos);
@@ -366,7 +374,8 @@ TEST_CASE("every subcommand's help describes it and exits 0") {
     CHECK(contains(r.out, description));
     const size_t usage = r.out.find("Usage: ");
     REQUIRE(usage != std::string::npos);
-    CHECK(contains(r.out.substr(usage, r.out.find('\n', usage) - usage), " " + cmd + " "));  // its own usage, not the top level's
+    CHECK(contains(r.out.substr(usage, r.out.find('\n', usage) - usage),
+                   " " + cmd + " "));  // its own usage, not the top level's
   }
 }
 
@@ -378,7 +387,8 @@ TEST_CASE("emit, track and untrack from the command line write what they say") {
   auto t = run_pgrelay({"-d", db.url(), "track", "items", "--exclude", "secret", "--operations", "insert"});
   REQUIRE(t.code == 0);
   db.exec("INSERT INTO items VALUES (1, 'a', 'hidden'); UPDATE items SET name = 'b'");
-  auto r = db.exec("SELECT id, event_type, key, payload::text, payload->'new'->>'name' FROM pgrelay.db_events ORDER BY id");
+  auto r =
+      db.exec("SELECT id, event_type, key, payload::text, payload->'new'->>'name' FROM pgrelay.db_events ORDER BY id");
   REQUIRE(r.size() == 2);  // the update is not captured: --operations insert
   // emit printed the id of the row it wrote, with its type, key and payload.
   CHECK(e.out == r[0][0].as<std::string>() + "\n");
@@ -430,8 +440,9 @@ TEST_CASE("a relay killed with SIGKILL mid-batch: another relay delivers its eve
   db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g), 'k' || (g % 10)) FROM generate_series(1, 100) g");
   ChildProcess doomed({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
   // It holds every key: each key's head and the run behind it.
-  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE lease_owner = 'doomed'") == 100; },
-                     seconds(10)));
+  REQUIRE(eventually(
+      [&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE lease_owner = 'doomed'") == 100; },
+      seconds(10)));
   Config c = test_config(db.url());
   c.relay.id = "survivor";
   c.relay.lease_ms = 2000;
@@ -467,7 +478,8 @@ TEST_CASE("reconcile delivers the backlog and exits 0, or 3 when something is de
   db.exec("SELECT pgrelay.emit('good.e', '{}'), pgrelay.emit('bad', '{}')");
   auto dirty = run_pgrelay({"-d", db.url(), "-c", cfg.path, "reconcile", "--json"});
   CHECK(dirty.code == 3);
-  CHECK(contains(dirty.out, "\"delivered\":1,\"retried\":0,\"dead_now\":1,\"dead_total\":1,\"failing\":0,\"pending\":0"));
+  CHECK(
+      contains(dirty.out, "\"delivered\":1,\"retried\":0,\"dead_now\":1,\"dead_total\":1,\"failing\":0,\"pending\":0"));
   CHECK(contains(dirty.out, "\"exit_code\":3"));
 }
 
@@ -485,8 +497,9 @@ TEST_CASE("dead letters can be listed, retried and purged by filter") {
   TestDb db;
   db.exec("SELECT pgrelay.emit('mail.send', jsonb_build_object('n', g), 'user:' || g) FROM generate_series(1, 3) g");
   db.exec("SELECT pgrelay.emit('sms.send', '{}')");
-  db.exec("UPDATE pgrelay.db_events SET status = 'dead', attempts = 5, last_error = "
-          "CASE WHEN event_type = 'sms.send' THEN 'HTTP 410' ELSE 'timed out' END, finished_at = now()");
+  db.exec(
+      "UPDATE pgrelay.db_events SET status = 'dead', attempts = 5, last_error = "
+      "CASE WHEN event_type = 'sms.send' THEN 'HTTP 410' ELSE 'timed out' END, finished_at = now()");
   auto list = run_pgrelay({"-d", db.url(), "dead", "list", "--type", "mail.*", "--json"});
   CHECK(list.code == 0);
   CHECK(std::count(list.out.begin(), list.out.end(), '\n') == 3);
@@ -497,7 +510,9 @@ TEST_CASE("dead letters can be listed, retried and purged by filter") {
   auto retry = run_pgrelay({"-d", db.url(), "dead", "retry", "--key", "user:2"});
   CHECK(retry.code == 0);
   CHECK(contains(retry.out, "1 events pending again"));
-  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'pending' AND attempts = 0 AND key = 'user:2'") == 1);
+  CHECK(db.scalar(
+            "SELECT count(*) FROM pgrelay.db_events WHERE status = 'pending' AND attempts = 0 AND key = 'user:2'") ==
+        1);
   auto dry = run_pgrelay({"-d", db.url(), "dead", "purge", "--type", "mail.*"});
   CHECK(dry.code == 2);
   CHECK(contains(dry.out, "would delete 2 events"));

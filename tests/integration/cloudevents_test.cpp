@@ -88,8 +88,10 @@ std::string text(const TestDb& db, const std::string& sql) { return db.exec(sql)
 
 // created_at as JavaScript prints a Date: UTC, milliseconds.
 std::string js_time(const TestDb& db, int64_t id) {
-  return text(db, "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
-                  "FROM pgrelay.db_events WHERE id = " + std::to_string(id));
+  return text(db,
+              "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+              "FROM pgrelay.db_events WHERE id = " +
+                  std::to_string(id));
 }
 
 HandlerConfig webhook(const std::string& name, const std::string& url, const std::string& mode) {
@@ -103,7 +105,8 @@ HandlerConfig webhook(const std::string& name, const std::string& url, const std
   return h;
 }
 
-HandlerConfig nats(const std::string& name, const std::string& url, const std::string& subject, const std::string& mode) {
+HandlerConfig nats(const std::string& name, const std::string& url, const std::string& subject,
+                   const std::string& mode) {
   HandlerConfig h;
   h.name = name;
   h.type = "nats";
@@ -129,8 +132,10 @@ std::pair<int64_t, int64_t> emit_two(const TestDb& db) {
   auto c = db.connect();
   pqxx::work tx(*c);
   tx.exec(std::string("SET LOCAL pgrelay.traceparent = '") + kTraceparent + "'");
-  const int64_t keyed = tx.exec1("SELECT pgrelay.emit('orders.paid', '{\"n\": 1, \"big\": 12345678901234567890123, "
-                                 "\"note\": \"ünï\"}', 'order:42')")[0].as<int64_t>();
+  const int64_t keyed = tx.exec1(
+                              "SELECT pgrelay.emit('orders.paid', '{\"n\": 1, \"big\": 12345678901234567890123, "
+                              "\"note\": \"ünï\"}', 'order:42')")[0]
+                            .as<int64_t>();
   tx.commit();
   const int64_t bare = db.scalar("SELECT pgrelay.emit('users.seen', '{}')");
   return {keyed, bare};
@@ -190,7 +195,8 @@ TEST_CASE("webhook deliveries in binary and structured mode are CloudEvents the 
       if (paths[i] == "/structured") CHECK(str(e, "traceparent") == kTraceparent);
     }
     if (paths[i] == "/binary") {
-      CHECK(deliveries[i].body == text(db, "SELECT payload::text FROM pgrelay.db_events WHERE id = " + std::to_string(id)));
+      CHECK(deliveries[i].body ==
+            text(db, "SELECT payload::text FROM pgrelay.db_events WHERE id = " + std::to_string(id)));
     }
   }
 }

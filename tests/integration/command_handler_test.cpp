@@ -40,10 +40,11 @@ Event sample(int attempt) {
 
 TEST_CASE("a command gets the event on stdin and its id, type, key and attempt in the environment") {
   const std::string out = "/tmp/pgrelay-cmd-" + std::to_string(::getpid());
-  CommandHandler h({"sh", "-c",
-                    "cat > " + out + ".in; echo \"$PGRELAY_EVENT_ID $PGRELAY_EVENT_TYPE $PGRELAY_EVENT_KEY $PGRELAY_ATTEMPT\" > " +
-                        out + ".env"},
-                   5000, 1);
+  CommandHandler h(
+      {"sh", "-c",
+       "cat > " + out + ".in; echo \"$PGRELAY_EVENT_ID $PGRELAY_EVENT_TYPE $PGRELAY_EVENT_KEY $PGRELAY_ATTEMPT\" > " +
+           out + ".env"},
+      5000, 1);
   CHECK(run_once(h, sample(3)).is_ok());
   CHECK(read_file(out + ".in") == sample(3).json);
   CHECK(read_file(out + ".env") == "42 orders.paid order:7 3\n");

@@ -58,7 +58,8 @@ struct SchemaVerdict {
 };
 
 std::map<std::string, SchemaVerdict> validate_with_ajv(const std::vector<std::string>& files) {
-  std::vector<std::string> argv = {"node", kRoot + "/tests/node/config_schema_check.js", kRoot + "/config/pgrelay.schema.json"};
+  std::vector<std::string> argv = {"node", kRoot + "/tests/node/config_schema_check.js",
+                                   kRoot + "/config/pgrelay.schema.json"};
   argv.insert(argv.end(), files.begin(), files.end());
   ChildProcess p(argv);
   const auto code = p.wait(std::chrono::seconds(60));

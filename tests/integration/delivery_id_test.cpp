@@ -66,7 +66,8 @@ Config relay_config(const std::string& url, std::vector<HandlerConfig> handlers)
 
 }  // namespace
 
-TEST_CASE("two databases' events with equal ids reach one receiver with distinct webhook-ids, kept on retry and replay") {
+TEST_CASE(
+    "two databases' events with equal ids reach one receiver with distinct webhook-ids, kept on retry and replay") {
   MigratedDb a, b;
   const std::string prefix_a = a.sql("SELECT value FROM pgrelay.settings WHERE name = 'event_id_prefix'");
   const std::string prefix_b = b.sql("SELECT value FROM pgrelay.settings WHERE name = 'event_id_prefix'");

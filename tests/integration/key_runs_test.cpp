@@ -49,7 +49,8 @@ TEST_CASE("a run stops at a failing event: its key's later events wait while oth
   relay.add_handler("rec", std::move(h), RetryPolicy{20, 100, 200, 0.0});
   relay.add_route("*", {"rec"});
   db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g), 'k1') FROM generate_series(1, 10) g");
-  db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', 100 + g), 'k' || (g % 5 + 2)) FROM generate_series(1, 50) g");
+  db.exec(
+      "SELECT pgrelay.emit('e', jsonb_build_object('n', 100 + g), 'k' || (g % 5 + 2)) FROM generate_series(1, 50) g");
   RelayThread t(relay);
   // Every other key is delivered while k1 is stuck at its third event.
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE key <> 'k1'") == 0; },
@@ -131,7 +132,9 @@ TEST_CASE("a run claimed behind a head whose outcome is not yet recorded follows
   REQUIRE(eventually([&] { return rec->count() == 1; }, seconds(10)));
   // Its lease "runs out" now, its outcome still unrecorded; then two more of the key.
   REQUIRE(db.scalar("WITH x AS (UPDATE pgrelay.db_events SET next_attempt_at = now() - interval '1 second' "
-                    "WHERE id = " + std::to_string(head) + " AND status = 'processing' RETURNING 1) "
+                    "WHERE id = " +
+                    std::to_string(head) +
+                    " AND status = 'processing' RETURNING 1) "
                     "SELECT count(*) FROM x") == 1);
   db.exec("SELECT pgrelay.emit('e', jsonb_build_object('n', g), 'k') FROM generate_series(2, 3) g");
   const bool run_delivered = eventually([&] { return rec->count() == 3; }, seconds(10));
@@ -156,7 +159,8 @@ TEST_CASE("a run whose head another relay took while this one was cut off is giv
   std::atomic<bool> let_head_go{false};
   auto h = std::make_unique<RecordingHandler>(
       [&](const Event& e) {
-        while (e.json.find("\"n\": 1") != std::string::npos && !let_head_go) std::this_thread::sleep_for(milliseconds(5));
+        while (e.json.find("\"n\": 1") != std::string::npos && !let_head_go)
+          std::this_thread::sleep_for(milliseconds(5));
         return Outcome::ok();
       },
       1);
@@ -167,8 +171,9 @@ TEST_CASE("a run whose head another relay took while this one was cut off is giv
   const int64_t head = db.scalar("SELECT min(id) FROM pgrelay.db_events");
   RelayThread t(relay);
   // The head is being delivered, the other two wait behind it in this relay's run.
-  const bool claimed = eventually(
-      [&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'") == 3; }, seconds(10));
+  const bool claimed =
+      eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'") == 3; },
+                 seconds(10));
   // Another relay takes the head (as after a lease ran out) while this one is cut off.
   db.exec("UPDATE pgrelay.db_events SET claim_token = claim_token + 1000000, lease_owner = 'other' WHERE id = " +
           std::to_string(head));
@@ -181,7 +186,8 @@ TEST_CASE("a run whose head another relay took while this one was cut off is giv
   db.exec("SELECT pgrelay.ack_done(ARRAY[id], ARRAY[claim_token], false, '{}') FROM pgrelay.db_events WHERE id = " +
           std::to_string(head));
   let_head_go = true;  // before any REQUIRE: the relay's shutdown waits for this delivery
-  const bool drained = eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10));
+  const bool drained =
+      eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10));
   REQUIRE(claimed);
   REQUIRE(given_back);
   REQUIRE(drained);

@@ -27,7 +27,8 @@ TEST_CASE("deliveries deferred behind an open circuit are logged once with a cou
   TestDb db;
   const std::string dead_url = "http://127.0.0.1:" + std::to_string(free_port()) + "/hook";  // nothing listens
   TempConfig cfg(R"({"relay": {"lease_ms": 10000},
-    "handlers": {"billing": {"type": "webhook", "url": ")" + dead_url + R"(", "timeout_ms": 2000,
+    "handlers": {"billing": {"type": "webhook", "url": ")" +
+                 dead_url + R"(", "timeout_ms": 2000,
                              "circuit_breaker": {"failures": 3, "cooldown_ms": 500},
                              "retry": {"max_attempts": 1000, "base_ms": 100, "cap_ms": 200}}},
     "routes": [{"match": "*", "handlers": ["billing"]}]})");

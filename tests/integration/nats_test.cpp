@@ -93,8 +93,9 @@ TEST_CASE("every event lands in the stream once, with its delivery id as Nats-Ms
   js.add_stream(kStream, {"pgrelay.>"});
   Relay relay(relay_config(db, nats_handler(nats.url())));
   RelayThread t(relay);
-  db.exec("SELECT pgrelay.emit(CASE WHEN g % 2 = 0 THEN 'orders.created' ELSE 'users.created' END, "
-          "jsonb_build_object('n', g)) FROM generate_series(1, 300) g");
+  db.exec(
+      "SELECT pgrelay.emit(CASE WHEN g % 2 = 0 THEN 'orders.created' ELSE 'users.created' END, "
+      "jsonb_build_object('n', g)) FROM generate_series(1, 300) g");
   REQUIRE(eventually([&] { return count_where(db, "status = 'done'") == 300; }, seconds(60)));
   t.stop();
   CHECK(js.message_count(kStream) == 300);
@@ -121,8 +122,9 @@ TEST_CASE("events delivered again after a retry are stored once, thanks to Nats-
   REQUIRE(eventually([&] { return count_where(db, "status = 'done'") == 50; }, seconds(30)));
   REQUIRE(js.message_count(kStream) == 50);
   // What a crash or an expired lease after the publish would do: deliver the same events again.
-  db.exec("UPDATE pgrelay.db_events SET status = 'pending', next_attempt_at = now(), handlers_done = '{}', "
-          "finished_at = NULL, lease_owner = NULL, claim_token = NULL");
+  db.exec(
+      "UPDATE pgrelay.db_events SET status = 'pending', next_attempt_at = now(), handlers_done = '{}', "
+      "finished_at = NULL, lease_owner = NULL, claim_token = NULL");
   REQUIRE(eventually([&] { return count_where(db, "status = 'done' AND attempts = 2") == 50; }, seconds(30)));
   t.stop();
   CHECK(js.message_count(kStream) == 50);
@@ -255,10 +257,12 @@ TEST_CASE("shutdown answers a publish waiting for its ack and every queued deliv
   }
   const auto started = std::chrono::steady_clock::now();
   handler.shutdown();
-  REQUIRE(eventually([&] {
-    std::lock_guard<std::mutex> l(m);
-    return outcomes.size() == 3;
-  }, seconds(5)));
+  REQUIRE(eventually(
+      [&] {
+        std::lock_guard<std::mutex> l(m);
+        return outcomes.size() == 3;
+      },
+      seconds(5)));
   CHECK(std::chrono::steady_clock::now() - started < seconds(2));
   for (const auto& o : outcomes) {
     CHECK(o.kind == Outcome::Kind::retry);

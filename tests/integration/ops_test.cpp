@@ -67,9 +67,13 @@ TEST_CASE("metrics values match the database after a known workload") {
   db.exec("SELECT pgrelay.emit('m.unrouted', '{}') FROM generate_series(1, 4)");
   db.exec("SELECT pgrelay.emit('m.hook', '{}') FROM generate_series(1, 2)");
   REQUIRE(eventually([&] { return okp->count() == 7 && badp->count() == 3; }, seconds(20)));
-  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE attempts = 1 AND "
-                                            "event_type = 'm.hook' AND status = 'pending'") == 2; },
-                     seconds(20)));
+  REQUIRE(eventually(
+      [&] {
+        return db.scalar(
+                   "SELECT count(*) FROM pgrelay.db_events WHERE attempts = 1 AND "
+                   "event_type = 'm.hook' AND status = 'pending'") == 2;
+      },
+      seconds(20)));
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 3; },
                      seconds(10)));
   // The unrouted type is set aside: not a backlog of this (or any) relay.
@@ -103,7 +107,8 @@ TEST_CASE("metrics values match the database after a known workload") {
   CHECK(prom_value(text, "pgrelay_database_up") == 1);
   CHECK(has(text, "# TYPE pgrelay_handler_latency_seconds histogram"));
   CHECK(has(text, "# TYPE pgrelay_circuit_breaker_state gauge"));
-  const std::string breaker = R"({handler="hook",destination="http://127.0.0.1:)" + std::to_string(failing.port()) + R"("})";
+  const std::string breaker =
+      R"({handler="hook",destination="http://127.0.0.1:)" + std::to_string(failing.port()) + R"("})";
   CHECK(prom_value(text, "pgrelay_circuit_breaker_state" + breaker) == 2);
   CHECK(prom_value(text, "pgrelay_circuit_breaker_consecutive_failures" + breaker) == 2);
   CHECK(prom_value(text, R"(pgrelay_deliveries_retried_total{event_type="m.hook",handler="hook"})") == 2);
@@ -117,11 +122,15 @@ TEST_CASE("metrics values match the database after a known workload") {
                              "\",\"state\":\"open\",\"consecutive_failures\":2}]"));
 }
 
-TEST_CASE("gauges of processing, due, blocked, scheduled and paused events, the oldest ages and lease expiries match a known state") {
+TEST_CASE(
+    "gauges of processing, due, blocked, scheduled and paused events, the oldest ages and lease expiries match a known "
+    "state") {
   TestDb db;
   // Two events whose lease ran out under a relay that is gone: the relay takes them over.
-  db.exec("INSERT INTO pgrelay.db_events (event_type, payload, status, attempts, next_attempt_at, lease_owner, claim_token) "
-          "SELECT 'g.ok', '{}', 'processing', 1, now() - interval '1 second', 'gone', 1 FROM generate_series(1, 2)");
+  db.exec(
+      "INSERT INTO pgrelay.db_events (event_type, payload, status, attempts, next_attempt_at, lease_owner, "
+      "claim_token) "
+      "SELECT 'g.ok', '{}', 'processing', 1, now() - interval '1 second', 'gone', 1 FROM generate_series(1, 2)");
   Config c = test_config(db.url());
   c.admin.listen = "127.0.0.1:0";
   c.relay.wake = "notify";
@@ -162,8 +171,10 @@ TEST_CASE("gauges of processing, due, blocked, scheduled and paused events, the 
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'paused'") == 4; },
                      seconds(10)));
   // The oldest due event: created an hour ago, due for ten minutes.
-  db.exec("UPDATE pgrelay.db_events SET created_at = now() - interval '1 hour', next_attempt_at = now() - interval '10 minutes' "
-          "WHERE id = (SELECT min(id) FROM pgrelay.db_events WHERE event_type = 'g.held' AND status = 'pending')");
+  db.exec(
+      "UPDATE pgrelay.db_events SET created_at = now() - interval '1 hour', next_attempt_at = now() - interval '10 "
+      "minutes' "
+      "WHERE id = (SELECT min(id) FROM pgrelay.db_events WHERE event_type = 'g.held' AND status = 'pending')");
 
   std::string text;
   const bool sampled = eventually(
@@ -268,8 +279,8 @@ TEST_CASE("replay with --dry-run lists exactly what a real replay then delivers"
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'done'") == 10; },
                      seconds(15)));
   const int64_t first_a = db.scalar("SELECT min(id) FROM pgrelay.db_events WHERE event_type = 'r.a'");
-  const std::vector<std::string> filter = {"--type", "r.*", "--from-id", std::to_string(first_a + 1), "--to-id",
-                                           std::to_string(first_a + 7)};
+  const std::vector<std::string> filter = {
+      "--type", "r.*", "--from-id", std::to_string(first_a + 1), "--to-id", std::to_string(first_a + 7)};
   std::vector<std::string> dry = {"-d", db.url(), "replay", "--dry-run", "--json"};
   dry.insert(dry.end(), filter.begin(), filter.end());
   auto d = run_pgrelay(dry);
@@ -317,8 +328,11 @@ TEST_CASE("retention removes finished events and leaves dead ones") {
   RelayThread t(relay);
   db.exec("SELECT pgrelay.emit('ret.ok', '{}') FROM generate_series(1, 12000)");
   db.exec("SELECT pgrelay.emit('ret.bad', '{}') FROM generate_series(1, 5)");
-  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status IN ('pending', 'processing')") == 0; },
-                     seconds(60)));
+  REQUIRE(eventually(
+      [&] {
+        return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status IN ('pending', 'processing')") == 0;
+      },
+      seconds(60)));
   // Kept for the retention first...
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'done'") > 0);
   // ...then removed in batches by the relay's periodic sweep.

@@ -50,8 +50,9 @@ struct Db {
 // Waits until an ack transaction is running the sql handler, so outcomes and sql
 // work are in flight when the server goes away.
 bool sql_ack_running(Db& db) {
-  return db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pgrelay.call_handler(%' "
-                   "AND state = 'active' AND pid <> pg_backend_pid()") > 0;
+  return db.scalar(
+             "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pgrelay.call_handler(%' "
+             "AND state = 'active' AND pid <> pg_backend_pid()") > 0;
 }
 
 // Stops the server for longer than the lease, then starts it again.
@@ -99,18 +100,22 @@ TEST_CASE("a mixed route across an outage: no event is done unless its command h
   const std::string script = dir + "/cmd.sh";
   std::ofstream(script) << "#!/bin/sh\nev=$(cat)\nid=$(printf '%s' \"$ev\" | sed 's/^{\"id\":\\([0-9]*\\).*/\\1/')\n"
                            "sleep 0.2\n"
-                           "case \"$ev\" in *'\"fail\": true'*|*'\"fail\":true'*) echo \"$id rc1\" >> " + runs +
+                           "case \"$ev\" in *'\"fail\": true'*|*'\"fail\":true'*) echo \"$id rc1\" >> " +
+                               runs +
                                "; exit 1;; esac\n"
-                               "echo \"$id rc0\" >> " + runs + "\nexit 0\n";
+                               "echo \"$id rc0\" >> " +
+                               runs + "\nexit 0\n";
   ::chmod(script.c_str(), 0755);
   TempConfig cfg(R"({"relay": {"lease_ms": 1000, "wake": "poll", "ack_delay_ms": 200},
     "handlers": {
-      "cmd_mixed": {"type": "command", "command": [")" + script + R"("], "timeout_ms": 3000, "concurrency": 32,
+      "cmd_mixed": {"type": "command", "command": [")" +
+                 script + R"("], "timeout_ms": 3000, "concurrency": 32,
                     "retry": {"max_attempts": 3, "base_ms": 100, "cap_ms": 200}},
       "sql_mixed": {"type": "sql", "function": "app.record", "timeout_ms": 2500, "retry": {"max_attempts": 20, "base_ms": 100}}},
     "routes": [{"match": "*", "handlers": ["cmd_mixed", "sql_mixed"]}]})");
-  db->exec("SELECT pgrelay.emit('order.paid', jsonb_build_object('n', g, 'fail', g % 3 = 0)) "
-           "FROM generate_series(1, 60) g");
+  db->exec(
+      "SELECT pgrelay.emit('order.paid', jsonb_build_object('n', g, 'fail', g % 3 = 0)) "
+      "FROM generate_series(1, 60) g");
   ChildProcess relay({PGRELAY_BIN, "-d", cluster.url(), "-c", cfg.path, "run"});
   INFO("relay's log: " << relay.err());
   REQUIRE(eventually([&] { return sql_ack_running(*db); }, seconds(15)));
@@ -123,7 +128,8 @@ TEST_CASE("a mixed route across an outage: no event is done unless its command h
   CHECK(relay.wait(seconds(10)) == 0);
   // Every failing event ends dead; none is recorded as delivered.
   CHECK(db->scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 20);
-  CHECK(db->scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead' AND NOT payload @> '{\"fail\": true}'") == 0);
+  CHECK(db->scalar(
+            "SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead' AND NOT payload @> '{\"fail\": true}'") == 0);
   // The sql handler ran exactly once for each event that is not dead, and never for a failing one:
   // it records success only together with the event's outcome.
   CHECK(db->scalar("SELECT count(*) FROM app.ledger") == 60);
@@ -144,10 +150,12 @@ TEST_CASE("a relay frozen past its lease claims its own events again without del
   const std::string runs = dir + "/runs.log";
   const std::string script = dir + "/cmd.sh";
   // Slow enough that the freeze lands while deliveries run; each run logs the event id once.
-  std::ofstream(script) << "#!/bin/sh\nid=$(sed 's/^{\"id\":\\([0-9]*\\).*/\\1/')\nsleep 0.5\necho \"$id\" >> " + runs + "\n";
+  std::ofstream(script) << "#!/bin/sh\nid=$(sed 's/^{\"id\":\\([0-9]*\\).*/\\1/')\nsleep 0.5\necho \"$id\" >> " + runs +
+                               "\n";
   ::chmod(script.c_str(), 0755);
   TempConfig cfg(R"({"relay": {"lease_ms": 1000, "wake": "poll"},
-    "handlers": {"cmd": {"type": "command", "command": [")" + script + R"("], "timeout_ms": 3900, "concurrency": 40}},
+    "handlers": {"cmd": {"type": "command", "command": [")" +
+                 script + R"("], "timeout_ms": 3900, "concurrency": 40}},
     "routes": [{"match": "*", "handlers": ["cmd"]}]})");
   db.exec("SELECT pgrelay.emit('order.paid', jsonb_build_object('n', g)) FROM generate_series(1, 40) g");
   ChildProcess relay({PGRELAY_BIN, "-d", cluster.url(), "-c", cfg.path, "run"});

@@ -35,17 +35,18 @@ void two_relays_through_the_pooler(const std::string& claim) {
   PgBouncer bouncer(server_url());
   const std::string pooled = bouncer.url(db.name());
   TempConfig cfg(R"({"database": {"url": ")" + pooled + R"(", "listen_url": ")" + db.url() + R"("},
-    "relay": {"claim": ")" + claim + R"(", "lease_ms": 10000, "batch_size": 100},
+    "relay": {"claim": ")" +
+                 claim + R"(", "lease_ms": 10000, "batch_size": 100},
     "handlers": {"out": {"type": "stdout", "timeout_ms": 5000}},
     "routes": [{"match": "*", "handlers": ["out"]}]})");
   auto start = [&](const std::string& id) {
-    return std::make_unique<ChildProcess>(
-        std::vector<std::string>{PGRELAY_BIN, "-c", cfg.path, "run"},
-        std::map<std::string, std::string>{{"PGRELAY_RELAY_ID", id}});
+    return std::make_unique<ChildProcess>(std::vector<std::string>{PGRELAY_BIN, "-c", cfg.path, "run"},
+                                          std::map<std::string, std::string>{{"PGRELAY_RELAY_ID", id}});
   };
   auto r1 = start("r1");
   auto r2 = start("r2");
-  db.exec("SELECT pgrelay.emit('pooled.e', jsonb_build_object('n', g), 'k' || (g % 50)) FROM generate_series(1, 2500) g");
+  db.exec(
+      "SELECT pgrelay.emit('pooled.e', jsonb_build_object('n', g), 'k' || (g % 50)) FROM generate_series(1, 2500) g");
   INFO("r1: " << r1->err().substr(0, 2000) << "\npgbouncer: " << bouncer.log().substr(0, 2000));
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") < 1500; }, seconds(30)));
   // A rolling restart, as docs/operations.md recommends for upgrades.
@@ -55,7 +56,8 @@ void two_relays_through_the_pooler(const std::string& claim) {
   count_ids(r2->out(), seen);
   const std::string r2_err = r2->err();
   r2 = start("r2");
-  db.exec("SELECT pgrelay.emit('pooled.e', jsonb_build_object('n', g), 'k' || (g % 50)) FROM generate_series(1, 2500) g");
+  db.exec(
+      "SELECT pgrelay.emit('pooled.e', jsonb_build_object('n', g), 'k' || (g % 50)) FROM generate_series(1, 2500) g");
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(60)));
   // Both relays report, and the pooler carries the status query too.
   RunResult status;

@@ -24,8 +24,11 @@ struct Counter : pqxx::notification_receiver {
 
 // The capture triggers on a table, as "name:row" or "name:statement", in name order.
 std::string capture_triggers(const TestDb& db, const std::string& table) {
-  return db.exec("SELECT coalesce(string_agg(tgname || CASE WHEN tgtype & 1 = 1 THEN ':row' ELSE ':statement' END, ' ' "
-                 "ORDER BY tgname), '') FROM pg_trigger WHERE tgrelid = '" + table + "'::regclass AND NOT tgisinternal")[0][0]
+  return db
+      .exec(
+          "SELECT coalesce(string_agg(tgname || CASE WHEN tgtype & 1 = 1 THEN ':row' ELSE ':statement' END, ' ' "
+          "ORDER BY tgname), '') FROM pg_trigger WHERE tgrelid = '" +
+          table + "'::regclass AND NOT tgisinternal")[0][0]
       .as<std::string>();
 }
 
@@ -39,9 +42,12 @@ int drain(pqxx::connection& c) {
 
 TEST_CASE("emit writes one pending row with its type, key, payload and headers") {
   TestDb db;
-  const int64_t id = db.scalar(R"(SELECT pgrelay.emit('user.signed_up', '{"email": "a@b.c"}', 'user:7', '{"trace": "x1"}'))");
-  auto r = db.exec("SELECT event_type, key, payload->>'email', headers->>'trace', status, attempts FROM pgrelay.db_events WHERE id = " +
-                   std::to_string(id));
+  const int64_t id =
+      db.scalar(R"(SELECT pgrelay.emit('user.signed_up', '{"email": "a@b.c"}', 'user:7', '{"trace": "x1"}'))");
+  auto r = db.exec(
+      "SELECT event_type, key, payload->>'email', headers->>'trace', status, attempts FROM pgrelay.db_events WHERE id "
+      "= " +
+      std::to_string(id));
   REQUIRE(r.size() == 1);
   CHECK(r[0][0].as<std::string>() == "user.signed_up");
   CHECK(r[0][1].as<std::string>() == "user:7");
@@ -162,8 +168,9 @@ TEST_CASE("capture triggers record the operation, the rows and the changed colum
 TEST_CASE("track options choose key columns, captured columns, operations and prefix") {
   TestDb db;
   db.exec("CREATE TABLE acct (id int PRIMARY KEY, tenant text, secret text, balance int, touched_at int)");
-  db.exec("SELECT pgrelay.track('acct', key_columns => '{tenant,id}', exclude_columns => '{secret,touched_at}', "
-          "operations => '{insert,update}', event_prefix => 'bank.acct')");
+  db.exec(
+      "SELECT pgrelay.track('acct', key_columns => '{tenant,id}', exclude_columns => '{secret,touched_at}', "
+      "operations => '{insert,update}', event_prefix => 'bank.acct')");
   db.exec("INSERT INTO acct VALUES (1, 'acme', 's3cr3t', 5, 0)");
   db.exec("UPDATE acct SET touched_at = 1, secret = 'new' WHERE id = 1");  // only excluded columns: no event
   db.exec("UPDATE acct SET balance = 6 WHERE id = 1");
@@ -202,15 +209,15 @@ TEST_CASE("hostile identifiers are quoted, never executed") {
                        doctest::Contains("has no column"), pqxx::sql_error);
   CHECK_THROWS_WITH_AS(db.exec("SELECT pgrelay.track('x', event_prefix => 'a''; drop')"),
                        doctest::Contains("event prefix"), pqxx::sql_error);
-  CHECK_THROWS_WITH_AS(db.exec("SELECT pgrelay.emit('x''); DROP TABLE x; --', '{}')"), doctest::Contains("db_events_type_valid"),
-                       pqxx::sql_error);
+  CHECK_THROWS_WITH_AS(db.exec("SELECT pgrelay.emit('x''); DROP TABLE x; --', '{}')"),
+                       doctest::Contains("db_events_type_valid"), pqxx::sql_error);
   CHECK(db.scalar("SELECT count(*) FROM pg_class WHERE relname = 'x'") == 1);
 }
 
 TEST_CASE("emit rejects payloads that are not JSON objects with a clear error") {
   TestDb db;
-  CHECK_THROWS_WITH_AS(db.exec("SELECT pgrelay.emit('a', '[1,2]')"), doctest::Contains("payload must be a JSON object, got array"),
-                       pqxx::sql_error);
+  CHECK_THROWS_WITH_AS(db.exec("SELECT pgrelay.emit('a', '[1,2]')"),
+                       doctest::Contains("payload must be a JSON object, got array"), pqxx::sql_error);
   CHECK_THROWS_WITH_AS(db.exec("SELECT pgrelay.emit('a', NULL)"), doctest::Contains("got NULL"), pqxx::sql_error);
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);
 }
@@ -263,8 +270,9 @@ TEST_CASE("every keyed producer takes its key's lock: capture by primary key or 
     auto c = db.connect();
     pqxx::work tx(*c);
     tx.exec(insert);
-    const int64_t n = tx.exec("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")[0][0]
-                          .as<int64_t>();
+    const int64_t n =
+        tx.exec("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")[0][0]
+            .as<int64_t>();
     tx.commit();
     return n;
   };
@@ -287,8 +295,9 @@ TEST_CASE("a bulk insert or delete on a tracked table writes one event per row, 
   db.exec("INSERT INTO orders VALUES (501, 5010)");
   db.exec("DELETE FROM orders WHERE id IN (7, 8)");
   db.exec("INSERT INTO lines VALUES (1, 1, 5), (1, 2, 6)");  // a composite key and excluded columns: the general path
-  auto r = db.exec("SELECT event_type, key, payload->>'op', payload->'new'->>'total', payload->'old'->>'total', "
-                   "payload ? 'changed' AND payload->'changed' = 'null', payload->>'table' FROM pgrelay.db_events ORDER BY id");
+  auto r = db.exec(
+      "SELECT event_type, key, payload->>'op', payload->'new'->>'total', payload->'old'->>'total', "
+      "payload ? 'changed' AND payload->'changed' = 'null', payload->>'table' FROM pgrelay.db_events ORDER BY id");
   REQUIRE(r.size() == 505);
   for (int i = 0; i < 501; ++i) {
     CAPTURE(i);
@@ -313,7 +322,8 @@ TEST_CASE("track captures inserts and deletes per statement where it can, and pe
   TestDb db;
   db.exec("CREATE TABLE a (id int PRIMARY KEY, tenant text)");
   db.exec("SELECT pgrelay.track('a')");
-  CHECK(capture_triggers(db, "a") == "pgrelay_capture:row pgrelay_capture_delete:statement pgrelay_capture_insert:statement");
+  CHECK(capture_triggers(db, "a") ==
+        "pgrelay_capture:row pgrelay_capture_delete:statement pgrelay_capture_insert:statement");
   db.exec("SELECT pgrelay.track('a', operations => '{insert}')");
   CHECK(capture_triggers(db, "a") == "pgrelay_capture_insert:statement");
   // A key that is not the primary key takes a key lock per row before that row's event.
@@ -328,29 +338,34 @@ TEST_CASE("track captures inserts and deletes per statement where it can, and pe
   db.exec("INSERT INTO p VALUES (1, 5), (2, 6)");
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE event_type = 'p1.insert'") == 2);
   db.exec("SELECT pgrelay.untrack('p1'); SELECT pgrelay.track('p')");
-  CHECK(capture_triggers(db, "p") == "pgrelay_capture:row pgrelay_capture_delete:statement pgrelay_capture_insert:statement");
+  CHECK(capture_triggers(db, "p") ==
+        "pgrelay_capture:row pgrelay_capture_delete:statement pgrelay_capture_insert:statement");
   db.exec("INSERT INTO p VALUES (3, 7), (4, 8)");
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE event_type = 'p.insert'") == 2);
 }
 
-TEST_CASE("re-applying the capture functions gives tables tracked with a row trigger for every operation the new triggers") {
+TEST_CASE(
+    "re-applying the capture functions gives tables tracked with a row trigger for every operation the new triggers") {
   TestDb db;
   db.exec("CREATE TABLE old_style (id int PRIMARY KEY, v int)");
   db.exec("SELECT pgrelay.track('old_style', exclude_columns => '{v}')");
   db.exec("UPDATE pgrelay.tracked_tables SET tracked_at = '2020-01-01'");
   // What track() installed before inserts and deletes were captured per statement.
-  db.exec("DROP TRIGGER pgrelay_capture ON old_style; DROP TRIGGER pgrelay_capture_insert ON old_style; "
-          "DROP TRIGGER pgrelay_capture_delete ON old_style; "
-          "CREATE TRIGGER pgrelay_capture AFTER INSERT OR UPDATE OR DELETE ON old_style FOR EACH ROW "
-          "EXECUTE FUNCTION pgrelay.capture('old_style', '{id}', '', '{v}', 'pk')");
+  db.exec(
+      "DROP TRIGGER pgrelay_capture ON old_style; DROP TRIGGER pgrelay_capture_insert ON old_style; "
+      "DROP TRIGGER pgrelay_capture_delete ON old_style; "
+      "CREATE TRIGGER pgrelay_capture AFTER INSERT OR UPDATE OR DELETE ON old_style FOR EACH ROW "
+      "EXECUTE FUNCTION pgrelay.capture('old_style', '{id}', '', '{v}', 'pk')");
   db.exec("CREATE TABLE gone (id int PRIMARY KEY); SELECT pgrelay.track('gone'); DROP TABLE gone");  // a stale entry
   // One that cannot be tracked again: a column it captures was dropped since.
-  db.exec("CREATE TABLE broken (id int PRIMARY KEY, v int); SELECT pgrelay.track('broken', include_columns => '{v}'); "
-          "DROP TRIGGER pgrelay_capture_insert ON broken; DROP TRIGGER pgrelay_capture_delete ON broken; "
-          "ALTER TABLE broken DROP COLUMN v");
+  db.exec(
+      "CREATE TABLE broken (id int PRIMARY KEY, v int); SELECT pgrelay.track('broken', include_columns => '{v}'); "
+      "DROP TRIGGER pgrelay_capture_insert ON broken; DROP TRIGGER pgrelay_capture_delete ON broken; "
+      "ALTER TABLE broken DROP COLUMN v");
   // One whose key is not its primary key: per row already, so it is left alone.
-  db.exec("CREATE TABLE by_tenant (id int PRIMARY KEY, tenant text); "
-          "SELECT pgrelay.track('by_tenant', key_columns => '{tenant}')");
+  db.exec(
+      "CREATE TABLE by_tenant (id int PRIMARY KEY, tenant text); "
+      "SELECT pgrelay.track('by_tenant', key_columns => '{tenant}')");
   const std::string by_tenant_trigger =
       "SELECT oid FROM pg_trigger WHERE tgrelid = 'by_tenant'::regclass AND tgname = 'pgrelay_capture'";
   const int64_t by_tenant_before = db.scalar(by_tenant_trigger);
@@ -360,8 +375,8 @@ TEST_CASE("re-applying the capture functions gives tables tracked with a row tri
   REQUIRE(!capture_sql.empty());
   capture_sql += "\n-- changed, so migrate applies it again\n";
   auto conn = db.connect();
-  const auto report = pgrelay::migrate(*conn, {pgrelay::SqlFile{pgrelay::SqlFile::Kind::repeatable, "20_capture.sql",
-                                                                capture_sql.c_str()}});
+  const auto report = pgrelay::migrate(
+      *conn, {pgrelay::SqlFile{pgrelay::SqlFile::Kind::repeatable, "20_capture.sql", capture_sql.c_str()}});
   CHECK(report.applied.size() == 1);
   REQUIRE(report.warnings.size() == 1);
   CHECK(report.warnings[0].find("broken keeps its earlier capture trigger") != std::string::npos);
@@ -396,11 +411,12 @@ static void second_producer_waits_for_the_first(const TestDb& db, const std::str
 
 TEST_CASE("an emit and a capture of one key, by primary key or other columns, commit in id order") {
   TestDb db;
-  db.exec("CREATE TABLE acct (id int PRIMARY KEY, owner text, balance int); SELECT pgrelay.track('acct');"
-          "CREATE TABLE card (id int PRIMARY KEY, acct text, label text); "
-          "SELECT pgrelay.track('card', key_columns => '{acct}');"
-          "INSERT INTO acct VALUES (1, 'ann', 0); INSERT INTO card VALUES (7, '1', 'a');"
-          "DELETE FROM pgrelay.db_events");
+  db.exec(
+      "CREATE TABLE acct (id int PRIMARY KEY, owner text, balance int); SELECT pgrelay.track('acct');"
+      "CREATE TABLE card (id int PRIMARY KEY, acct text, label text); "
+      "SELECT pgrelay.track('card', key_columns => '{acct}');"
+      "INSERT INTO acct VALUES (1, 'ann', 0); INSERT INTO card VALUES (7, '1', 'a');"
+      "DELETE FROM pgrelay.db_events");
   // emit first, then an update of the tracked row with the same key (primary key).
   second_producer_waits_for_the_first(db, "SELECT pgrelay.emit('acct.note', '{}', 'acct:1')",
                                       "UPDATE acct SET balance = 5 WHERE id = 1");
@@ -422,13 +438,15 @@ TEST_CASE("an emit and a capture of one key, by primary key or other columns, co
 
 TEST_CASE("keys of tracked tables name their schema outside public, and partitions their tracked parent") {
   TestDb db;
-  db.exec("CREATE SCHEMA app; CREATE SCHEMA app2;"
-          "CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE app.t (id int PRIMARY KEY); CREATE TABLE app2.t (id int PRIMARY KEY);"
-          "CREATE TABLE m (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);"
-          "CREATE TABLE m_eu PARTITION OF m FOR VALUES IN ('eu');"
-          "SELECT pgrelay.track('t'), pgrelay.track('app.t'), pgrelay.track('app2.t'), pgrelay.track('m');"
-          "INSERT INTO t VALUES (1); INSERT INTO app.t VALUES (1); INSERT INTO app2.t VALUES (1);"
-          "INSERT INTO m VALUES (1, 'eu')");
+  db.exec(
+      "CREATE SCHEMA app; CREATE SCHEMA app2;"
+      "CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE app.t (id int PRIMARY KEY); CREATE TABLE app2.t (id int "
+      "PRIMARY KEY);"
+      "CREATE TABLE m (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);"
+      "CREATE TABLE m_eu PARTITION OF m FOR VALUES IN ('eu');"
+      "SELECT pgrelay.track('t'), pgrelay.track('app.t'), pgrelay.track('app2.t'), pgrelay.track('m');"
+      "INSERT INTO t VALUES (1); INSERT INTO app.t VALUES (1); INSERT INTO app2.t VALUES (1);"
+      "INSERT INTO m VALUES (1, 'eu')");
   auto r = db.exec("SELECT key FROM pgrelay.db_events ORDER BY id");
   REQUIRE(r.size() == 4);
   CHECK(r[0][0].as<std::string>() == "t:1");  // public tables keep the keys consumers already see
@@ -440,8 +458,9 @@ TEST_CASE("keys of tracked tables name their schema outside public, and partitio
 TEST_CASE("a keyed event behind an unfinished one of its key starts blocked, out of the claim's way") {
   TestDb db;
   db.exec("CREATE TABLE o (id int PRIMARY KEY); SELECT pgrelay.track('o', operations => '{insert}');");
-  db.exec("SELECT pgrelay.emit('e', '{}', 'k1'), pgrelay.emit('e', '{}', 'k1'), pgrelay.emit('e', '{}', 'k2'), "
-          "pgrelay.emit('e', '{}')");
+  db.exec(
+      "SELECT pgrelay.emit('e', '{}', 'k1'), pgrelay.emit('e', '{}', 'k1'), pgrelay.emit('e', '{}', 'k2'), "
+      "pgrelay.emit('e', '{}')");
   db.exec("INSERT INTO o SELECT 1 UNION ALL SELECT 2");  // two keys in one statement: both heads
   auto r = db.exec("SELECT coalesce(key, '-'), status FROM pgrelay.db_events ORDER BY id");
   REQUIRE(r.size() == 6);

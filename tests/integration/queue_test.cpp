@@ -64,8 +64,9 @@ TEST_CASE("a stale relay whose token was replaced cannot mark the event done or 
 
 TEST_CASE("only the oldest unfinished event of a key is claimable") {
   TestDb db;
-  db.exec("SELECT pgrelay.emit('a', '{}', 'k1'), pgrelay.emit('a', '{}', 'k1'), pgrelay.emit('a', '{}', 'k2'), "
-          "pgrelay.emit('a', '{}')");
+  db.exec(
+      "SELECT pgrelay.emit('a', '{}', 'k1'), pgrelay.emit('a', '{}', 'k1'), pgrelay.emit('a', '{}', 'k2'), "
+      "pgrelay.emit('a', '{}')");
   auto q = queue_for(db, "r");
   auto c1 = q->claim(Queue::Limits{10, 10, 1}, milliseconds(30000)).events;
   REQUIRE(c1.size() == 3);  // head of k1, head of k2, the keyless one
@@ -117,8 +118,9 @@ TEST_CASE("outcomes record retry time, errors, finished handlers and dead letter
       Ack{c[3].id, c[3].claim_token, Ack::Kind::release, 0, "released at shutdown", {}},
   };
   CHECK(q->ack(acks, true).applied == 4);
-  auto r = db.exec("SELECT status, attempts, last_error, handlers_done::text, "
-                   "next_attempt_at > now() + interval '4 s', finished_at IS NOT NULL FROM pgrelay.db_events ORDER BY id");
+  auto r = db.exec(
+      "SELECT status, attempts, last_error, handlers_done::text, "
+      "next_attempt_at > now() + interval '4 s', finished_at IS NOT NULL FROM pgrelay.db_events ORDER BY id");
   CHECK(r[0][0].as<std::string>() == "done");
   CHECK(r[0][5].as<bool>());
   CHECK(r[1][0].as<std::string>() == "pending");
@@ -140,7 +142,8 @@ TEST_CASE("a heartbeat extends only leases still held") {
   auto q = queue_for(db, "r");
   auto c = q->claim(Queue::Limits{10, 10, 1}, milliseconds(1000)).events;
   REQUIRE(c.size() == 2);
-  CHECK(q->extend({{c[0].id, c[0].claim_token}, {c[1].id, c[1].claim_token + 999}}, milliseconds(60000)) == std::vector<int64_t>{c[0].id});
+  CHECK(q->extend({{c[0].id, c[0].claim_token}, {c[1].id, c[1].claim_token + 999}}, milliseconds(60000)) ==
+        std::vector<int64_t>{c[0].id});
   std::this_thread::sleep_for(milliseconds(1100));
   auto other = queue_for(db, "other")->claim(Queue::Limits{10, 10, 1}, milliseconds(1000)).events;
   REQUIRE(other.size() == 1);

@@ -209,7 +209,6 @@ TEST_CASE("a paused or unrouted backlog leaves a relay whose own routes are drai
   CHECK(metrics.find("pgrelay_unrouted_events 40") != std::string::npos);
 }
 
-
 TEST_CASE("readiness returns to 200 once a backlog above the threshold has drained") {
   TestDb db;
   Config c = ready_config(db.url());
@@ -272,9 +271,8 @@ TEST_CASE("readiness fails while the LISTEN connection is down and recovers once
   // relay's claim and sample connections stay open), then end the listener's session.
   pqxx::connection admin(server_url());
   pqxx::nontransaction(admin).exec("ALTER DATABASE " + admin.quote_name(db.name()) + " ALLOW_CONNECTIONS false");
-  pqxx::nontransaction(admin).exec(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = " + admin.quote(db.name()) +
-      " AND application_name = 'pgrelay-listener'");
+  pqxx::nontransaction(admin).exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = " +
+                                   admin.quote(db.name()) + " AND application_name = 'pgrelay-listener'");
   const HttpReply down = readyz_saying(port, "LISTEN connection is down", seconds(15));
   INFO(down.body);
   CHECK(down.status == 503);

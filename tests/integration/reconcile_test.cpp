@@ -46,7 +46,8 @@ TEST_CASE("reconcile delivers retries that come due within its limit in the same
   char dir_template[] = "/tmp/pgrelay-reconcile-XXXXXX";
   const std::string dir = ::mkdtemp(dir_template);
   TempConfig cfg(R"({"handlers": {"cmd": {"type": "command", "timeout_ms": 5000,
-      "command": ["sh", "-c", "id=$(sed 's/^{\"id\":\\([0-9]*\\).*/\\1/'); [ -e )" + dir + R"(/$id ] && exit 0; touch )" + dir +
+      "command": ["sh", "-c", "id=$(sed 's/^{\"id\":\\([0-9]*\\).*/\\1/'); [ -e )" +
+                 dir + R"(/$id ] && exit 0; touch )" + dir +
                  R"(/$id; exit 1"],
       "retry": {"max_attempts": 5, "base_ms": 200, "cap_ms": 300}}},
     "routes": [{"match": "*", "handlers": ["cmd"]}]})");
@@ -87,8 +88,9 @@ TEST_CASE("reconcile waits for an expired lease that runs out within its limit a
   TempConfig cfg(kConfig);
   db.exec("SELECT pgrelay.emit('e', '{}')");
   // As a relay that died holding it would leave it: processing, its lease running out in 1 s.
-  db.exec("UPDATE pgrelay.db_events SET status = 'processing', attempts = 1, claim_token = 1, lease_owner = 'dead-relay', "
-          "next_attempt_at = now() + interval '1 second'");
+  db.exec(
+      "UPDATE pgrelay.db_events SET status = 'processing', attempts = 1, claim_token = 1, lease_owner = 'dead-relay', "
+      "next_attempt_at = now() + interval '1 second'");
   auto r = run_pgrelay({"-d", db.url(), "-c", cfg.path, "reconcile", "--max-duration", "10s", "--json"});
   INFO(r.out << r.err);
   CHECK(r.code == 0);

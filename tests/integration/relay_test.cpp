@@ -50,8 +50,9 @@ TEST_CASE("events whose type no relay routes are set aside, and delivered once a
     relay.add_route("orders.*", {"rec"});
     RelayThread t(relay);
     db.exec("SELECT pgrelay.emit('orders.created', '{}'), pgrelay.emit('users.created', '{}')");
-    REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'unrouted'") == 1; },
-                       seconds(10)));
+    REQUIRE(
+        eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'unrouted'") == 1; },
+                   seconds(10)));
     t.stop();
   }
   auto r = db.exec("SELECT event_type, status, attempts FROM pgrelay.db_events");
@@ -70,9 +71,8 @@ TEST_CASE("two handlers on one type, one failing twice: the good one runs once, 
   Relay relay(test_config(db.url()));
   auto good = std::make_unique<RecordingHandler>();
   std::atomic<int> failures{0};
-  auto flaky = std::make_unique<RecordingHandler>([&](const Event&) {
-    return failures++ < 2 ? Outcome::retry("not yet") : Outcome::ok();
-  });
+  auto flaky = std::make_unique<RecordingHandler>(
+      [&](const Event&) { return failures++ < 2 ? Outcome::retry("not yet") : Outcome::ok(); });
   RecordingHandler* g = good.get();
   RecordingHandler* f = flaky.get();
   relay.add_handler("good", std::move(good), RetryPolicy{5, 50, 200, 0.0});
@@ -126,7 +126,8 @@ TEST_CASE("a dead outcome dead-letters at once and other keys keep flowing") {
   relay.add_handler("h", std::move(h));
   relay.add_route("*", {"h"});
   RelayThread t(relay);
-  db.exec("SELECT pgrelay.emit('a', '{}', 'poison'), pgrelay.emit('a', '{}', 'fine'), pgrelay.emit('a', '{}', 'poison')");
+  db.exec(
+      "SELECT pgrelay.emit('a', '{}', 'poison'), pgrelay.emit('a', '{}', 'fine'), pgrelay.emit('a', '{}', 'poison')");
   REQUIRE(eventually([&] { return rec->count() == 3; }, seconds(10)));
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 2; },
                      seconds(10)));
@@ -242,8 +243,10 @@ TEST_CASE("three relays over 20,000 events and 200 keys: every event once, each 
   std::vector<std::unique_ptr<RelayThread>> threads;
   for (auto& r : relays) threads.push_back(std::make_unique<RelayThread>(*r));
   for (int batch = 0; batch < 20; ++batch) {
-    db.exec("SELECT pgrelay.emit('k.e', jsonb_build_object('n', g), 'key-' || (g % 200)) "
-            "FROM generate_series(" + std::to_string(batch * 1000 + 1) + ", " + std::to_string(batch * 1000 + 1000) + ") g");
+    db.exec(
+        "SELECT pgrelay.emit('k.e', jsonb_build_object('n', g), 'key-' || (g % 200)) "
+        "FROM generate_series(" +
+        std::to_string(batch * 1000 + 1) + ", " + std::to_string(batch * 1000 + 1000) + ") g");
   }
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(120)));
   threads.clear();
@@ -346,9 +349,9 @@ TEST_CASE("the relay reports itself and whether LISTEN is alive") {
   relay.add_route("*", {"rec"});
   RelayThread t(relay);
   REQUIRE(eventually([&] { return relay.listening(); }, seconds(5)));
-  REQUIRE(eventually([&] {
-    return db.scalar("SELECT count(*) FROM pgrelay.relays WHERE id = 'reporter' AND listen_alive") == 1;
-  }, seconds(8)));
+  REQUIRE(eventually(
+      [&] { return db.scalar("SELECT count(*) FROM pgrelay.relays WHERE id = 'reporter' AND listen_alive") == 1; },
+      seconds(8)));
   auto r = run_pgrelay({"-d", db.url(), "status", "--json"});
   CHECK(r.code == 0);
   CHECK(r.out.find("\"id\":\"reporter\"") != std::string::npos);
@@ -366,10 +369,12 @@ TEST_CASE("a handler running longer than the lease keeps it by heartbeat, so no 
     c.relay.lease_ms = 1200;
     relays.push_back(std::make_unique<Relay>(c));
     // Each delivery takes 4 s: more than three leases.
-    auto slow = std::make_unique<RecordingHandler>([](const Event&) {
-      std::this_thread::sleep_for(milliseconds(4000));
-      return Outcome::ok();
-    }, 2, 1);
+    auto slow = std::make_unique<RecordingHandler>(
+        [](const Event&) {
+          std::this_thread::sleep_for(milliseconds(4000));
+          return Outcome::ok();
+        },
+        2, 1);
     recs.push_back(slow.get());
     relays.back()->add_handler("slow", std::move(slow), RetryPolicy{}, 10000);
     relays.back()->add_route("*", {"slow"});
@@ -396,10 +401,12 @@ TEST_CASE("transactional claims: two relays deliver a keyed burst once each, in 
     c.relay.claim = "transaction";
     c.relay.batch_size = 100;
     relays.push_back(std::make_unique<Relay>(c));
-    auto h = std::make_unique<RecordingHandler>([&](const Event& e) {
-      // The first delivery of event 7 fails once: it must come back as attempt 2.
-      return (e.id == 7 && failures++ == 0) ? Outcome::retry("once") : Outcome::ok();
-    }, 2, 200);
+    auto h = std::make_unique<RecordingHandler>(
+        [&](const Event& e) {
+          // The first delivery of event 7 fails once: it must come back as attempt 2.
+          return (e.id == 7 && failures++ == 0) ? Outcome::retry("once") : Outcome::ok();
+        },
+        2, 200);
     recs.push_back(h.get());
     relays.back()->add_handler("rec", std::move(h), RetryPolicy{5, 20, 100, 0.0}, 5000);
     relays.back()->add_route("*", {"rec"});
@@ -441,11 +448,14 @@ TEST_CASE("transactional claims: a killed relay's events are free at once, with 
   // Wait until its claim has returned and its transaction sits open over the batch. Only then probe with
   // SKIP LOCKED: a probe racing the claim would hold some rows for an instant, the claim would skip them,
   // and the relay would finish its first batch (5 s later) before it claimed the rest.
-  REQUIRE(eventually([&] {
-    return db.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                     " AND application_name = 'pgrelay-claimer' AND state = 'idle in transaction'"
-                     " AND query LIKE '%pgrelay.claim(%'") == 1;
-  }, seconds(10)));
+  REQUIRE(eventually(
+      [&] {
+        return db.scalar(
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                   " AND application_name = 'pgrelay-claimer' AND state = 'idle in transaction'"
+                   " AND query LIKE '%pgrelay.claim(%'") == 1;
+      },
+      seconds(10)));
   REQUIRE(db.scalar("SELECT count(*) FROM (SELECT id FROM pgrelay.db_events FOR UPDATE SKIP LOCKED) t") == 0);
   Config c = test_config(db.url());
   c.relay.claim = "transaction";

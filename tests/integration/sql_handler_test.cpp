@@ -71,10 +71,11 @@ TEST_CASE("a sql handler beside an in-process handler: each runs, and a sql fail
   TestDb db;
   db.exec(kLedger);
   // Fails twice (a sequence counts calls outside any transaction), after writing its row.
-  db.exec("CREATE SEQUENCE app.calls;"
-          "CREATE FUNCTION app.flaky_record(ev jsonb) RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
-          "INSERT INTO app.ledger (event_id, attempt) VALUES ((ev->>'id')::bigint, (ev->>'attempt')::int); "
-          "IF nextval('app.calls') < 3 THEN RAISE EXCEPTION 'not yet'; END IF; END $$");
+  db.exec(
+      "CREATE SEQUENCE app.calls;"
+      "CREATE FUNCTION app.flaky_record(ev jsonb) RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
+      "INSERT INTO app.ledger (event_id, attempt) VALUES ((ev->>'id')::bigint, (ev->>'attempt')::int); "
+      "IF nextval('app.calls') < 3 THEN RAISE EXCEPTION 'not yet'; END IF; END $$");
   Config c = sql_config(db, 5);
   c.handlers[0].function = "app.flaky_record";
   c.routes.clear();
@@ -105,10 +106,14 @@ TEST_CASE("a sql handler's effect happens exactly once even when the relay is ki
   {
     ChildProcess doomed({PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"});
     // Wait until the function has inserted (uncommitted) and sleeps inside the ack transaction.
-    REQUIRE(eventually([&] {
-      return db.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db.name() +
-                       "' AND query LIKE '%pgrelay.call_handler(%' AND state = 'active' AND pid <> pg_backend_pid()") == 1;
-    }, seconds(10)));
+    REQUIRE(eventually(
+        [&] {
+          return db.scalar(
+                     "SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db.name() +
+                     "' AND query LIKE '%pgrelay.call_handler(%' AND state = 'active' AND pid <> pg_backend_pid()") ==
+                 1;
+        },
+        seconds(10)));
     doomed.signal(SIGKILL);
     doomed.wait(seconds(5));
   }
@@ -131,13 +136,18 @@ TEST_CASE("a sql handler naming a missing function retries with a clear reason, 
   RelayThread t(relay);
   db.exec("SELECT pgrelay.emit('x', '{}')");
   // Retried, not dead-lettered: still pending after several attempts, each naming the function.
-  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'pending' "
-                                            "AND attempts >= 3 AND last_error LIKE '%app.nope%'") == 1; },
-                     seconds(20)));
+  REQUIRE(eventually(
+      [&] {
+        return db.scalar(
+                   "SELECT count(*) FROM pgrelay.db_events WHERE status = 'pending' "
+                   "AND attempts >= 3 AND last_error LIKE '%app.nope%'") == 1;
+      },
+      seconds(20)));
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 0);
   // Deploying the function is all it takes: the next attempt calls it.
-  db.exec("CREATE FUNCTION app.nope(ev jsonb) RETURNS void LANGUAGE sql AS "
-          "$$ INSERT INTO app.ledger (event_id, attempt) VALUES ((ev->>'id')::bigint, (ev->>'attempt')::int) $$");
+  db.exec(
+      "CREATE FUNCTION app.nope(ev jsonb) RETURNS void LANGUAGE sql AS "
+      "$$ INSERT INTO app.ledger (event_id, attempt) VALUES ((ev->>'id')::bigint, (ev->>'attempt')::int) $$");
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(20)));
   t.stop();
   CHECK(db.scalar("SELECT count(*) FROM app.ledger") == 1);

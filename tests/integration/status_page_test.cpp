@@ -73,28 +73,37 @@ bool has_row(const std::string& dom, const std::vector<std::string>& cells) {
 
 }  // namespace
 
-TEST_CASE("the status page shows the database's figures in headless Chromium: backlog, in flight, oldest wait, paused, dead, per type, relay and handler") {
+TEST_CASE(
+    "the status page shows the database's figures in headless Chromium: backlog, in flight, oldest wait, paused, dead, "
+    "per type, relay and handler") {
   const std::string chromium = find_chromium();
   if (chromium.empty()) {
-    FAIL("chromium is not installed: install Debian's `chromium` package (scripts/test does, via scripts/lib.sh "
-         "PACKAGES) to run the status page's browser test");
+    FAIL(
+        "chromium is not installed: install Debian's `chromium` package (scripts/test does, via scripts/lib.sh "
+        "PACKAGES) to run the status page's browser test");
   }
   TestDb db;
   db.exec("SELECT pgrelay.emit('page.shown', '{}') FROM generate_series(1, 37)");
   // The oldest due event has waited 100 s.
-  db.exec("UPDATE pgrelay.db_events SET next_attempt_at = now() - interval '100 seconds' "
-          "WHERE id = (SELECT min(id) FROM pgrelay.db_events)");
+  db.exec(
+      "UPDATE pgrelay.db_events SET next_attempt_at = now() - interval '100 seconds' "
+      "WHERE id = (SELECT min(id) FROM pgrelay.db_events)");
   db.exec("SELECT pgrelay.emit('page.later', '{}')");
   db.exec("UPDATE pgrelay.db_events SET next_attempt_at = now() + interval '1 hour' WHERE event_type = 'page.later'");
   db.exec("SELECT pgrelay.emit('page.dead', '{}') FROM generate_series(1, 2)");
   db.exec("UPDATE pgrelay.db_events SET status = 'dead', finished_at = now() WHERE event_type = 'page.dead'");
   // Three under another relay's live lease, four of a paused type set aside.
-  db.exec("INSERT INTO pgrelay.db_events (event_type, payload, status, attempts, next_attempt_at, lease_owner, claim_token) "
-          "SELECT 'page.busy', '{}', 'processing', 1, now() + interval '1 hour', 'relay-b', 1 FROM generate_series(1, 3)");
+  db.exec(
+      "INSERT INTO pgrelay.db_events (event_type, payload, status, attempts, next_attempt_at, lease_owner, "
+      "claim_token) "
+      "SELECT 'page.busy', '{}', 'processing', 1, now() + interval '1 hour', 'relay-b', 1 FROM generate_series(1, 3)");
   db.exec("INSERT INTO pgrelay.paused_types (event_type, reason) VALUES ('page.held', 'test')");
-  db.exec("INSERT INTO pgrelay.db_events (event_type, payload, status) SELECT 'page.held', '{}', 'paused' "
-          "FROM generate_series(1, 4)");
-  db.exec("INSERT INTO pgrelay.relays (id, wake, listen_alive, in_flight, delivered) VALUES ('relay-b', 'notify', true, 3, 12)");
+  db.exec(
+      "INSERT INTO pgrelay.db_events (event_type, payload, status) SELECT 'page.held', '{}', 'paused' "
+      "FROM generate_series(1, 4)");
+  db.exec(
+      "INSERT INTO pgrelay.relays (id, wake, listen_alive, in_flight, delivered) VALUES ('relay-b', 'notify', true, 3, "
+      "12)");
   REQUIRE(db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status IN ('pending', 'processing') "
                     "AND next_attempt_at <= now()") == 37);
 
@@ -181,7 +190,8 @@ TEST_CASE("the status page shows an open circuit breaker and a paused prefix pat
   const bool rendered = eventually(
       [&] {
         dom = dump_dom(chromium, url);
-        return dom.find("billing") != std::string::npos && dom.find("paused (every type below user.)") != std::string::npos;
+        return dom.find("billing") != std::string::npos &&
+               dom.find("paused (every type below user.)") != std::string::npos;
       },
       seconds(30));
   INFO("rendered DOM: " << dom.substr(0, 4000));

@@ -66,18 +66,20 @@ void emit_traced_and_plain(const TestDb& db) {
 
 TEST_CASE("SET LOCAL pgrelay.traceparent reaches every event the transaction writes, by emit() and by capture") {
   TestDb db;
-  db.exec("CREATE TABLE orders (id int PRIMARY KEY, v text); SELECT pgrelay.track('orders');"
-          "CREATE TABLE notes (id int, owner text); SELECT pgrelay.track('notes', key_columns => '{owner}');");
+  db.exec(
+      "CREATE TABLE orders (id int PRIMARY KEY, v text); SELECT pgrelay.track('orders');"
+      "CREATE TABLE notes (id int, owner text); SELECT pgrelay.track('notes', key_columns => '{owner}');");
   {
     auto c = db.connect();
     pqxx::work tx(*c);
     tx.exec("SET LOCAL pgrelay.traceparent = '" + kParent + "'");
     tx.exec("SET LOCAL pgrelay.tracestate = '" + kState + "'");
     tx.exec("SELECT pgrelay.emit('a.emitted', '{}', 'k')");
-    tx.exec("SELECT pgrelay.emit('a.own', '{}', 'k', jsonb_build_object('traceparent', '" + kOtherParent + "', 'x', 1))");
+    tx.exec("SELECT pgrelay.emit('a.own', '{}', 'k', jsonb_build_object('traceparent', '" + kOtherParent +
+            "', 'x', 1))");
     tx.exec("INSERT INTO orders VALUES (1, 'a'), (2, 'b')");  // statement trigger
-    tx.exec("UPDATE orders SET v = 'c' WHERE id = 1");         // row trigger
-    tx.exec("INSERT INTO notes VALUES (1, 'ann')");            // row trigger: the key is not the primary key
+    tx.exec("UPDATE orders SET v = 'c' WHERE id = 1");        // row trigger
+    tx.exec("INSERT INTO notes VALUES (1, 'ann')");           // row trigger: the key is not the primary key
     tx.exec("DELETE FROM orders WHERE id = 2");
     tx.commit();
   }
@@ -121,7 +123,9 @@ TEST_CASE("a malformed traceparent or tracestate is dropped with a warning and t
   CHECK(warnings.text.find("traceparent '42' is not a W3C traceparent") != std::string::npos);
 }
 
-TEST_CASE("webhook and NATS deliveries carry traceparent and tracestate headers, and a command gets them in its environment") {
+TEST_CASE(
+    "webhook and NATS deliveries carry traceparent and tracestate headers, and a command gets them in its "
+    "environment") {
   TestDb db;
   HttpReceiver rx;
   NatsServer nats;
@@ -140,7 +144,8 @@ TEST_CASE("webhook and NATS deliveries carry traceparent and tracestate headers,
   HandlerConfig cmd;
   cmd.name = "cmd";
   cmd.type = "command";
-  cmd.argv = {"sh", "-c", "cat > /dev/null; echo \"$PGRELAY_EVENT_KEY ${TRACEPARENT:-none} ${TRACESTATE:-none}\" >> " + out};
+  cmd.argv = {"sh", "-c",
+              "cat > /dev/null; echo \"$PGRELAY_EVENT_KEY ${TRACEPARENT:-none} ${TRACESTATE:-none}\" >> " + out};
   cmd.concurrency = 1;
   c.handlers = {hook, bus, cmd};
   c.routes.push_back(Route{"*", {"hook", "bus", "cmd"}});
@@ -176,9 +181,10 @@ TEST_CASE("webhook and NATS deliveries carry traceparent and tracestate headers,
 
 TEST_CASE("a typed handler's event and a sql handler's event document carry the trace context") {
   TestDb db;
-  db.exec("CREATE TABLE seen (key text, traceparent text, tracestate text);"
-          "CREATE FUNCTION record_seen(ev jsonb) RETURNS void LANGUAGE sql AS "
-          "$$ INSERT INTO seen VALUES (ev->>'key', ev->'headers'->>'traceparent', ev->'headers'->>'tracestate') $$;");
+  db.exec(
+      "CREATE TABLE seen (key text, traceparent text, tracestate text);"
+      "CREATE FUNCTION record_seen(ev jsonb) RETURNS void LANGUAGE sql AS "
+      "$$ INSERT INTO seen VALUES (ev->>'key', ev->'headers'->>'traceparent', ev->'headers'->>'tracestate') $$;");
   api::Config config = api::Config::parse(
       R"({"relay": {"poll_interval_ms": 500, "lease_ms": 5000, "shutdown_timeout_ms": 2000}, "log": {"level": "warn"},
           "handlers": {"ledger": {"type": "sql", "function": "public.record_seen", "timeout_ms": 5000}},
@@ -198,7 +204,8 @@ TEST_CASE("a typed handler's event and a sql handler's event document carry the 
   });
   std::thread t([&] { relay.run(); });
   emit_traced_and_plain(db);
-  const bool drained = eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(20));
+  const bool drained =
+      eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(20));
   relay.request_stop();
   t.join();
   REQUIRE(drained);

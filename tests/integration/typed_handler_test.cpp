@@ -29,13 +29,14 @@ struct OrderPaid {
 // The public API's relay on a thread of its own, stopped on scope exit.
 class ApiRelayThread {
  public:
-  explicit ApiRelayThread(api::Relay& relay) : relay_(relay), thread_([this] {
-    try {
-      relay_.run();
-    } catch (const std::exception& e) {
-      error_ = e.what();
-    }
-  }) {}
+  explicit ApiRelayThread(api::Relay& relay)
+      : relay_(relay), thread_([this] {
+          try {
+            relay_.run();
+          } catch (const std::exception& e) {
+            error_ = e.what();
+          }
+        }) {}
   ~ApiRelayThread() { stop(); }
   // Stops the relay; returns what run() threw, empty if nothing.
   std::string stop() {
@@ -90,7 +91,8 @@ TEST_CASE("a typed handler receives its struct, and a malformed payload is dead 
   CHECK(dead[0][0].as<int>() == 2);
   CHECK(dead[0][1].as<int>() == 1);
   CHECK(dead[0][2].as<std::string>() ==
-        "handler typed:orders.paid: payload does not fit orders.paid: field \"order_id\": expected an integer, got a string");
+        "handler typed:orders.paid: payload does not fit orders.paid: field \"order_id\": expected an integer, got a "
+        "string");
 }
 
 TEST_CASE("an event that fails its declared type is dead at once and no handler runs") {
@@ -110,14 +112,16 @@ TEST_CASE("an event that fails its declared type is dead at once and no handler 
   auto dead = db.exec("SELECT id, last_error FROM pgrelay.db_events WHERE status = 'dead'");
   REQUIRE(dead.size() == 1);
   CHECK(dead[0][0].as<int>() == 2);
-  CHECK(dead[0][1].as<std::string>() == "payload does not match event_types.user.signed_up: field \"user_id\" is missing");
+  CHECK(dead[0][1].as<std::string>() ==
+        "payload does not match event_types.user.signed_up: field \"user_id\" is missing");
 }
 
 TEST_CASE("the typed handler example program builds and delivers a struct from a real database") {
   TestDb db;
   ChildProcess example({PGRELAY_EXAMPLE_BIN, db.url()});
   db.exec(R"(SELECT pgrelay.emit('orders.paid', '{"order_id": 7, "amount": 9.5, "customer": {"email": "x@y.z"}}'))");
-  REQUIRE(eventually([&] { return example.out().find("order 7 paid 9.50 by x@y.z") != std::string::npos; }, seconds(10)));
+  REQUIRE(
+      eventually([&] { return example.out().find("order 7 paid 9.50 by x@y.z") != std::string::npos; }, seconds(10)));
   example.signal(SIGTERM);
   auto code = example.wait(seconds(10));
   REQUIRE(code.has_value());

@@ -40,9 +40,10 @@ Config woken_only(const TestDb& db, const std::string& mode) {
 
 // Dead events, as a relay that gave up on them leaves them.
 void insert_dead(const TestDb& db, int n) {
-  db.exec("INSERT INTO pgrelay.db_events (event_type, payload, status, attempts, finished_at, last_error) "
-          "SELECT 'again', jsonb_build_object('n', g), 'dead', 5, now(), 'gave up' FROM generate_series(1, " +
-          std::to_string(n) + ") g");
+  db.exec(
+      "INSERT INTO pgrelay.db_events (event_type, payload, status, attempts, finished_at, last_error) "
+      "SELECT 'again', jsonb_build_object('n', g), 'dead', 5, now(), 'gave up' FROM generate_series(1, " +
+      std::to_string(n) + ") g");
 }
 
 }  // namespace
@@ -54,13 +55,18 @@ TEST_CASE("each wake mode delivers a burst in full, and poll and wal send no NOT
     Relay relay(woken_only(db, mode));  // the safety poll must not be what delivers
     RecordingHandler* rec = add_recorder(relay);
     RelayThread t(relay);
-    REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.settings WHERE name = 'wake' AND value = '" +
-                                               std::string(mode) + "'") == 1; }, seconds(5)));
+    REQUIRE(eventually(
+        [&] {
+          return db.scalar("SELECT count(*) FROM pgrelay.settings WHERE name = 'wake' AND value = '" +
+                           std::string(mode) + "'") == 1;
+        },
+        seconds(5)));
     if (std::string(mode) != "poll") REQUIRE(eventually([&] { return relay.listening(); }, seconds(10)));
     // Producers follow the mode: the NOTIFY trigger on db_events exists only in notify mode.
     const int64_t notifies = db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'pgrelay_wake'");
     CHECK(notifies == (std::string(mode) == "notify" ? 1 : 0));
-    for (int i = 0; i < 10; ++i) db.exec("SELECT pgrelay.emit('burst', jsonb_build_object('n', g)) FROM generate_series(1, 100) g");
+    for (int i = 0; i < 10; ++i)
+      db.exec("SELECT pgrelay.emit('burst', jsonb_build_object('n', g)) FROM generate_series(1, 100) g");
     REQUIRE(eventually([&] { return rec->count() >= 1000; }, seconds(20)));
     t.stop();
     std::set<int64_t> ids;
@@ -70,7 +76,8 @@ TEST_CASE("each wake mode delivers a burst in full, and poll and wal send no NOT
   }
 }
 
-TEST_CASE("in each wake mode, a relay restart and a database crash-restart lose nothing and apply each sql effect once") {
+TEST_CASE(
+    "in each wake mode, a relay restart and a database crash-restart lose nothing and apply each sql effect once") {
   for (const std::string mode : kModes) {
     CAPTURE(mode);
     OwnCluster pg(std::string("wake-") + mode);
@@ -83,11 +90,12 @@ TEST_CASE("in each wake mode, a relay restart and a database crash-restart lose 
       pqxx::connection c(pg.url());
       pqxx::work tx(c);
       // No unique constraint on seq: an effect applied twice shows as a second row.
-      tx.exec("CREATE SCHEMA app; CREATE TABLE app.ledger (seq int NOT NULL);"
-              "CREATE TABLE app.ctl (slow boolean NOT NULL); INSERT INTO app.ctl VALUES (false);"
-              "CREATE FUNCTION app.record(ev jsonb) RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
-              "INSERT INTO app.ledger VALUES ((ev->'payload'->>'seq')::int); "
-              "IF (SELECT slow FROM app.ctl) THEN PERFORM pg_sleep(0.01); END IF; END $$");
+      tx.exec(
+          "CREATE SCHEMA app; CREATE TABLE app.ledger (seq int NOT NULL);"
+          "CREATE TABLE app.ctl (slow boolean NOT NULL); INSERT INTO app.ctl VALUES (false);"
+          "CREATE FUNCTION app.record(ev jsonb) RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
+          "INSERT INTO app.ledger VALUES ((ev->'payload'->>'seq')::int); "
+          "IF (SELECT slow FROM app.ctl) THEN PERFORM pg_sleep(0.01); END IF; END $$");
       tx.commit();
     }
     auto emit = [&](int from, int to) {
@@ -103,13 +111,15 @@ TEST_CASE("in each wake mode, a relay restart and a database crash-restart lose 
         return int64_t{-1};
       }
     };
-    auto relay = std::make_unique<ChildProcess>(std::vector<std::string>{PGRELAY_BIN, "-d", pg.url(), "-c", cfg.path, "run"});
+    auto relay =
+        std::make_unique<ChildProcess>(std::vector<std::string>{PGRELAY_BIN, "-d", pg.url(), "-c", cfg.path, "run"});
     emit(1, 300);
     REQUIRE(eventually([&] { return scalar(pg.url(), "SELECT count(*) FROM app.ledger") >= 100; }, seconds(20)));
     relay->signal(SIGKILL);
     relay->wait(seconds(5));
     emit(301, 400);  // while no relay runs
-    relay = std::make_unique<ChildProcess>(std::vector<std::string>{PGRELAY_BIN, "-d", pg.url(), "-c", cfg.path, "run"});
+    relay =
+        std::make_unique<ChildProcess>(std::vector<std::string>{PGRELAY_BIN, "-d", pg.url(), "-c", cfg.path, "run"});
     REQUIRE(eventually([&] { return unfinished() == 0; }, seconds(30)));
 
     // A crash while sql handlers run: 10 ms per call, 200 calls.
@@ -154,7 +164,8 @@ TEST_CASE("in notify and wal modes, dead events sent back by dead retry are deli
   }
 }
 
-TEST_CASE("in wal mode, an empty claim right after a wake looks again shortly, for a commit reported before it was visible") {
+TEST_CASE(
+    "in wal mode, an empty claim right after a wake looks again shortly, for a commit reported before it was visible") {
   // The slot can report a commit a moment before other snapshots see it. Here a wake
   // from one transaction arrives while the change it should find is not committed yet.
   TestDb db;
@@ -166,7 +177,8 @@ TEST_CASE("in wal mode, an empty claim right after a wake looks again shortly, f
   std::this_thread::sleep_for(milliseconds(200));
   auto producer = db.connect();
   pqxx::work late(*producer);
-  late.exec("UPDATE pgrelay.db_events SET status = 'pending', attempts = 0, next_attempt_at = now()");  // no wake of its own
+  late.exec(
+      "UPDATE pgrelay.db_events SET status = 'pending', attempts = 0, next_attempt_at = now()");  // no wake of its own
   const int64_t claims = relay.stats().claim_batches;
   db.exec("SELECT pgrelay.wake()");
   // It looked and saw nothing; commit at once, well within the second look's 10 ms.

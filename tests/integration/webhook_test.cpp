@@ -65,7 +65,8 @@ TEST_CASE("every webhook delivery carries a signature the receiver verifies with
   rx.respond_with([&](const ReceivedRequest& r) {
     const std::string expected =
         webhook_signature(key, r.header("webhook-id"), std::stoll(r.header("webhook-timestamp")), r.body);
-    const bool ok = r.header("webhook-signature") == expected && r.header("webhook-id") == db.delivery_id(std::stoll(json_id(r.body)));
+    const bool ok = r.header("webhook-signature") == expected &&
+                    r.header("webhook-id") == db.delivery_id(std::stoll(json_id(r.body)));
     if (!ok) bad++;
     return Reply::with_status(ok ? 200 : 401, ok ? "" : "bad signature");
   });
@@ -73,8 +74,9 @@ TEST_CASE("every webhook delivery carries a signature the receiver verifies with
   h.secret = kSecret;
   Relay relay(relay_config(db, {h}));
   RelayThread t(relay);
-  db.exec("SELECT pgrelay.emit('orders.created', jsonb_build_object('n', g, 'note', 'ünïcode \"quoted\"')) "
-          "FROM generate_series(1, 50) g");
+  db.exec(
+      "SELECT pgrelay.emit('orders.created', jsonb_build_object('n', g, 'note', 'ünïcode \"quoted\"')) "
+      "FROM generate_series(1, 50) g");
   REQUIRE(eventually([&] { return count_where(db, "status = 'done'") == 50; }, seconds(20)));
   t.stop();
   CHECK(bad == 0);
@@ -198,15 +200,16 @@ TEST_CASE("HTTPS delivery works with ca_file and is retried with a clear reason 
   RelayThread t(relay);
   db.exec("SELECT pgrelay.emit('good.e', '{}'), pgrelay.emit('bad.e', '{}')");
   REQUIRE(eventually([&] { return count_where(db, "event_type = 'good.e' AND status = 'done'") == 1; }, seconds(20)));
-  REQUIRE(eventually([&] { return count_where(db, "event_type = 'bad.e' AND last_error IS NOT NULL") == 1; },
-                     seconds(20)));
+  REQUIRE(
+      eventually([&] { return count_where(db, "event_type = 'bad.e' AND last_error IS NOT NULL") == 1; }, seconds(20)));
   t.stop();
   auto r = db.exec("SELECT status, attempts, last_error FROM pgrelay.db_events WHERE event_type = 'bad.e'");
   CHECK(r[0][0].as<std::string>() == "pending");
   CHECK(r[0][1].as<int>() == 1);
   const std::string error = r[0][2].as<std::string>();
   CAPTURE(error);
-  CHECK(error.rfind("handler untrusted: TLS handshake with 127.0.0.1:" + std::to_string(rx.port()) + " failed", 0) == 0);
+  CHECK(error.rfind("handler untrusted: TLS handshake with 127.0.0.1:" + std::to_string(rx.port()) + " failed", 0) ==
+        0);
   CHECK(error.find("certificate verify failed") != std::string::npos);
   const auto reqs = rx.requests();
   REQUIRE(reqs.size() == 1);
@@ -221,13 +224,15 @@ TEST_CASE("an open circuit to a dead host keeps its events' attempts while a hea
   dead.retry = RetryPolicy{3, 50, 200, 0.0};  // without the breaker, all would be dead within a second
   dead.breaker.failures = 3;
   dead.breaker.cooldown_ms = 500;
-  dead.pool_size = 8;  // bounds the requests already in flight when the breaker opens (the default follows concurrency 16)
+  dead.pool_size =
+      8;  // bounds the requests already in flight when the breaker opens (the default follows concurrency 16)
   Relay relay(relay_config(db, {healthy, dead}, {Route{"good.*", {"healthy"}}, Route{"bad.*", {"dead"}}}));
   RelayThread t(relay);
   db.exec("SELECT pgrelay.emit('bad.e', jsonb_build_object('n', g)) FROM generate_series(1, 50) g");
   db.exec("SELECT pgrelay.emit('good.e', jsonb_build_object('n', g)) FROM generate_series(1, 2000) g");
   const auto t0 = std::chrono::steady_clock::now();
-  REQUIRE(eventually([&] { return count_where(db, "event_type = 'good.e' AND status = 'done'") == 2000; }, seconds(30)));
+  REQUIRE(
+      eventually([&] { return count_where(db, "event_type = 'good.e' AND status = 'done'") == 2000; }, seconds(30)));
   const auto healthy_time = std::chrono::steady_clock::now() - t0;
   // Let the dead host's breaker go through a few cool-downs and probes.
   std::this_thread::sleep_for(milliseconds(2000));
@@ -235,7 +240,8 @@ TEST_CASE("an open circuit to a dead host keeps its events' attempts while a hea
   CHECK(healthy_time < seconds(15));
   CHECK(count_where(db, "event_type = 'bad.e' AND status = 'dead'") <= 8);
   CHECK(count_where(db, "event_type = 'bad.e' AND status = 'pending'") >= 42);
-  const int64_t spent = db.scalar("SELECT coalesce(sum(attempts), 0) FROM pgrelay.db_events WHERE event_type = 'bad.e'");
+  const int64_t spent =
+      db.scalar("SELECT coalesce(sum(attempts), 0) FROM pgrelay.db_events WHERE event_type = 'bad.e'");
   CAPTURE(spent);
   CHECK(spent <= 20);  // 3 to open, the requests already in flight (at most pool_size 8), and one probe per cool-down
   CHECK(count_where(db, "event_type = 'bad.e' AND last_error LIKE 'handler dead: circuit open for 127.0.0.1:%'") >= 40);
