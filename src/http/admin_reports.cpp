@@ -91,22 +91,21 @@ AdminResponse AdminApi::metrics_text() const {
     }
   }
   const auto breakers = BreakerBoard::global().all();
-  prom::header(out, "pgrelay_circuit_breaker_state", "gauge",
-               "Circuit breaker per handler and destination: 0 closed, 1 half-open, 2 open.");
-  for (const auto& b : breakers) {
-    prom::sample(
-        out, "pgrelay_circuit_breaker_state",
-        "handler=\"" + prom::label_value(b.handler) + "\",destination=\"" + prom::label_value(b.destination) + "\"",
-        breaker_state_value(b.state));
-  }
-  prom::header(out, "pgrelay_circuit_breaker_consecutive_failures", "gauge",
-               "Consecutive failures seen by the breaker.");
-  for (const auto& b : breakers) {
-    prom::sample(
-        out, "pgrelay_circuit_breaker_consecutive_failures",
-        "handler=\"" + prom::label_value(b.handler) + "\",destination=\"" + prom::label_value(b.destination) + "\"",
-        b.consecutive_failures);
-  }
+  // One gauge per breaker, labelled by handler and destination.
+  const auto breaker_gauge = [&](const char* name, const char* help, auto value_of) {
+    prom::header(out, name, "gauge", help);
+    for (const auto& b : breakers) {
+      prom::sample(
+          out, name,
+          "handler=\"" + prom::label_value(b.handler) + "\",destination=\"" + prom::label_value(b.destination) + "\"",
+          value_of(b));
+    }
+  };
+  breaker_gauge("pgrelay_circuit_breaker_state",
+                "Circuit breaker per handler and destination: 0 closed, 1 half-open, 2 open.",
+                [](const auto& b) { return breaker_state_value(b.state); });
+  breaker_gauge("pgrelay_circuit_breaker_consecutive_failures", "Consecutive failures seen by the breaker.",
+                [](const auto& b) { return b.consecutive_failures; });
   const Readiness ready = readiness();
   prom::header(out, "pgrelay_ready", "gauge", "1 when /readyz answers 200.");
   prom::sample(out, "pgrelay_ready", "", ready.ready ? 1 : 0);
