@@ -262,7 +262,9 @@ TEST_CASE("producers of one key are serialised so ids follow commit order") {
   CHECK(r[1][0].as<std::string>() == "2");
 }
 
-TEST_CASE("every keyed producer takes its key's lock: capture by primary key or other columns, and emit; no key none") {
+TEST_CASE(
+    "every keyed producer takes its key's lock (capture by primary key or other columns, and emit), an unkeyed one "
+    "none") {
   TestDb db;
   db.exec("CREATE TABLE a (id int PRIMARY KEY, tenant text); SELECT pgrelay.track('a');");
   db.exec("CREATE TABLE b (id int PRIMARY KEY, tenant text); SELECT pgrelay.track('b', key_columns => '{tenant}');");

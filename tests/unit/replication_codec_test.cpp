@@ -74,7 +74,7 @@ TEST_CASE("other tables' changes and pgrelay's own updates do not wake the relay
   CHECK_FALSE(d.feed("COMMIT 7"));
 }
 
-TEST_CASE("pgrelay.wake()'s message wakes the relay at once; a stream lost mid-transaction forgets it") {
+TEST_CASE("pgrelay.wake()'s message wakes the relay at once, and a stream lost mid-transaction forgets it") {
   WakeDecoder d;
   CHECK(d.feed("message: transactional: 1 prefix: pgrelay, sz: 0 content:"));
   CHECK_FALSE(d.feed("message: transactional: 0 prefix: pgrelay, sz: 0 content:"));  // not transactional
