@@ -177,7 +177,10 @@ TEST_CASE("a run whose head another relay took while this one was cut off is giv
   // Another relay takes the head (as after a lease ran out) while this one is cut off.
   db.exec("UPDATE pgrelay.db_events SET claim_token = claim_token + 1000000, lease_owner = 'other' WHERE id = " +
           std::to_string(head));
-  db.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgrelay-claimer'");
+  // This database's claimer only: tests run in parallel, each in its own database.
+  const int64_t cut = db.scalar(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+      "WHERE application_name = 'pgrelay-claimer' AND datname = current_database()");
   // Back, this relay lets the head go; the rest of its run is given back behind it.
   const bool given_back = eventually(
       [&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'blocked'") == 2; }, seconds(10));
@@ -189,6 +192,7 @@ TEST_CASE("a run whose head another relay took while this one was cut off is giv
   const bool drained =
       eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(10));
   REQUIRE(claimed);
+  REQUIRE(cut == 1);
   REQUIRE(given_back);
   REQUIRE(drained);
   t.stop();
