@@ -1,5 +1,7 @@
 // The relay loop: claim, dispatch, collect outcomes, ack, heartbeat; reconnect on
-// database failures without losing recorded outcomes.
+// database failures without losing recorded outcomes. A little over 400 lines: the loop
+// and the timers it waits on are one state machine, read best in one place; what it
+// holds per event is deliveries.cpp, how outcomes are recorded acks.cpp.
 #include "relay/relay.hpp"
 
 #include <unistd.h>
@@ -11,6 +13,7 @@
 
 #include "core/backoff.hpp"
 #include "core/payload_check.hpp"
+#include "core/reconnect_backoff.hpp"
 #include "core/log.hpp"
 #include "handlers/registry.hpp"
 #include "http/admin_server.hpp"
@@ -27,7 +30,6 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr auto kReportEvery = std::chrono::seconds(5);
-constexpr auto kReconnectMax = milliseconds(5000);
 constexpr auto kWalRecheck = milliseconds(10);  // first second look after an empty claim on a wal wake
 constexpr auto kPromotionRetry = milliseconds(5);
 constexpr auto kOrphanSweepEvery = std::chrono::seconds(30);
@@ -169,7 +171,7 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
   const auto& opt = config_.relay;
   const bool in_tx = opt.claim == "transaction";
   const milliseconds ack_delay(opt.ack_delay_ms);
-  auto reconnect_wait = milliseconds(100);
+  ReconnectBackoff reconnect;  // the claim connection, as for the listener and the wal waker
   auto next_progress = Clock::now() + std::chrono::seconds(1);
   next_claim_at_ = next_report_at_ = next_orphan_sweep_at_ = Clock::now();
   // A transactional claim holds row locks, not leases: nothing to renew.
@@ -198,7 +200,7 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
         recovering_ = !in_tx && (!in_flight_.empty() || !acks_.empty());
       }
       if (recovering_) recover_holdings();
-      reconnect_wait = milliseconds(100);
+      reconnect.reset();
       drain_completions();
       expire_timeouts(now);
       if (now >= next_claim_at_) {
@@ -240,6 +242,7 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
     } catch (const std::exception& e) {
       // Connection trouble (or a failed statement): outcomes not yet recorded stay
       // in acks_, and leases cover the events until we are back.
+      const milliseconds reconnect_wait = reconnect.next();
       log::error("relay: database error, reconnecting",
                  {{"error", e.what()}, {"retry_ms", static_cast<int64_t>(reconnect_wait.count())}});
       if (in_tx) {
@@ -253,7 +256,6 @@ void Relay::loop(Mode mode, Clock::time_point until, const std::function<void(in
       queue_.reset();
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait_for(lock, reconnect_wait, [&] { return stop_; });
-      reconnect_wait = std::min(reconnect_wait * 2, kReconnectMax);
       continue;
     }
     // A reconcile run ends when nothing is left to do before its limit: it waits for
