@@ -166,15 +166,7 @@ void Relay::recover_holdings() {
   }
   // The rest of such a run is still this relay's but has nothing left to wait behind
   // here: it is given back, blocked behind its key's head (pgrelay.promote()).
-  for (int64_t next : runs_cut) {
-    for (auto it = in_flight_.find(next); it != in_flight_.end(); it = in_flight_.find(next)) {
-      next = it->second.next_in_run;
-      record(Ack{it->first, it->second.event->claim_token, Ack::Kind::hold, 0, {}, {}});
-      stats_.released++;
-      --waiting_in_runs_;
-      in_flight_.erase(it);
-    }
-  }
+  for (int64_t next : runs_cut) give_back_run(next);
   next_heartbeat_at_ = Clock::now() + milliseconds(config_.relay.lease_ms) / 3;
   recovering_ = false;
 }

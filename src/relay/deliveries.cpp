@@ -134,21 +134,22 @@ void Relay::continue_run(int64_t next, Ack::Kind decided) {
   auto it = in_flight_.find(next);
   if (it == in_flight_.end()) return;
   if (stopping_) return;  // shutting down: release_all() gives the rest back
-  --waiting_in_runs_;
   if (decided == Ack::Kind::done || decided == Ack::Kind::dead) {
+    --waiting_in_runs_;
     start(it->second);
     return;
   }
-  // The run stops at the event that failed; the rest wait behind it again, blocked,
-  // without spending an attempt, and go when it finishes (pgrelay.promote()).
-  for (;;) {
-    const int64_t after = it->second.next_in_run;
-    record(Ack{next, it->second.event->claim_token, Ack::Kind::hold, 0, {}, {}});
+  // The run stops at the event that failed; the rest wait behind it again.
+  give_back_run(next);
+}
+
+void Relay::give_back_run(int64_t next) {
+  for (auto it = in_flight_.find(next); it != in_flight_.end(); it = in_flight_.find(next)) {
+    next = it->second.next_in_run;
+    record(Ack{it->first, it->second.event->claim_token, Ack::Kind::hold, 0, {}, {}});
     stats_.released++;
-    in_flight_.erase(it);
-    if (after == 0 || (it = in_flight_.find(after)) == in_flight_.end()) break;
     --waiting_in_runs_;
-    next = after;
+    in_flight_.erase(it);
   }
 }
 

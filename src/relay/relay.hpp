@@ -135,6 +135,9 @@ class Relay {
   // An event's outcome was decided: a finished one (done or dead) lets its run go on,
   // any other stops the run there and gives the rest back to wait behind it.
   void continue_run(int64_t next, Ack::Kind decided);
+  // Gives back `next` and the events behind it in its run, none of them started: blocked
+  // again behind their key's head, without spending an attempt (pgrelay.promote()).
+  void give_back_run(int64_t next);
   // A claim returned an event this relay still holds (its lease ran out while the
   // relay could not renew it): the held deliveries or outcome take the new token.
   bool adopt(const Event& event);
