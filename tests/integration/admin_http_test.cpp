@@ -174,18 +174,8 @@ namespace {
 // Opens a connection whose receive buffer is tiny, pipelines `requests` GET /
 // requests on it and never reads: the server's answers pile up unread.
 int pipelining_non_reader(uint16_t port, int requests) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = http_connect(port, 5000, 1024);
   if (fd < 0) return -1;
-  const int small = 1024;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);  // before connect: sets the advertised window
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
   std::string burst;
   for (int i = 0; i < requests; ++i) burst += "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   ::send(fd, burst.data(), burst.size(), MSG_NOSIGNAL | MSG_DONTWAIT);  // what fits; the rest does not matter

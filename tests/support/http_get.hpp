@@ -19,9 +19,11 @@ struct HttpReply {
 };
 
 // Opens a TCP connection to 127.0.0.1:port with send/receive timeouts; -1 on failure.
-inline int http_connect(uint16_t port, int timeout_ms = 5000) {
+// `receive_buffer` > 0 sets SO_RCVBUF first (before connect: it sets the advertised window).
+inline int http_connect(uint16_t port, int timeout_ms = 5000, int receive_buffer = 0) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;
+  if (receive_buffer > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
   timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
