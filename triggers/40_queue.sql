@@ -24,6 +24,14 @@ LANGUAGE sql STABLE AS $fn$
                     AND (r.routes_all OR type_name = ANY (r.routes_exact) OR type_name LIKE ANY (r.routes_prefix)))
 $fn$;
 
+-- The document a handler receives for a claimed event, as text (no jsonb round trip).
+CREATE OR REPLACE FUNCTION pgrelay.claimed_doc(e pgrelay.db_events, attempt int) RETURNS text
+LANGUAGE sql STABLE AS $fn$
+  SELECT '{"id":' || e.id || ',"type":' || to_json(e.event_type::text) || ',"key":'
+         || coalesce(to_json(e.key::text)::text, 'null') || ',"payload":' || e.payload || ',"headers":'
+         || e.headers || ',"created_at":' || to_json(e.created_at) || ',"attempt":' || attempt || '}'
+$fn$;
+
 -- The claim. Takes up to `heads_max` heads in due order (unkeyed events, or the oldest
 -- unfinished event of a key), and behind each keyed head the run of its key's next events
 -- (up to `run_max` per key, `events_max` in all), which the relay delivers one after another
@@ -60,6 +68,10 @@ DECLARE
   locked bigint[];
   token bigint := 0;
   more boolean := false;
+  keyed int;
+  keyed_found int := 0;
+  per_key int;
+  heads_only boolean := false;
 BEGIN
   FOR pass IN 1..4 LOOP
     EXIT WHEN cardinality(heads) >= heads_max;
@@ -72,7 +84,7 @@ BEGIN
        ORDER BY e.next_attempt_at, e.id
        LIMIT window_size
     ), c AS (
-      SELECT w.id, w.next_attempt_at,
+      SELECT w.id, w.next_attempt_at, w.key IS NOT NULL AS keyed,
              CASE WHEN w.event_type LIKE ANY (paused) THEN 'paused'
                   WHEN NOT (routes_all OR w.event_type = ANY (routes_exact) OR w.event_type LIKE ANY (routes_prefix))
                     THEN CASE WHEN pgrelay.routed_by_a_live_relay(w.event_type) THEN 'elsewhere' ELSE 'unrouted' END
@@ -84,13 +96,16 @@ BEGIN
                   ELSE 'head' END AS class
         FROM w
     )
+    -- No ORDER BY in the aggregates: the statements that use them order by themselves, and
+    -- sorting the window (three times) cost more than the rest of a claim together.
     SELECT count(*)::int,
-           array_agg(c.id ORDER BY c.next_attempt_at, c.id) FILTER (WHERE c.class = 'head'),
+           array_agg(c.id) FILTER (WHERE c.class = 'head'),
            array_agg(c.id) FILTER (WHERE c.class = 'paused'),
            array_agg(c.id) FILTER (WHERE c.class = 'unrouted'),
-           (array_agg(c.next_attempt_at ORDER BY c.next_attempt_at DESC, c.id DESC))[1],
-           (array_agg(c.id ORDER BY c.next_attempt_at DESC, c.id DESC))[1]
-      INTO scanned, found, aside_paused, aside_unrouted, last_at, last_id
+           max(c.next_attempt_at),
+           (SELECT max(l.id) FROM c l WHERE l.next_attempt_at = (SELECT max(m.next_attempt_at) FROM c m)),
+           count(*) FILTER (WHERE c.class = 'head' AND c.keyed)::int
+      INTO scanned, found, aside_paused, aside_unrouted, last_at, last_id, keyed
       FROM c;
 
     -- Set aside what no claim can take now. The pause entry is locked (key share) while its
@@ -106,6 +121,15 @@ BEGIN
        WHERE e.id = ANY (aside_unrouted) AND e.status = 'pending' AND NOT pgrelay.routed_by_a_live_relay(e.event_type);
     END IF;
 
+    -- The common case: the first window holds the whole claim and none of it is keyed, so
+    -- there are no runs to look up: lock and return it in one statement (below), walking the
+    -- window again in due order and taking what this pass classified as a head (unkeyed,
+    -- routed here, not paused) without a lookup per id.
+    IF pass = 1 AND found IS NOT NULL AND keyed = 0 AND (cardinality(found) >= heads_max OR scanned < window_size) THEN
+      heads_only := true;
+      EXIT;
+    END IF;
+    keyed_found := keyed_found + keyed;
     IF found IS NOT NULL THEN
       heads := heads || ARRAY(
         SELECT e.id FROM pgrelay.db_events e
@@ -119,6 +143,46 @@ BEGIN
     after_id := last_id;
     more := pass = 4;
   END LOOP;
+  IF heads_only THEN
+    IF lease_ms > 0 THEN
+      token := nextval('pgrelay.claim_token_seq');
+      RETURN QUERY
+      WITH locked AS (
+        SELECT e.id, e.status::text AS was FROM pgrelay.db_events e
+         WHERE e.status IN ('pending', 'processing') AND e.next_attempt_at <= now()
+           AND (e.next_attempt_at, e.id) <= (last_at, last_id) AND e.key IS NULL AND NOT (e.event_type LIKE ANY (paused))
+           AND (routes_all OR e.event_type = ANY (routes_exact) OR e.event_type LIKE ANY (routes_prefix))
+         ORDER BY e.next_attempt_at, e.id
+         LIMIT heads_max
+           FOR UPDATE SKIP LOCKED
+      ), claimed AS (
+        UPDATE pgrelay.db_events e
+           SET status = 'processing',
+               attempts = e.attempts + 1,
+               next_attempt_at = now() + lease_ms * interval '1 millisecond',
+               lease_owner = owner_name,
+               claim_token = token
+          FROM locked
+         WHERE e.id = locked.id
+        RETURNING e.id, e.event_type::text AS t, e.key::text AS k, e.attempts, e.claim_token, e.handlers_done, locked.was,
+                  pgrelay.claimed_doc(e, e.attempts) AS doc
+      )
+      SELECT c.id, c.t, c.k, c.attempts, c.claim_token, c.handlers_done, c.was, c.doc FROM claimed c ORDER BY c.id;
+    ELSE
+      RETURN QUERY
+      SELECT e.id, e.event_type::text, e.key::text, e.attempts + 1, 0::bigint, e.handlers_done, e.status::text,
+             pgrelay.claimed_doc(e, e.attempts + 1)
+        FROM pgrelay.db_events e
+       WHERE e.status IN ('pending', 'processing') AND e.next_attempt_at <= now()
+         AND (e.next_attempt_at, e.id) <= (last_at, last_id) AND e.key IS NULL AND NOT (e.event_type LIKE ANY (paused))
+         AND (routes_all OR e.event_type = ANY (routes_exact) OR e.event_type LIKE ANY (routes_prefix))
+       ORDER BY e.next_attempt_at, e.id
+       LIMIT heads_max
+         FOR UPDATE SKIP LOCKED;
+    END IF;
+    RETURN;
+  END IF;
+
   IF more AND cardinality(heads) < heads_max THEN
     ev_id := 0;
     RETURN NEXT;
@@ -131,7 +195,13 @@ BEGIN
   -- The runs: behind each keyed head, its key's next unfinished events in id order, as long
   -- as each is claimable here; taken round-robin across keys (every key's first follower,
   -- then every key's second, ...) up to events_max in all.
-  IF run_max > 1 AND events_max > cardinality(heads) THEN
+  -- Each key reads only its share of the room left, rather than its whole run_max: with many
+  -- keys, reading 255 events per key to take 3 of each cost more than the rest of the claim.
+  -- The share divides by the keyed heads found, which may exceed those locked: a claim
+  -- mixing keyed and unkeyed heads may take less than events_max, never more.
+  per_key := least(run_max - 1,
+                   ceil((events_max - cardinality(heads))::numeric / greatest(least(keyed_found, cardinality(heads)), 1))::int);
+  IF run_max > 1 AND events_max > cardinality(heads) AND keyed_found > 0 THEN
     WITH h AS (
       SELECT e.id, e.key FROM pgrelay.db_events e WHERE e.id = ANY (heads) AND e.key IS NOT NULL
     ), f AS (
@@ -147,7 +217,7 @@ BEGIN
            WHERE o.key = h.key AND o.id + 0 > h.id
              AND o.status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted')
            ORDER BY o.key, o.id
-           LIMIT run_max - 1) n
+           LIMIT per_key) n
     ), runs AS (
       SELECT f.id, f.key, f.pos, f.head, bool_and(f.ok) OVER (PARTITION BY f.key ORDER BY f.id) AS contiguous FROM f
     )
@@ -184,17 +254,13 @@ BEGIN
         FROM old
        WHERE e.id = old.id
       RETURNING e.id, e.event_type::text AS t, e.key::text AS k, e.attempts, e.claim_token, e.handlers_done, old.was,
-                '{"id":' || e.id || ',"type":' || to_json(e.event_type::text) || ',"key":'
-                  || coalesce(to_json(e.key::text)::text, 'null') || ',"payload":' || e.payload || ',"headers":'
-                  || e.headers || ',"created_at":' || to_json(e.created_at) || ',"attempt":' || e.attempts || '}' AS doc
+                pgrelay.claimed_doc(e, e.attempts) AS doc
     )
     SELECT c.id, c.t, c.k, c.attempts, c.claim_token, c.handlers_done, c.was, c.doc FROM claimed c ORDER BY c.id;
   ELSE
     RETURN QUERY
     SELECT e.id, e.event_type::text, e.key::text, e.attempts + 1, 0::bigint, e.handlers_done, e.status::text,
-           '{"id":' || e.id || ',"type":' || to_json(e.event_type::text) || ',"key":'
-             || coalesce(to_json(e.key::text)::text, 'null') || ',"payload":' || e.payload || ',"headers":'
-             || e.headers || ',"created_at":' || to_json(e.created_at) || ',"attempt":' || (e.attempts + 1) || '}'
+           pgrelay.claimed_doc(e, e.attempts + 1)
       FROM pgrelay.db_events e
      WHERE e.id = ANY (heads || members)
      ORDER BY e.id;

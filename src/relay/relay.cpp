@@ -318,7 +318,7 @@ void Relay::claim_more() {
   limits.run = opt.batch_size;
   const int limit = limits.heads;
   ClaimResult r;
-  if (opt.claim == "transaction") r.events = queue_->claim_in_transaction(limits);
+  if (opt.claim == "transaction") r = queue_->claim_in_transaction(limits);
   else r = queue_->claim(limits, milliseconds(opt.lease_ms));
   const auto now = Clock::now();
   stats_.claim_batches++;

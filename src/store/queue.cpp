@@ -198,16 +198,20 @@ ClaimResult Queue::claim(const Limits& limits, std::chrono::milliseconds lease) 
   return out;
 }
 
-std::vector<Event> Queue::claim_in_transaction(const Limits& limits) {
+ClaimResult Queue::claim_in_transaction(const Limits& limits) {
   tx_ = std::make_unique<pqxx::work>(*conn_, "pgrelay-claim");
   const pqxx::result r = tx_->exec_params(kClaimSql, limits.heads, limits.events, limits.run, int64_t{0}, owner_,
                                           everything_, exact_literal_, prefix_literal_);
-  std::vector<Event> out;
-  out.reserve(r.size());
+  ClaimResult out;
+  out.events.reserve(r.size());
   for (const auto& row : r) {
-    if (row[0].as<int64_t>() != 0) out.push_back(event_from(row));  // id 0: more is due (see claim())
+    if (row[0].as<int64_t>() == 0) {  // more is due (see claim())
+      out.more_due = true;
+      continue;
+    }
+    out.events.push_back(event_from(row));
   }
-  if (out.empty()) {
+  if (out.events.empty()) {
     tx_->commit();  // nothing held: do not keep a transaction open while idle
     tx_.reset();
   }

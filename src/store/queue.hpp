@@ -103,8 +103,8 @@ class Queue {
   // in a transaction left open, without writing them; claim_token stays 0.
   // finish_transaction() records their outcomes and commits. If the relay dies,
   // the rows are free at once. Returns no events (and no open transaction) when
-  // nothing is due.
-  std::vector<Event> claim_in_transaction(const Limits& limits);
+  // nothing is due; more_due as for claim(). No lease, so no lease_expiries.
+  ClaimResult claim_in_transaction(const Limits& limits);
   AckResult finish_transaction(const std::vector<Ack>& acks, bool keep_done);
   bool in_transaction() const { return tx_ != nullptr; }
 
