@@ -96,6 +96,15 @@ BEGIN
     RAISE EXCEPTION 'pgrelay.emit: payload must be a JSON object, got %', coalesce(jsonb_typeof(payload), 'NULL')
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
+  IF pgrelay.capture_mode() = 'wal' THEN
+    -- The relay decoding the WAL writes the row (25_wal_capture.sql), in commit order,
+    -- so no key lock is needed here. The domains check type and key now, because a
+    -- bad one must fail this transaction, not the relay's. There is no id yet: NULL.
+    PERFORM pg_logical_emit_message(true, 'pgrelay',
+              jsonb_build_object('type', event_type::pgrelay.event_type, 'key', key::pgrelay.event_key,
+                                 'payload', payload, 'headers', pgrelay.event_headers(headers))::text);
+    RETURN NULL;
+  END IF;
   PERFORM pgrelay.lock_key(key);
   INSERT INTO pgrelay.db_events (event_type, key, payload, headers, status)
   VALUES (event_type, key, payload, pgrelay.event_headers(headers), pgrelay.initial_status(key))

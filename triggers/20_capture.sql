@@ -260,6 +260,12 @@ BEGIN
   row_ops := CASE WHEN row_only THEN ops ELSE array(SELECT o FROM unnest(ops) o WHERE o = 'update') END;
 
   PERFORM pgrelay.drop_capture_triggers(table_name);
+  IF pgrelay.capture_mode() = 'wal' THEN
+    -- No triggers: the table's changes reach the relay through the publication (25_wal_capture.sql).
+    PERFORM pgrelay.publish_tracked_table(table_name, ops);
+    row_ops := '{}';
+    row_only := true;
+  END IF;
   IF cardinality(row_ops) > 0 THEN
     EXECUTE format('CREATE TRIGGER pgrelay_capture AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION pgrelay.capture(%s)',
                    array_to_string(row_ops, ' OR '), table_name, args);
@@ -284,11 +290,14 @@ BEGIN
 END
 $fn$;
 
--- Removes the capture triggers; events already written stay.
+-- Removes the capture triggers, or the table from the capture publication; events already written stay.
 CREATE OR REPLACE FUNCTION pgrelay.untrack(table_name regclass) RETURNS boolean
 LANGUAGE plpgsql AS $fn$
 BEGIN
   PERFORM pgrelay.drop_capture_triggers(table_name);
+  IF to_regprocedure('pgrelay.unpublish_tracked_table(regclass)') IS NOT NULL THEN
+    PERFORM pgrelay.unpublish_tracked_table(table_name);  -- capture "wal" (25_wal_capture.sql)
+  END IF;
   DELETE FROM pgrelay.tracked_tables t WHERE t.table_name = untrack.table_name;
   RETURN FOUND;
 END
@@ -306,6 +315,10 @@ DO $upgrade$
 DECLARE
   t pgrelay.tracked_tables;
 BEGIN
+  -- In capture "wal" tracked tables have no triggers by design.
+  IF EXISTS (SELECT 1 FROM pgrelay.settings WHERE name = 'capture' AND value = 'wal') THEN
+    RETURN;
+  END IF;
   FOR t IN SELECT * FROM pgrelay.tracked_tables tt
             WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tt.table_name)
               AND ((tt.operations && '{insert,delete}'

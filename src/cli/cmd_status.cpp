@@ -45,7 +45,15 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
         }
         out += "],\"oldest_pending_age_s\":" + (s.oldest_pending_age_s ? number(*s.oldest_pending_age_s) : "null");
         out += ",\"expired_leases\":" + std::to_string(s.expired_leases) +
-               ",\"producers_wake\":" + log::json_quoted(s.producers_wake) + ",\"relays\":[";
+               ",\"producers_wake\":" + log::json_quoted(s.producers_wake);
+        if (!s.capture.slot.empty()) {
+          out += ",\"capture\":{\"slot\":" + log::json_quoted(s.capture.slot) +
+                 ",\"active\":" + (s.capture.active ? "true" : "false") +
+                 ",\"lag_bytes\":" + std::to_string(s.capture.lag_bytes) +
+                 ",\"since_write_s\":" + number(s.capture.since_write_s) +
+                 ",\"events\":" + std::to_string(s.capture.events) + "}";
+        }
+        out += ",\"relays\":[";
         for (size_t i = 0; i < s.relays.size(); ++i) {
           const auto& r = s.relays[i];
           out += std::string(i ? "," : "") + "{\"id\":" + log::json_quoted(r.id) +
@@ -95,6 +103,11 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
                                      : "down",
                     r.last_notification_age_s ? (number(*r.last_notification_age_s) + "s ago").c_str() : "never",
                     r.in_flight, static_cast<long long>(r.delivered));
+      }
+      if (!s.capture.slot.empty()) {
+        std::printf("capture wal: slot %s %s, %lld bytes behind, %lld events written\n", s.capture.slot.c_str(),
+                    s.capture.active ? "being read" : "not read by any relay",
+                    static_cast<long long>(s.capture.lag_bytes), static_cast<long long>(s.capture.events));
       }
       for (const auto& r : s.relays) {
         if (r.wake == s.producers_wake) continue;

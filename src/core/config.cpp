@@ -83,8 +83,8 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
            else c.database.listen_url = need_string(v, p);
          });
     each(doc, "relay", "relay",
-         {"id", "batch_size", "max_in_flight", "lease_ms", "poll_interval_ms", "poll_max_ms", "wake", "claim",
-          "done_retention_s", "shutdown_timeout_ms", "ack_delay_ms"},
+         {"id", "batch_size", "max_in_flight", "lease_ms", "poll_interval_ms", "poll_max_ms", "wake", "capture",
+          "claim", "done_retention_s", "shutdown_timeout_ms", "ack_delay_ms"},
          [&](const std::string& k, const Value& v, const std::string& p) {
            RelayOptions& r = c.relay;
            if (k == "id") r.id = need_string(v, p, 200);
@@ -94,6 +94,7 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
            else if (k == "poll_interval_ms") r.poll_interval_ms = need_int(v, p, 10, 3600000);
            else if (k == "poll_max_ms") r.poll_max_ms = need_int(v, p, 1, 60000);
            else if (k == "wake") r.wake = need_choice(v, p, {"notify", "poll", "wal"});
+           else if (k == "capture") r.capture = need_choice(v, p, {"trigger", "wal"});
            else if (k == "claim") r.claim = need_choice(v, p, {"lease", "transaction"});
            else if (k == "done_retention_s") r.done_retention_s = need_int(v, p, 0, 366LL * 86400);
            else if (k == "shutdown_timeout_ms") r.shutdown_timeout_ms = need_int(v, p, 0, 3600000);

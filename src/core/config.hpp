@@ -34,6 +34,11 @@ struct RelayOptions {
   int64_t poll_interval_ms = 5000;  // safety poll when no notification arrives
   int64_t poll_max_ms = 50;         // wake "poll": longest gap between checks when idle
   std::string wake = "notify";      // notify | poll | wal
+  // trigger: capture triggers and emit() write db_events rows in the producer's
+  // transaction; wal: they write nothing there, a relay decodes the WAL (a permanent
+  // pgoutput slot) and writes the rows (capture/wal_capture.hpp). `run` switches the
+  // database to this mode.
+  std::string capture = "trigger";
   // lease: claims write a lease (survives long handlers, costs a write per claim);
   // transaction: claims lock rows in a transaction held open while the batch is
   // delivered (one write per event; for fast handlers only, timeout_ms <= 10000).

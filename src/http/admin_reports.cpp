@@ -67,6 +67,16 @@ AdminResponse AdminApi::metrics_text() const {
     gauge("pgrelay_oldest_pending_age_seconds", "Age since creation of the oldest unfinished event; 0 if none.",
           d.oldest_pending_age_s.value_or(0));
     gauge("pgrelay_paused_types", "Event types paused by an operator.", static_cast<double>(d.paused.size()));
+    if (!d.capture.slot.empty()) {
+      gauge("pgrelay_capture_slot_lag_bytes",
+            "capture \"wal\": WAL bytes between the server's position and what the capture slot confirmed.",
+            static_cast<double>(d.capture.lag_bytes));
+      gauge("pgrelay_capture_last_write_age_seconds",
+            "capture \"wal\": seconds since a relay last wrote events from the slot; -1 if never.",
+            d.capture.since_write_s);
+      gauge("pgrelay_capture_slot_active", "capture \"wal\": 1 while a relay reads the slot.",
+            d.capture.active ? 1 : 0);
+    }
     prom::header(out, "pgrelay_events_by_type", "gauge", "Unfinished and dead events by type and status.");
     for (const auto& t : d.by_type) {
       const std::string l = "event_type=\"" + prom::label_value(t.event_type) + "\",status=";

@@ -13,14 +13,15 @@ namespace {
 // which logical slots need.
 constexpr const char* kParams =
     "replication=database keepalives=1 keepalives_idle=10 keepalives_interval=5 keepalives_count=3 "
-    "connect_timeout=5 application_name=pgrelay-wal-waker";
+    "connect_timeout=5";
 
 }  // namespace
 
 void PgConnDeleter::operator()(pg_conn* c) const { PQfinish(c); }
 
-ReplicationConnection open_replication_connection(const std::string& conninfo) {
-  return ReplicationConnection(PQconnectdb(with_params(conninfo, kParams).c_str()));
+ReplicationConnection open_replication_connection(const std::string& conninfo, const std::string& application_name) {
+  const std::string params = std::string(kParams) + " application_name=" + application_name;
+  return ReplicationConnection(PQconnectdb(with_params(conninfo, params).c_str()));
 }
 
 std::string one_line(const std::string& s) {

@@ -18,7 +18,9 @@ using ReplicationConnection = std::unique_ptr<pg_conn, PgConnDeleter>;
 // A walsender connection bound to the database `conninfo` names (logical slots
 // are per database), with keepalives and a 5 s connect timeout. Blocking. Never
 // null unless out of memory; check PQstatus.
-ReplicationConnection open_replication_connection(const std::string& conninfo);
+// `application_name` tells the wal waker's connections from wal capture's in pg_stat_replication.
+ReplicationConnection open_replication_connection(const std::string& conninfo,
+                                                  const std::string& application_name = "pgrelay-wal-waker");
 
 // The connection's last error on one log-friendly line ("out of memory" for null).
 std::string replication_error(pg_conn* c);

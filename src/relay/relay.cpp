@@ -19,6 +19,8 @@
 #include "http/admin_server.hpp"
 #include "listen/listener.hpp"
 #include "listen/wal_waker.hpp"
+#include "capture/wal_capture.hpp"
+#include "store/wal_capture_queries.hpp"
 #include "store/admin_queries.hpp"
 #include "store/connection.hpp"
 #include "store/event_source_query.hpp"
@@ -65,6 +67,7 @@ Relay::~Relay() {
   // destroy them while the completion queue is alive.
   for (auto& [name, slot] : slots_) slot.impl->shutdown();
   slots_.clear();
+  capture_.reset();  // its thread calls wake()
   listener_.reset();
   waker_.reset();
 }
@@ -132,6 +135,16 @@ void Relay::run() {
     log::info("producers' wake mode changed", {{"from", before}, {"to", config_.relay.wake}});
   }
   warn_other_wake_modes();
+  // Producers' capture follows the database's mode too; in "wal" every relay offers to
+  // decode and the slot lets one at a time. Throws what to do when the server cannot.
+  const std::string capture_before = set_capture_mode(queue_->connection(), config_.relay.capture);
+  if (capture_before != config_.relay.capture) {
+    log::info("producers' capture mode changed", {{"from", capture_before}, {"to", config_.relay.capture}});
+  }
+  if (config_.relay.capture == "wal") {
+    capture_ = std::make_unique<WalCapture>(config_.database.url, [this] { wake(); });
+    capture_->start();
+  }
   if (listener_) listener_->start();
   // Throws on a definite misconfiguration (wal_level, REPLICATION role): fail at start, loudly.
   if (waker_) waker_->start();
@@ -140,6 +153,7 @@ void Relay::run() {
             {{"relay", id_}, {"wake", config_.relay.wake}, {"handlers", static_cast<int64_t>(slots_.size())}});
   loop(Mode::serve, Clock::time_point::max(), {});
   stop_admin();
+  if (capture_) capture_->stop();
   if (listener_) listener_->stop();
   if (waker_) waker_->stop();
   try {

@@ -28,6 +28,7 @@ namespace pgrelay {
 class AdminServer;
 class Listener;
 class WalWaker;
+class WalCapture;
 
 // Counters since start; read from any thread.
 struct RelayStats {
@@ -180,9 +181,10 @@ class Relay {
   std::map<std::string, Slot> slots_;
   std::unordered_map<std::string, const EventTypeDecl*> declared_;  // into config_.event_types
   std::unique_ptr<Queue> queue_;
-  bool source_told_ = false;            // handlers were given the database's EventSource (first open_queue())
-  std::unique_ptr<Listener> listener_;  // wake "notify"
-  std::unique_ptr<WalWaker> waker_;     // wake "wal"
+  bool source_told_ = false;             // handlers were given the database's EventSource (first open_queue())
+  std::unique_ptr<Listener> listener_;   // wake "notify"
+  std::unique_ptr<WalWaker> waker_;      // wake "wal"
+  std::unique_ptr<WalCapture> capture_;  // capture "wal": decodes the slot when no other relay does
   RelayStats stats_;
   Metrics metrics_;
   std::unique_ptr<AdminServer> admin_;

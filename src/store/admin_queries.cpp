@@ -107,6 +107,7 @@ Status read_status(pqxx::connection& conn) {
   s.relays = live_relays(tx);
   auto w = tx.exec("SELECT value FROM pgrelay.settings WHERE name = 'wake'");
   s.producers_wake = w.empty() ? "notify" : w[0][0].as<std::string>();
+  s.capture = read_capture_lag(tx);
   return s;
 }
 

@@ -11,6 +11,8 @@
 #include <pqxx/connection>
 #include <pqxx/transaction_base>
 
+#include "store/wal_capture_queries.hpp"
+
 namespace pgrelay {
 
 // Why `s` cannot travel as PostgreSQL text, or "" when it can: a NUL byte
@@ -55,6 +57,7 @@ struct Status {
   int64_t expired_leases = 0;     // processing rows whose lease ran out
   std::vector<RelayInfo> relays;  // seen in the last minute
   std::string producers_wake;     // the wake mode producers' triggers follow (pgrelay.settings)
+  CaptureLag capture;             // capture "wal": the slot's lag (slot empty otherwise)
 };
 
 Status read_status(pqxx::connection& conn);

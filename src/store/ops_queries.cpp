@@ -229,6 +229,7 @@ DbSample read_sample(pqxx::connection& conn) {
   for (auto& [name, t] : types) t.paused = is_paused(name);
   for (auto& [name, t] : types) s.by_type.push_back(std::move(t));
   s.relays = live_relays(tx);
+  s.capture = read_capture_lag(tx);
   return s;
 }
 

@@ -97,6 +97,7 @@ struct DbSample {
   std::vector<TypeCounts> by_type;
   std::vector<PausedType> paused;
   std::vector<RelayInfo> relays;  // seen in the last minute
+  CaptureLag capture;             // capture "wal": the slot's lag (slot empty otherwise)
 };
 DbSample read_sample(pqxx::connection& conn);
 

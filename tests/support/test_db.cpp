@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <stdexcept>
+#include <thread>
 
 #include "store/migrate.hpp"
 
@@ -74,6 +76,19 @@ TestDb::~TestDb() {
   try {
     pqxx::connection admin(server_url());
     pqxx::nontransaction tx(admin);
+    // A database with a replication slot (capture "wal") cannot be dropped: end its
+    // readers, then drop its slots (a reader may take a moment to let go).
+    for (int i = 0; i < 50; ++i) {
+      tx.exec_params("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active",
+                     name_);
+      try {
+        tx.exec_params("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
+                       name_);
+        break;
+      } catch (const pqxx::sql_error&) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
     tx.exec("DROP DATABASE IF EXISTS " + admin.quote_name(name_) + " WITH (FORCE)");
   } catch (...) {
     // A leftover database is dropped with the throwaway cluster.
