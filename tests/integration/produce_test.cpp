@@ -373,7 +373,7 @@ TEST_CASE(
   const int64_t by_tenant_before = db.scalar(by_tenant_trigger);
   std::string capture_sql;
   for (const auto& f : pgrelay::embedded_sql())
-    if (std::string(f.name).find("capture") != std::string::npos) capture_sql = f.sql;
+    if (std::string(f.name).find("20_capture") != std::string::npos) capture_sql = f.sql;
   REQUIRE(!capture_sql.empty());
   capture_sql += "\n-- changed, so migrate applies it again\n";
   auto conn = db.connect();
