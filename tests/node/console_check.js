@@ -3,6 +3,7 @@
 // its attempts, retries it, waits until it is delivered, then reads the charts' data.
 // Usage: node console_check.js <console url> <admin token> <dead event id> <expected delivered>
 // Prints one JSON object with what the page showed; the C++ test compares it with the database.
+// SCREENSHOT / SCREENSHOT_EVENT: write the overview / the event page as PNG there (docs/).
 "use strict";
 const puppeteer = require("puppeteer-core");
 
@@ -39,6 +40,7 @@ const wait = {timeout: 20000, polling: 100};
     await page.waitForFunction(() => document.getElementById("event-status").textContent === "done", wait);
     out.status_after = await page.$eval("#event-status", (e) => e.textContent);
     out.attempts_after = await page.$$eval("#attempts tr", (trs) => trs.map((tr) => tr.cells[3].textContent));
+    if (process.env.SCREENSHOT_EVENT) await page.screenshot({path: process.env.SCREENSHOT_EVENT, fullPage: true});
     // Back to the overview: the charts' data once the relay's memory has counted the retry.
     await page.goto(url + "#", {waitUntil: "load"});
     await page.waitForFunction((n) => {
