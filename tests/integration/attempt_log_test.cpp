@@ -227,3 +227,32 @@ TEST_CASE("with the attempt log switched off no attempt is written") {
                  seconds(10)));
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.attempts") == 0);
 }
+
+TEST_CASE("a sql handler's attempts are logged in its ack transaction with the error it raised") {
+  TestDb db;
+  db.exec(R"sql(
+CREATE SCHEMA app;
+CREATE FUNCTION app.check(ev jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF (ev->'payload'->>'n')::int = 2 THEN RAISE EXCEPTION 'no room for %', ev->>'id'; END IF;
+END $$;
+)sql");
+  HandlerConfig h;
+  h.name = "ledger";
+  h.type = "sql";
+  h.function = "app.check";
+  h.retry = RetryPolicy{2, 50, 100, 0.0};
+  Relay relay(relay_config(db, h));
+  RelayThread t(relay);
+  db.exec("SELECT pgrelay.emit('orders.paid', jsonb_build_object('n', g)) FROM generate_series(1, 2) g");
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 1; },
+                     seconds(10)));
+  const auto rows = db.exec(
+      "SELECT a.attempt, a.outcome, a.error FROM pgrelay.attempts a JOIN pgrelay.db_events e ON e.id = a.event_id "
+      "ORDER BY a.id");
+  REQUIRE(rows.size() == 2);  // the failing event's two attempts; the other's row is gone, its attempt stays
+  CHECK(rows[0][1].as<std::string>() == "retry");
+  CHECK(rows[1][1].as<std::string>() == "dead");
+  CHECK(contains(rows[1][2].as<std::string>(), "no room for"));
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.attempts WHERE handler = 'ledger' AND outcome = 'ok'") == 1);
+}
