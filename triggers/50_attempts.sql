@@ -20,7 +20,7 @@ LANGUAGE sql SET jit = off AS $fn$
   SELECT count(*)::integer FROM ins
 $fn$;
 
--- Deletes up to max_rows attempts older than retention_s, oldest first, and returns how many;
+-- Deletes up to max_rows attempts older than retention_s and returns how many;
 -- -1 when another relay is at it (one at a time, a transaction-level advisory lock, so it works
 -- behind a transaction-mode pooler too). Row locks only: inserts at the new end never wait.
 CREATE OR REPLACE FUNCTION pgrelay.trim_attempts(retention_s bigint, max_rows integer) RETURNS bigint
@@ -31,16 +31,15 @@ BEGIN
   IF NOT pg_try_advisory_xact_lock(1886221420, 6) THEN
     RETURN -1;
   END IF;
-  -- Only the oldest max_rows by id (the primary key) are looked at: ids grow with time, so the
-  -- victims are there, and a sweep that finds nothing to delete costs max_rows index entries,
-  -- not a walk over the whole log. A row logged late (a long delivery) waits for a later sweep.
-  WITH head AS (
-    SELECT a.id, a.started_at FROM pgrelay.attempts a
-     ORDER BY a.id LIMIT max_rows
-       FOR UPDATE SKIP LOCKED
-  ), gone AS (
-    DELETE FROM pgrelay.attempts a USING head h
-     WHERE a.id = h.id AND h.started_at < now() - retention_s * interval '1 second'
+  -- Found through the BRIN index on started_at: a sweep with nothing to delete reads the
+  -- summaries and the one block range that straddles the cutoff, not the whole log.
+  WITH gone AS (
+    DELETE FROM pgrelay.attempts a
+     WHERE a.ctid = ANY (ARRAY(
+             SELECT o.ctid FROM pgrelay.attempts o
+              WHERE o.started_at < now() - retention_s * interval '1 second'
+              LIMIT max_rows
+                FOR UPDATE SKIP LOCKED))
     RETURNING 1
   )
   SELECT count(*) INTO n FROM gone;
@@ -65,7 +64,7 @@ LANGUAGE sql STABLE AS $fn$
   ), last AS (
     SELECT DISTINCT ON (a.handler) a.handler, a.attempt, a.outcome, a.http_status, a.exit_code, a.error,
            a.started_at, a.duration_ms, a.relay_id
-      FROM a ORDER BY a.handler, a.id DESC
+      FROM a ORDER BY a.handler, a.started_at DESC, a.attempt DESC
   ), per AS (
     SELECT l.handler,
            jsonb_build_object(

@@ -21,7 +21,7 @@ SELECT (pgrelay.event_state($1) || jsonb_build_object(
                     'handler', a.handler, 'attempt', a.attempt, 'relay', a.relay_id, 'started_at', a.started_at,
                     'duration_ms', round(a.duration_ms::numeric, 3), 'outcome', a.outcome,
                     'http_status', a.http_status, 'exit_code', a.exit_code, 'error', a.error,
-                    'response_head', a.response_head) ORDER BY a.id)
+                    'response_head', a.response_head) ORDER BY a.started_at, a.attempt, a.handler)
              FROM pgrelay.attempts a WHERE a.event_id = $1), '[]')))::text
 )sql";
 

@@ -60,7 +60,7 @@ TEST_CASE("a webhook answered 503 then 200 leaves two attempts with their status
   CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);  // delivered and deleted
   const auto rows =
       db.exec("SELECT attempt, handler, relay_id, outcome, http_status, response_head, duration_ms, error" + where +
-              " ORDER BY id");
+              " ORDER BY started_at");
   REQUIRE(rows.size() == 2);
   CHECK(rows[0][0].as<int>() == 1);
   CHECK(rows[0][1].as<std::string>() == "hook");
@@ -124,7 +124,7 @@ TEST_CASE("a dead event's history holds every attempt up to the one that killed 
   t.stop();
   const auto rows =
       db.exec("SELECT attempt, outcome, http_status, response_head FROM pgrelay.attempts WHERE event_id = " +
-              std::to_string(id) + " ORDER BY id");
+              std::to_string(id) + " ORDER BY started_at");
   REQUIRE(rows.size() == 3);
   const std::vector<std::tuple<int, std::string, int, std::string>> want = {
       {1, "retry", 503, "down"}, {2, "retry", 503, "still down"}, {3, "dead", 410, "gone"}};
@@ -249,7 +249,7 @@ END $$;
                      seconds(10)));
   const auto rows = db.exec(
       "SELECT a.attempt, a.outcome, a.error FROM pgrelay.attempts a JOIN pgrelay.db_events e ON e.id = a.event_id "
-      "ORDER BY a.id");
+      "ORDER BY a.started_at");
   REQUIRE(rows.size() == 2);  // the failing event's two attempts; the other's row is gone, its attempt stays
   CHECK(rows[0][1].as<std::string>() == "retry");
   CHECK(rows[1][1].as<std::string>() == "dead");

@@ -71,8 +71,8 @@ TEST_CASE("the console finds a dead event and shows its attempts and retries it 
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 1; },
                      seconds(15)));
   REQUIRE(eventually([&] { return relay.admin_port() != 0; }, seconds(5)));
-  const auto held =
-      db.exec("SELECT http_status FROM pgrelay.attempts WHERE event_id = " + std::to_string(dead_id) + " ORDER BY id");
+  const auto held = db.exec("SELECT http_status FROM pgrelay.attempts WHERE event_id = " + std::to_string(dead_id) +
+                            " ORDER BY started_at");
   REQUIRE(held.size() == 2);
 
   ChildProcess node({"node", dir + "/console_check.js", "http://127.0.0.1:" + std::to_string(relay.admin_port()) + "/",
