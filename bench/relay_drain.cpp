@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
       c.relay.id = "bench-drain-" + std::to_string(i);
       if (f.count("batch")) c.relay.batch_size = static_cast<int>(bench::flag_int(f, "batch", 256));
       if (f.count("max-in-flight")) c.relay.max_in_flight = static_cast<int>(bench::flag_int(f, "max-in-flight", 1024));
-      c.relay.claim = bench::flag(f, "claim", "lease");  // lease | transaction
+      c.relay.claim = bench::flag(f, "claim", "lease");               // lease | transaction
+      c.attempts.enabled = bench::flag(f, "attempts", "on") == "on";  // the attempt log: on | off
       auto r = std::make_unique<pgrelay::Relay>(c);
       const int64_t handler_us = bench::flag_int(f, "handler-us", 0);
       if (handler_us > 0) r->add_handler("noop", std::make_unique<DelayHandler>(handler_us));
@@ -141,8 +142,8 @@ int main(int argc, char** argv) {
         tx.exec1("SELECT count(*) FROM pgrelay.db_events WHERE status NOT IN ('done', 'dead')")[0].as<int64_t>();
     std::cout << "{\"relays\":" << relays << ",\"events\":" << delivered << ",\"seconds\":" << s << ",\"claim\":\""
               << bench::flag(f, "claim", "lease") << "\",\"outcome\":\"" << bench::flag(f, "outcome", "done")
-              << "\",\"events_per_s\":" << delivered / s << ",\"claim_batches\":" << batches << ",\"left\":" << left
-              << "}\n";
+              << "\",\"attempts\":\"" << bench::flag(f, "attempts", "on") << "\",\"events_per_s\":" << delivered / s
+              << ",\"claim_batches\":" << batches << ",\"left\":" << left << "}\n";
     return (failed || delivered < expect) ? 1 : 0;
   } catch (const std::exception& e) {
     std::cerr << "relay_drain: " << e.what() << "\n";

@@ -30,7 +30,7 @@ install_packages() {
 }
 
 # install_test_node_modules: the npm packages the tests check pgrelay against
-# (tests/node: the CloudEvents SDK, Ajv), installed with npm ci from the lock file
+# (tests/node: the CloudEvents SDK, Ajv, puppeteer-core for the console's browser test), installed with npm ci from the lock file
 # when it changed. Without node or npm (nor a way to install them), the tests that
 # need them say so and skip; a failing npm ci is an error.
 install_test_node_modules() {
@@ -39,7 +39,7 @@ install_test_node_modules() {
     install_packages nodejs npm || true
   fi
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    say "node/npm not available: the CloudEvents and config schema checks will skip"; return 0
+    say "node/npm not available: the CloudEvents, config schema and console browser checks will skip"; return 0
   fi
   if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
     say "npm ci in tests/node"

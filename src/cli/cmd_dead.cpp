@@ -1,60 +1,12 @@
 // `pgrelay dead list|retry|purge`: inspect and act on dead letters.
-#include <cerrno>
-#include <cstdlib>
 #include <iostream>
 
 #include "cli/common.hpp"
+#include "cli/event_filters.hpp"
 #include "core/log.hpp"
 #include "store/admin_queries.hpp"
 
 namespace pgrelay::cli {
-namespace {
-
-struct FilterArgs {
-  std::vector<int64_t> ids;
-  std::string type, key, error;
-  int64_t older_than_s = -1;
-  int limit = 100;
-  bool all = false, yes = false, json = false;
-
-  // A filter that PostgreSQL text cannot hold would be cut short and match more.
-  DeadFilter filter() const {
-    require_text(type, "--type");
-    require_text(key, "--key");
-    require_text(error, "--error");
-    DeadFilter f;
-    f.ids = ids;
-    if (!type.empty()) f.type = type;
-    if (!key.empty()) f.key = key;
-    if (!error.empty()) f.error_contains = error;
-    if (older_than_s >= 0) f.older_than_s = older_than_s;
-    f.limit = limit;
-    return f;
-  }
-  bool narrowed() const { return !ids.empty() || !type.empty() || !key.empty() || !error.empty() || older_than_s >= 0; }
-};
-
-void add_filters(CLI::App* cmd, FilterArgs& a) {
-  // Checked as text: CLI11 would turn 99999999999999999999 into INT64_MAX silently.
-  const CLI::Validator event_id(
-      [](std::string& s) -> std::string {
-        errno = 0;
-        char* end = nullptr;
-        const long long v = std::strtoll(s.c_str(), &end, 10);
-        if (s.empty() || *end != '\0' || errno == ERANGE || v < 1)
-          return "must be an event id (1 to 9223372036854775807), not " + s;
-        return {};
-      },
-      "ID");
-  cmd->add_option("--id", a.ids, "Event id (repeatable)")->check(event_id);
-  cmd->add_option("--type", a.type, "Event type, exact or \"prefix.*\"");
-  cmd->add_option("--key", a.key, "Ordering key");
-  cmd->add_option("--older-than-s", a.older_than_s, "Dead for at least this many seconds")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--error", a.error, "Last error contains this text");
-}
-
-}  // namespace
 
 void add_dead(CLI::App& app, Globals& g, Action& action) {
   auto* dead = app.add_subcommand(

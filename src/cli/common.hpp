@@ -73,5 +73,7 @@ void add_dead(CLI::App& app, Globals& g, Action& action);
 void add_check_config(CLI::App& app, Globals& g, Action& action);
 void add_pause(CLI::App& app, Globals& g, Action& action);  // pause and resume
 void add_replay(CLI::App& app, Globals& g, Action& action);
+void add_events(CLI::App& app, Globals& g, Action& action);  // events show and list
+void add_wait(CLI::App& app, Globals& g, Action& action);
 
 }  // namespace pgrelay::cli

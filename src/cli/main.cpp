@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
       "Events written to pgrelay.db_events (pgrelay.emit() or capture triggers) are claimed and\n"
       "delivered to handlers at least once, in order per key, with retries and dead letters.\n\n"
       "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config (or a database not migrated yet),\n"
-      "3 reconcile found dead or stuck events. -c and -d go before or after the subcommand."};
+      "3 reconcile found dead or stuck events (wait: an event is dead), 4 a time limit came first.\n"
+      "-c and -d go before or after the subcommand."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "pgrelay 0.1.0");
   Globals g;
@@ -28,6 +29,8 @@ int main(int argc, char** argv) {
   add_check_config(app, g, action);
   add_pause(app, g, action);
   add_replay(app, g, action);
+  add_events(app, g, action);
+  add_wait(app, g, action);
   add_global_options(app, g);
   try {
     app.parse(argc, argv);

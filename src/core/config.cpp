@@ -11,6 +11,7 @@
 #include "core/config_env.hpp"
 #include "core/config_handler.hpp"
 #include "core/config_json.hpp"
+#include "core/outcome.hpp"
 
 namespace pgrelay {
 namespace {
@@ -75,7 +76,8 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
   try {
     Config c;
     // "$schema" names config/pgrelay.schema.json for editors; the relay does not read it.
-    check_keys(doc, "", {"$schema", "database", "relay", "log", "admin", "handlers", "routes", "event_types"});
+    check_keys(doc, "",
+               {"$schema", "database", "relay", "log", "attempts", "admin", "handlers", "routes", "event_types"});
     if (auto it = doc.FindMember("$schema"); it != doc.MemberEnd()) need_string(it->value, "$schema");
     each(doc, "database", "database", {"url", "listen_url"},
          [&](const std::string& k, const Value& v, const std::string& p) {
@@ -99,6 +101,19 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
            else if (k == "done_retention_s") r.done_retention_s = need_int(v, p, 0, 366LL * 86400);
            else if (k == "shutdown_timeout_ms") r.shutdown_timeout_ms = need_int(v, p, 0, 3600000);
            else if (k == "ack_delay_ms") r.ack_delay_ms = need_int(v, p, 0, 1000);
+         });
+    each(doc, "attempts", "attempts", {"enabled", "response_head_bytes", "retention_s"},
+         [&](const std::string& k, const Value& v, const std::string& p) {
+           AttemptLogOptions& a = c.attempts;
+           if (k == "enabled") {
+             if (!v.IsBool()) fail(p, std::string("must be true or false, not ") + json_kind(v));
+             a.enabled = v.GetBool();
+           } else if (k == "response_head_bytes") {
+             a.response_head_bytes =
+                 static_cast<int>(need_int(v, p, 0, static_cast<int64_t>(Outcome::kMaxResponseHead)));
+           } else {
+             a.retention_s = need_int(v, p, 60, 366LL * 86400);
+           }
          });
     each(doc, "log", "log", {"level", "format"}, [&](const std::string& k, const Value& v, const std::string& p) {
       if (k == "level") c.log.level = need_choice(v, p, {"debug", "info", "warn", "error"});

@@ -48,6 +48,14 @@ struct RelayOptions {
   int64_t ack_delay_ms = 2;             // gather outcomes this long into one ack round trip
 };
 
+// The attempt log (pgrelay.attempts, migration 0006): one row per delivery attempt,
+// written with the acks in the same round trip.
+struct AttemptLogOptions {
+  bool enabled = true;                // false: no rows written (acks as before)
+  int response_head_bytes = 256;      // first bytes of a response body or command output kept (0: none)
+  int64_t retention_s = 7LL * 86400;  // attempts older than this are deleted in batches by a relay
+};
+
 struct LogOptions {
   std::string level = "info";   // debug | info | warn | error
   std::string format = "auto";  // auto (json unless a terminal) | json | text
@@ -114,6 +122,7 @@ struct Config {
   DatabaseOptions database;
   RelayOptions relay;
   LogOptions log;
+  AttemptLogOptions attempts;
   AdminOptions admin;
   std::vector<HandlerConfig> handlers;
   std::vector<Route> routes;

@@ -85,6 +85,17 @@ void Histogram::observe(double v) {
   sum_ += v;
 }
 
+double Histogram::quantile(double q) const {
+  if (count_ == 0 || bounds_.empty()) return 0;
+  const double want = q * static_cast<double>(count_);
+  int64_t cumulative = 0;
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    if (static_cast<double>(cumulative) >= want) return bounds_[i];
+  }
+  return bounds_.back();
+}
+
 void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
   const std::string sep = labels.empty() ? "" : ",";
   int64_t cumulative = 0;
@@ -141,6 +152,7 @@ std::vector<Metrics::HandlerTotals> Metrics::handler_totals() const {
     t.handler = h;
     t.latency_sum_s = hist.sum();
     t.latency_count = hist.count();
+    t.latency_p99_s = hist.quantile(0.99);
   }
   std::vector<HandlerTotals> out;
   for (auto& [h, t] : by) out.push_back(std::move(t));

@@ -23,6 +23,9 @@ class Histogram {
   void render(std::string& out, const std::string& name, const std::string& labels) const;
   int64_t count() const { return count_; }
   double sum() const { return sum_; }
+  // The upper bound of the bucket holding the q-quantile (0 < q <= 1), the largest bound
+  // when it lies past them; 0 when nothing was observed. As coarse as the buckets.
+  double quantile(double q) const;
 
  private:
   std::vector<double> bounds_;
@@ -53,6 +56,7 @@ class Metrics {
     int64_t delivered = 0, retried = 0, dead = 0, deferred = 0;
     double latency_sum_s = 0;
     int64_t latency_count = 0;
+    double latency_p99_s = 0;  // Histogram::quantile(0.99) of its latencies since start
   };
   std::vector<HandlerTotals> handler_totals() const;
   int64_t lease_expiries() const;

@@ -2,6 +2,7 @@
 // not exceptions: the relay turns them into retry schedules and dead letters.
 #pragma once
 #include <chrono>
+#include <cstddef>
 #include <optional>
 #include <string>
 
@@ -17,6 +18,13 @@ struct Outcome {
   Kind kind = Kind::ok;
   std::string reason;
   std::optional<std::chrono::milliseconds> retry_after;
+  // What the destination answered, for the attempt log (config `attempts`); all optional.
+  int http_status = 0;                // webhook: the response's status, 0 when none came
+  std::optional<int> exit_code = {};  // command: its exit status (128 + the signal when killed)
+  std::string response_head = {};     // the first bytes of the response body or the command's output,
+                                      // at most kMaxResponseHead (the relay cuts it to its own limit)
+
+  static constexpr size_t kMaxResponseHead = 4096;
 
   static Outcome ok() { return {Kind::ok, {}, {}}; }
   static Outcome retry(std::string why) { return {Kind::retry, std::move(why), {}}; }
@@ -24,6 +32,20 @@ struct Outcome {
   static Outcome dead(std::string why) { return {Kind::dead, std::move(why), {}}; }
   static Outcome defer(std::chrono::milliseconds d, std::string why) { return {Kind::defer, std::move(why), d}; }
   bool is_ok() const { return kind == Kind::ok; }
+
+  // Keeps the first kMaxResponseHead bytes of `head` as the response head.
+  Outcome& with_response(int status, std::string head) {
+    http_status = status;
+    if (head.size() > kMaxResponseHead) head.resize(kMaxResponseHead);
+    response_head = std::move(head);
+    return *this;
+  }
+  Outcome& with_exit(int code, std::string head) {
+    exit_code = code;
+    if (head.size() > kMaxResponseHead) head.resize(kMaxResponseHead);
+    response_head = std::move(head);
+    return *this;
+  }
 };
 
 }  // namespace pgrelay

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -122,6 +123,7 @@ Outcome CommandHandler::run(const Event& event) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
   size_t written = 0;
   std::string tail;
+  std::string head;  // the output's first bytes, for the attempt log
   bool timed_out = false;
   while (in_pipe[1] >= 0 || out_pipe[0] >= 0) {
     const auto left =
@@ -145,6 +147,9 @@ Outcome CommandHandler::run(const Event& event) {
         char buf[4096];
         const ssize_t r = ::read(out_pipe[0], buf, sizeof buf);
         if (r > 0) {
+          if (head.size() < Outcome::kMaxResponseHead) {
+            head.append(buf, std::min(static_cast<size_t>(r), Outcome::kMaxResponseHead - head.size()));
+          }
           tail.append(buf, static_cast<size_t>(r));
           if (tail.size() > 4 * kErrorTail) tail.erase(0, tail.size() - kErrorTail);
         } else if (r == 0 || errno != EAGAIN) {
@@ -163,11 +168,18 @@ Outcome CommandHandler::run(const Event& event) {
     std::lock_guard<std::mutex> lock(mutex_);
     running_.erase(pid);
   }
-  if (timed_out) return Outcome::retry("command: timed out after " + std::to_string(timeout_ms_) + " ms");
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Outcome::ok();
+  if (timed_out) {  // killed here: no exit status of its own to show
+    Outcome o = Outcome::retry("command: timed out after " + std::to_string(timeout_ms_) + " ms");
+    o.response_head = std::move(head);
+    return o;
+  }
+  // The shell's convention: 128 + the signal for a child a signal ended.
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+  if (code == 0) return Outcome::ok().with_exit(0, std::move(head));
   if (tail.size() > kErrorTail) tail.erase(0, tail.size() - kErrorTail);
   while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
-  return Outcome::retry("command: " + describe_status(status) + (tail.empty() ? "" : ": " + tail));
+  return Outcome::retry("command: " + describe_status(status) + (tail.empty() ? "" : ": " + tail))
+      .with_exit(code, std::move(head));
 }
 
 }  // namespace pgrelay

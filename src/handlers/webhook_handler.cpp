@@ -184,6 +184,12 @@ struct WebhookHandler::Impl {
     }
     const std::string reason =
         "HTTP " + std::to_string(r.status) + (r.body.empty() ? "" : ": " + excerpt(r.body, kReasonBodyBytes));
+    Outcome o = answered(r, reason);
+    return o.with_response(r.status, r.body.substr(0, Outcome::kMaxResponseHead));
+  }
+
+  // The outcome of a response that came, by its status.
+  Outcome answered(const HttpResult& r, const std::string& reason) {
     if (r.status >= 200 && r.status < 300) {
       breaker.record_success();
       return Outcome::ok();

@@ -116,6 +116,7 @@ std::string known_list(pqxx::connection& c) {
 
 AdminResponse AdminApi::run_action(const AdminRequest& req) {
   const std::string path = path_of(req.target);
+  if (path.rfind("/admin/api/", 0) == 0) return run_read(req);
   try {
     const rapidjson::Document doc = parse_body(req.body);
     if (!action_conn_) action_conn_ = connect(options_.database_url, "admin-action");

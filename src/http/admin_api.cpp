@@ -8,6 +8,7 @@
 
 #include "core/log.hpp"
 #include "http/bearer_auth.hpp"
+#include "http/console_page.hpp"
 #include "http/status_page.hpp"
 #include "store/admin_queries.hpp"
 #include "store/connection.hpp"
@@ -95,6 +96,7 @@ void AdminApi::sample_loop() {
       if (ok) log::info("admin: database answers");
       else log::warn("admin: database does not answer", {{"error", s.error}});
     }
+    record_history(s);
     sample_ = std::move(s);
     const auto wait = ok ? std::chrono::milliseconds(options_.sample_interval_ms) : kRetryWhenDown;
     if (cv_.wait_for(lock, wait, [this] { return stop_; })) return;
@@ -177,11 +179,11 @@ void AdminApi::handle(AdminRequest req, std::function<void(AdminResponse)> reply
   }
   if (path == "/metrics") return get ? reply(metrics_text()) : only("GET, HEAD");
   if (path == "/status.json") return get ? reply(status_json()) : only("GET, HEAD");
-  if (path == "/" || path == "/index.html") {
+  if (path == "/" || path == "/index.html" || path == "/status") {
     if (!get) return only("GET, HEAD");
     AdminResponse r;
     r.content_type = "text/html; charset=utf-8";
-    r.body = status_page_html();
+    r.body = path == "/status" ? status_page_html() : console_page_html();
     return reply(std::move(r));
   }
   if (path.rfind("/admin/", 0) == 0) {
@@ -196,7 +198,12 @@ void AdminApi::handle(AdminRequest req, std::function<void(AdminResponse)> reply
       AdminResponse r = json_error(401, "a valid \"Authorization: Bearer <admin token>\" header is required");
       return reply(std::move(r));
     }
-    if (req.method != "POST") return only("POST");
+    // The console's reads: from memory at once, or from the database on the worker.
+    const bool read = path.rfind("/admin/api/", 0) == 0;
+    if (read && !get) return only("GET, HEAD");
+    if (path == "/admin/api/overview") return reply(console_overview());
+    if (path == "/admin/api/history") return reply(console_history());
+    if (!read && req.method != "POST") return only("POST");
     std::lock_guard<std::mutex> lock(mutex_);
     if (actions_.size() >= kMaxQueuedActions) return reply(json_error(503, "too many admin actions queued"));
     actions_.emplace_back(std::move(req), std::move(reply));

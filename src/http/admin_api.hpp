@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include <pqxx/connection>
 
 #include "core/log.hpp"
+#include "core/metrics.hpp"
 #include "http/admin_server.hpp"
 #include "http/host_allow_list.hpp"
 #include "store/ops_queries.hpp"
@@ -63,8 +65,23 @@ class AdminApi {
     std::chrono::steady_clock::time_point at{};
     DbSample data;
   };
+  // One point of the console's charts, taken with every database sample and kept in
+  // memory for an hour (console_api.cpp).
+  struct HistoryPoint {
+    int64_t at_ms = 0;                        // wall clock, ms since the epoch
+    int64_t delivered = 0, failed = 0;        // this relay's event totals (failed: retried + dead)
+    std::optional<int64_t> backlog;           // nullopt: the sample failed
+    std::optional<double> oldest_due_wait_s;  // nullopt: nothing due, or the sample failed
+    std::vector<Metrics::HandlerTotals> handlers;
+  };
   void sample_loop();
   void action_loop();
+  void record_history(const Sample& s);  // REQUIRES: mutex_ held
+  // GET /admin/api/overview and /admin/api/history, from memory (console_api.cpp).
+  AdminResponse console_overview() const;
+  AdminResponse console_history() const;
+  // GET /admin/api/dead, /admin/api/event, /admin/api/events: database reads on the worker.
+  AdminResponse run_read(const AdminRequest& req);
   AdminResponse metrics_text() const;
   AdminResponse status_json() const;
   AdminResponse run_action(const AdminRequest& req);
@@ -82,6 +99,7 @@ class AdminApi {
   std::condition_variable cv_;
   bool stop_ = false;
   Sample sample_;
+  std::deque<HistoryPoint> history_;
   std::vector<std::pair<AdminRequest, std::function<void(AdminResponse)>>> actions_;
   std::unique_ptr<pqxx::connection> action_conn_;  // worker thread only
   std::thread sampler_;

@@ -77,12 +77,17 @@ AckResult Relay::flush_with_sql(const std::vector<Ack>& sending, bool keep_done)
             for (Pending& p : f.pending) {
               if (p.in_tx && !p.settled && p.slot->name == handler) {
                 p.settled = true;
+                p.settled_at = Clock::now();
                 p.outcome = error.empty() ? Outcome::ok() : Outcome::retry(error);
               }
             }
           }
           decided = sending;
-          for (int64_t id : ready) decided.push_back(outcome_of(in_flight_.at(id)));
+          for (int64_t id : ready) {
+            const InFlight& f = in_flight_.at(id);
+            decided.push_back(outcome_of(f));
+            decided.back().attempts = attempts_of(f, decided.back());
+          }
           return decided;
         },
         keep_done);

@@ -88,11 +88,13 @@ void Relay::start(InFlight& f) {
   const auto now = Clock::now();
   f.started = true;
   f.started_at = now;
+  f.started_wall = std::chrono::system_clock::now();
   if (auto decl = declared_.find(ev->type); decl != declared_.end()) {
     if (auto why = check_payload(*decl->second, ev->json)) {
       // It would fail the same way on every attempt: dead at once, no handler runs.
       Ack a{ev->id, ev->claim_token, Ack::Kind::dead, 0, "payload does not match event_types." + ev->type + ": " + *why,
             {}};
+      a.attempts = check_attempt(f, a.error);
       const int64_t next = f.next_in_run;
       in_flight_.erase(ev->id);
       tally(a, *ev);
@@ -171,6 +173,7 @@ void Relay::drain_completions() {
 void Relay::settle(InFlight& f, size_t index, Outcome outcome) {
   Pending& p = f.pending[index];
   p.settled = true;
+  p.settled_at = Clock::now();
   p.outcome = std::move(outcome);
   --f.unsettled;
   note_delivery(f, p);
@@ -216,6 +219,7 @@ void Relay::complete(InFlight& f) {
     }
   }
   Ack a = outcome_of(f);
+  a.attempts = attempts_of(f, a);
   tally(a, *f.event);
   const int64_t next = f.next_in_run;
   const Ack::Kind kind = a.kind;

@@ -105,6 +105,7 @@ class Relay {
     bool settled = false;
     Outcome outcome;
     bool in_tx = false;  // a sql handler: runs in the ack transaction, not through deliver()
+    std::chrono::steady_clock::time_point settled_at = {};  // when it answered (the attempt log's duration)
   };
   struct InFlight {
     uint64_t generation = 0;  // relay-local, never reused: completions name it, so a stale one is ignored
@@ -116,7 +117,8 @@ class Relay {
     int64_t next_in_run = 0;   // the key's next event in this relay's run, 0 if none
     std::chrono::steady_clock::time_point claimed_at;
     std::chrono::steady_clock::time_point started_at;
-    std::chrono::steady_clock::time_point deadline;  // earliest handler timeout
+    std::chrono::system_clock::time_point started_wall;  // started_at by the wall clock (the attempt log)
+    std::chrono::steady_clock::time_point deadline;      // earliest handler timeout
   };
   struct Completion {
     int64_t id;
@@ -151,6 +153,12 @@ class Relay {
   void queue_promotion(const std::string& key);
   // The event's outcome from its handlers' outcomes (no side effects).
   Ack outcome_of(const InFlight& f);
+  // The attempt log (attempt_log.cpp): the attempts of `f`'s handlers that answered in
+  // this attempt, to go with its outcome `a` (none when attempts.enabled is false).
+  std::vector<Attempt> attempts_of(const InFlight& f, const Ack& a) const;
+  // The attempt of a check that failed before any handler ran (a payload not matching
+  // its declared event type), so a dead event's history says why.
+  std::vector<Attempt> check_attempt(const InFlight& f, const std::string& error) const;
   // Counts a decided outcome (and logs a dead letter).
   void tally(const Ack& a, const Event& e);
   AckResult flush_with_sql(const std::vector<Ack>& sending, bool keep_done);
@@ -173,6 +181,9 @@ class Relay {
   void start_admin();
   void stop_admin();
   void sweep_retention();
+  // attempt_log.cpp: deletes attempts older than attempts.retention_s for a time budget;
+  // returns whether some are left for the next sweep.
+  bool trim_attempts();
   void note_delivery(const InFlight& f, const Pending& p);
 
   Config config_;

@@ -58,7 +58,7 @@ void Relay::stop_admin() {
 
 void Relay::sweep_retention() {
   const int64_t retention_s = config_.relay.done_retention_s;
-  if (retention_s <= 0) {
+  if (retention_s <= 0 && !config_.attempts.enabled) {
     next_retention_at_ = Clock::time_point::max();
     return;
   }
@@ -67,7 +67,7 @@ void Relay::sweep_retention() {
   bool more = false;
   // Only one relay sweeps at a time (an advisory lock inside each batch's
   // transaction); a busy lock means another relay is on it.
-  while ((n = delete_finished(queue_->connection(), retention_s, kRetentionBatch)) > 0) {
+  while (retention_s > 0 && (n = delete_finished(queue_->connection(), retention_s, kRetentionBatch)) > 0) {
     deleted += n;
     if (n < kRetentionBatch) break;
     if (Clock::now() - start >= kRetentionBudget) {
@@ -79,6 +79,7 @@ void Relay::sweep_retention() {
     metrics_.record_retention(deleted);
     log::debug("retention: deleted finished events", {{"count", deleted}, {"retention_s", retention_s}});
   }
+  if (trim_attempts()) more = true;
   next_retention_at_ = Clock::now() + (more ? std::chrono::duration_cast<Clock::duration>(kRetentionSoon)
                                             : std::chrono::duration_cast<Clock::duration>(kRetentionEvery));
 }

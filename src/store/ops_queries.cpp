@@ -160,6 +160,11 @@ int64_t delete_finished(pqxx::connection& conn, int64_t retention_s, int batch) 
   return static_cast<int64_t>(r.affected_rows());
 }
 
+int64_t delete_old_attempts(pqxx::connection& conn, int64_t retention_s, int batch) {
+  pqxx::nontransaction tx(conn);  // the function's statement is its own transaction
+  return tx.exec_params1("SELECT pgrelay.trim_attempts($1, $2)", retention_s, batch)[0].as<int64_t>();
+}
+
 DbSample read_sample(pqxx::connection& conn) {
   DbSample s;
   pqxx::read_transaction tx(conn);

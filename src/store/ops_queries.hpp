@@ -77,6 +77,11 @@ int64_t replay(pqxx::connection& conn, const ReplayFilter& f);
 // holds the lock. Dead events are never touched.
 int64_t delete_finished(pqxx::connection& conn, int64_t retention_s, int batch);
 
+// Attempt log retention (pgrelay.trim_attempts()): deletes up to `batch` attempts older
+// than `retention_s`, oldest first, one relay at a time. Returns the rows deleted, or -1
+// when another relay holds the lock. Takes row locks only, so acks never wait for it.
+int64_t delete_old_attempts(pqxx::connection& conn, int64_t retention_s, int batch);
+
 // What the admin server samples from the database every few seconds.
 struct TypeCounts {
   std::string event_type;

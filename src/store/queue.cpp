@@ -19,6 +19,14 @@ constexpr const char* kClaimSql = "SELECT * FROM pgrelay.claim($1, $2, $3, $4, $
 constexpr const char* kAckSql = "SELECT applied, busy_keys FROM pgrelay.ack($1::jsonb, $2, $3, $4::text[])";
 constexpr const char* kAckDoneSql =
     "SELECT applied, busy_keys FROM pgrelay.ack_done($1::bigint[], $2::bigint[], $3, $4::text[])";
+// The same with the acks' attempts logged in the same statement (so in the same round
+// trip and transaction); record_attempts() returns one row, so it runs exactly once.
+constexpr const char* kAckLoggedSql =
+    "SELECT a.applied, a.busy_keys, pgrelay.record_attempts($5::jsonb, $6) "
+    "FROM pgrelay.ack($1::jsonb, $2, $3, $4::text[]) a";
+constexpr const char* kAckDoneLoggedSql =
+    "SELECT a.applied, a.busy_keys, pgrelay.record_attempts($5::jsonb, $6) "
+    "FROM pgrelay.ack_done($1::bigint[], $2::bigint[], $3, $4::text[]) a";
 constexpr const char* kPromoteSql = "SELECT pgrelay.promote($1::text[])";
 constexpr const char* kPromoteOrphansSql = "SELECT pgrelay.promote(pgrelay.orphaned_keys(10000))";
 constexpr const char* kAnnounceSql = R"sql(
@@ -247,6 +255,34 @@ std::string Queue::ack_document(const std::vector<Ack>& acks) const {
   return doc;
 }
 
+std::string Queue::attempts_document(const std::vector<Ack>& acks) const {
+  std::string doc;
+  for (const Ack& a : acks) {
+    for (const Attempt& t : a.attempts) {
+      doc += doc.empty() ? '[' : ',';
+      doc += "{\"e\":" + std::to_string(a.id) + ",\"h\":\"";
+      log::append_json_escaped(doc, t.handler);
+      doc += "\",\"a\":" + std::to_string(t.attempt) + ",\"s\":" + std::to_string(t.started_at_us) +
+             ",\"d\":" + std::to_string(t.duration_ms) + ",\"o\":\"" + t.outcome + '"';
+      if (t.http_status != 0) doc += ",\"st\":" + std::to_string(t.http_status);
+      if (t.exit_code) doc += ",\"x\":" + std::to_string(*t.exit_code);
+      if (!t.error.empty()) {
+        doc += ",\"err\":\"";
+        log::append_json_escaped(doc, t.error.substr(0, 2000));
+        doc += '"';
+      }
+      if (!t.response_head.empty()) {
+        doc += ",\"r\":\"";
+        log::append_json_escaped(doc, t.response_head);
+        doc += '"';
+      }
+      doc += '}';
+    }
+  }
+  if (!doc.empty()) doc += ']';
+  return doc;
+}
+
 AckResult Queue::ack(const std::vector<Ack>& acks, bool keep_done) {
   if (acks.empty()) return {};
   pqxx::nontransaction tx(*conn_);
@@ -257,15 +293,19 @@ AckResult Queue::ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks
   const bool all_done =
       !keep_done && std::all_of(acks.begin(), acks.end(), [](const Ack& a) { return a.kind == Ack::Kind::done; });
   const std::string more_keys = text_array_literal(busy_keys_);
+  const std::string attempts = attempts_document(acks);
   pqxx::result r;
   if (all_done) {
     std::vector<std::pair<int64_t, int64_t>> id_tokens;
     id_tokens.reserve(acks.size());
     for (const Ack& a : acks) id_tokens.emplace_back(a.id, a.token);
-    r = tx.exec_params(kAckDoneSql, int_array_literal(id_tokens, true), int_array_literal(id_tokens, false), locked,
-                       more_keys);
+    const std::string ids = int_array_literal(id_tokens, true), tokens = int_array_literal(id_tokens, false);
+    r = attempts.empty() ? tx.exec_params(kAckDoneSql, ids, tokens, locked, more_keys)
+                         : tx.exec_params(kAckDoneLoggedSql, ids, tokens, locked, more_keys, attempts, owner_);
   } else {
-    r = tx.exec_params(kAckSql, ack_document(acks), keep_done, locked, more_keys);
+    const std::string doc = ack_document(acks);
+    r = attempts.empty() ? tx.exec_params(kAckSql, doc, keep_done, locked, more_keys)
+                         : tx.exec_params(kAckLoggedSql, doc, keep_done, locked, more_keys, attempts, owner_);
   }
   busy_keys_ = parse_text_array(r[0][1].c_str());
   return refusals(tx, acks, parse_int_array(r[0][0].c_str()));

@@ -25,6 +25,19 @@ struct TypeFilter {
   std::vector<std::string> prefixes;  // "orders." for the route "orders.*"
 };
 
+// One delivery attempt of an event to a handler, for the attempt log (pgrelay.attempts).
+struct Attempt {
+  std::string handler;
+  int attempt = 0;
+  int64_t started_at_us = 0;  // wall clock, microseconds since the epoch
+  double duration_ms = 0;
+  std::string outcome = "ok";  // ok | retry | dead
+  int http_status = 0;         // 0: no HTTP response
+  std::optional<int> exit_code = {};
+  std::string error = {};
+  std::string response_head = {};
+};
+
 // An outcome to record, fenced by the claim token it was claimed with.
 //   done     every handler succeeded       retry  pending again after delay_ms
 //   dead     given up, kept as a dead letter
@@ -39,6 +52,7 @@ struct Ack {
   int64_t delay_ms = 0;                    // retry/release: next attempt after this long
   std::string error;                       // retry/dead: kept in last_error
   std::vector<std::string> handlers_done;  // handlers that succeeded in this attempt
+  std::vector<Attempt> attempts = {};      // logged with the outcome (empty: the attempt log is off)
 };
 
 // One sql handler's function called for some events, in the ack transaction.
@@ -88,7 +102,9 @@ class Queue {
 
   // Records outcomes. An outcome whose token no longer matches (the lease ran
   // out and the event was claimed again) is not applied; the result names those.
-  // Finished events are deleted, or kept as 'done' when `keep_done` is set. The next
+  // Finished events are deleted, or kept as 'done' when `keep_done` is set. The acks'
+  // attempts go into the attempt log in the same statement, refused outcomes' too
+  // (those attempts happened). The next
   // event of each key whose head finished is made pending (pgrelay.promote()).
   AckResult ack(const std::vector<Ack>& acks, bool keep_done);
 
@@ -134,6 +150,8 @@ class Queue {
  private:
   AckResult ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks, bool keep_done, bool locked);
   std::string ack_document(const std::vector<Ack>& acks) const;
+  // The attempts of `acks` as pgrelay.record_attempts() takes them; empty when there are none.
+  std::string attempts_document(const std::vector<Ack>& acks) const;
 
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<pqxx::work> tx_;  // open while a transactional claim is delivered

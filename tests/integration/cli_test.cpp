@@ -360,7 +360,7 @@ TEST_CASE("every subcommand's help describes it and exits 0") {
   const std::string top = run_pgrelay({"--help"}).out;
   CHECK(contains(top, "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config"));
   for (const std::string cmd : {"migrate", "run", "reconcile", "status", "emit", "track", "untrack", "dead",
-                                "check-config", "pause", "resume", "replay"}) {
+                                "check-config", "pause", "resume", "replay", "events", "wait"}) {
     CAPTURE(cmd);
     const size_t at = top.find("\n  " + cmd + " ");
     REQUIRE(at != std::string::npos);

@@ -119,8 +119,8 @@ TEST_CASE(
   o.handlers = {"webhook-a"};
   AdminServer server(o, &metrics, {"relay-under-test", "poll", {}, {}, {}});
   server.start();
-  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
-  REQUIRE(http_get(server.port(), "/").body.find("<title>pgrelay status</title>") != std::string::npos);
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/status";
+  REQUIRE(http_get(server.port(), "/status").body.find("<title>pgrelay status</title>") != std::string::npos);
 
   // Wait for the script to fetch /status.json and render the numbers (up to ~30 s).
   std::string dom;
@@ -184,7 +184,7 @@ TEST_CASE("the status page shows an open circuit breaker and a paused prefix pat
   o.handlers = {"billing"};
   AdminServer server(o, nullptr, {"relay-under-test", "poll", {}, {}, {}});
   server.start();
-  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/status";
   const std::string breaker = "http://127.0.0.1:" + std::to_string(dead_port) + ": open (2 failures)";
   std::string dom;
   const bool rendered = eventually(

@@ -1,0 +1,258 @@
+// The attempt log end to end: a real relay delivering to a real HTTP receiver and real
+// child processes, its attempts read back from pgrelay.attempts, pgrelay.event_state() and
+// the `events` and `wait` commands.
+#include <doctest/doctest.h>
+
+#include "support/child_process.hpp"
+#include "support/http_receiver.hpp"
+#include "support/recording_handler.hpp"
+#include "support/test_db.hpp"
+
+using namespace pgrelay;
+using namespace pgrelay::test;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+namespace {
+
+HandlerConfig webhook(const std::string& url, int max_attempts = 5) {
+  HandlerConfig h;
+  h.name = "hook";
+  h.type = "webhook";
+  h.url = url;
+  h.retry = RetryPolicy{max_attempts, 100, 200, 0.0};
+  h.timeout_ms = 3000;
+  h.connect_timeout_ms = 1000;
+  return h;
+}
+
+Config relay_config(const TestDb& db, HandlerConfig h) {
+  Config c = test_config(db.url());
+  c.routes.push_back(Route{"*", {h.name}});
+  c.handlers.push_back(std::move(h));
+  return c;
+}
+
+std::string text(const TestDb& db, const std::string& sql) {
+  const auto r = db.exec(sql);
+  return r.empty() || r[0][0].is_null() ? "<null>" : r[0][0].as<std::string>();
+}
+
+int64_t emit(const TestDb& db, const std::string& type = "orders.paid") {
+  return db.scalar("SELECT pgrelay.emit('" + type + "', '{\"n\": 1}')");
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("a webhook answered 503 then 200 leaves two attempts with their statuses and durations") {
+  TestDb db;
+  HttpReceiver rx;
+  Reply busy = Reply::with_status(503, "busy, try later");
+  busy.delay = milliseconds(60);
+  rx.script({busy, Reply::with_status(200, "thanks")});
+  Relay relay(relay_config(db, webhook(rx.url())));
+  RelayThread t(relay);
+  const int64_t id = emit(db);
+  const std::string where = " FROM pgrelay.attempts WHERE event_id = " + std::to_string(id);
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*)" + where) == 2; }, seconds(10)));
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);  // delivered and deleted
+  const auto rows =
+      db.exec("SELECT attempt, handler, relay_id, outcome, http_status, response_head, duration_ms, error" + where +
+              " ORDER BY started_at");
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0][0].as<int>() == 1);
+  CHECK(rows[0][1].as<std::string>() == "hook");
+  CHECK(rows[0][2].as<std::string>() == relay.id());
+  CHECK(rows[0][3].as<std::string>() == "retry");
+  CHECK(rows[0][4].as<int>() == 503);
+  CHECK(rows[0][5].as<std::string>() == "busy, try later");
+  CHECK(rows[0][6].as<double>() >= 60.0);  // the receiver took 60 ms to answer
+  CHECK(contains(rows[0][7].as<std::string>(), "HTTP 503"));
+  CHECK(rows[1][0].as<int>() == 2);
+  CHECK(rows[1][3].as<std::string>() == "ok");
+  CHECK(rows[1][4].as<int>() == 200);
+  CHECK(rows[1][5].as<std::string>() == "thanks");
+  CHECK(rows[1][6].as<double>() > 0.0);
+  CHECK(rows[1][7].is_null());
+  // The second attempt started after the first ended, by at least the backoff.
+  CHECK(db.scalar("SELECT (max(started_at) - min(started_at) >= interval '150 milliseconds')::int" + where) == 1);
+  // The receipt knows it was delivered although its row is gone.
+  CHECK(text(db, "SELECT pgrelay.event_state(" + std::to_string(id) + ") ->> 'status'") == "done");
+  CHECK(text(db, "SELECT pgrelay.event_state(" + std::to_string(id) + ") -> 'handlers' -> 0 ->> 'attempts'") == "2");
+}
+
+TEST_CASE("a failing command leaves its exit code and the head of its stderr in the attempt log") {
+  TestDb db;
+  HandlerConfig h;
+  h.name = "mailer";
+  h.type = "command";
+  h.argv = {"sh", "-c", "cat > /dev/null; echo 'smtp: connection refused by mx1' >&2; exit 7"};
+  h.retry = RetryPolicy{1, 100, 200, 0.0};
+  h.timeout_ms = 3000;
+  Config c = relay_config(db, h);
+  c.attempts.response_head_bytes = 10;
+  Relay relay(c);
+  RelayThread t(relay);
+  const int64_t id = emit(db);
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 1; },
+                     seconds(10)));
+  const auto rows = db.exec(
+      "SELECT handler, attempt, outcome, exit_code, http_status, response_head, error FROM pgrelay.attempts "
+      "WHERE event_id = " +
+      std::to_string(id));
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0][0].as<std::string>() == "mailer");
+  CHECK(rows[0][1].as<int>() == 1);
+  CHECK(rows[0][2].as<std::string>() == "dead");  // its only allowed attempt
+  CHECK(rows[0][3].as<int>() == 7);
+  CHECK(rows[0][4].is_null());
+  CHECK(rows[0][5].as<std::string>() == "smtp: conn");  // cut at response_head_bytes
+  CHECK(contains(rows[0][6].as<std::string>(), "exit status 7"));
+}
+
+TEST_CASE("a dead event's history holds every attempt up to the one that killed it") {
+  TestDb db;
+  HttpReceiver rx;
+  rx.script({Reply::with_status(503, "down"), Reply::with_status(503, "still down"), Reply::with_status(410, "gone")});
+  Relay relay(relay_config(db, webhook(rx.url())));
+  RelayThread t(relay);
+  const int64_t id = emit(db);
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 1; },
+                     seconds(10)));
+  t.stop();
+  const auto rows =
+      db.exec("SELECT attempt, outcome, http_status, response_head FROM pgrelay.attempts WHERE event_id = " +
+              std::to_string(id) + " ORDER BY started_at");
+  REQUIRE(rows.size() == 3);
+  const std::vector<std::tuple<int, std::string, int, std::string>> want = {
+      {1, "retry", 503, "down"}, {2, "retry", 503, "still down"}, {3, "dead", 410, "gone"}};
+  for (size_t i = 0; i < want.size(); ++i) {
+    CAPTURE(i);
+    CHECK(rows[i][0].as<int>() == std::get<0>(want[i]));
+    CHECK(rows[i][1].as<std::string>() == std::get<1>(want[i]));
+    CHECK(rows[i][2].as<int>() == std::get<2>(want[i]));
+    CHECK(rows[i][3].as<std::string>() == std::get<3>(want[i]));
+  }
+  // The same history through the CLI, for a person and as JSON.
+  const auto human = run_pgrelay({"-d", db.url(), "events", "show", std::to_string(id)});
+  CHECK(human.code == 0);
+  CHECK(contains(human.out, "event " + std::to_string(id) + "  dead"));
+  CHECK(contains(human.out, "#1  hook  retry  HTTP 503"));
+  CHECK(contains(human.out, "#3  hook  dead  HTTP 410"));
+  CHECK(contains(human.out, "response: still down"));
+  const auto json = run_pgrelay({"-d", db.url(), "events", "show", "--json", std::to_string(id)});
+  CHECK(json.code == 0);
+  CHECK(contains(json.out, "\"status\": \"dead\""));
+  CHECK(contains(json.out, "\"payload\": {\"n\": 1}"));
+  CHECK(contains(json.out, "\"http_status\": 410"));
+  const auto list = run_pgrelay({"-d", db.url(), "events", "list", "--status", "dead", "--json"});
+  CHECK(list.code == 0);
+  CHECK(contains(list.out, "{\"id\":" + std::to_string(id) + ",\"type\":\"orders.paid\""));
+  CHECK(contains(list.out, "\"status\":\"dead\",\"attempts\":3"));
+}
+
+TEST_CASE("wait exits 0 for delivered events and 3 for a dead one and 4 at its timeout") {
+  TestDb db;
+  HttpReceiver rx;
+  rx.respond_with([](const ReceivedRequest& r) {
+    return r.body.find("\"type\":\"orders.bad\"") != std::string::npos ? Reply::with_status(410, "gone")
+                                                                       : Reply::with_status(200);
+  });
+  Relay relay(relay_config(db, webhook(rx.url())));
+  RelayThread t(relay);
+  db.exec("SELECT pgrelay.pause('orders.held', 'test')");
+  const std::string good1 = std::to_string(emit(db)), good2 = std::to_string(emit(db));
+  const std::string bad = std::to_string(emit(db, "orders.bad"));
+  const std::string held = std::to_string(emit(db, "orders.held"));
+  const auto ok = run_pgrelay({"-d", db.url(), "wait", good1, good2, "--timeout", "10"});
+  CHECK(ok.code == 0);
+  CHECK(contains(ok.out, "2 events delivered"));
+  const auto dead = run_pgrelay({"-d", db.url(), "wait", good1, bad, "--timeout", "10"});
+  CHECK(dead.code == 3);
+  CHECK(contains(dead.out, "event " + bad + " is dead"));
+  const auto start = std::chrono::steady_clock::now();
+  const auto late = run_pgrelay({"-d", db.url(), "wait", good1, held, "--timeout", "0.5"});
+  CHECK(late.code == 4);
+  CHECK(contains(late.out, "timed out with 1 not delivered (first: " + held + ")"));
+  CHECK(std::chrono::steady_clock::now() - start < seconds(5));
+  // A dead letter purged stays a failure for wait: the attempt log still tells.
+  db.exec("DELETE FROM pgrelay.db_events WHERE id = " + bad);
+  CHECK(text(db, "SELECT pgrelay.event_state(" + bad + ") ->> 'status'") == "purged");
+  CHECK(run_pgrelay({"-d", db.url(), "wait", bad, "--timeout", "1"}).code == 3);
+  CHECK(text(db, "SELECT pgrelay.event_state(999999) ->> 'status'") == "unknown");
+}
+
+TEST_CASE("attempt retention deletes old attempts and never blocks the acks") {
+  TestDb db;
+  HttpReceiver rx;
+  Config c = relay_config(db, webhook(rx.url()));
+  c.attempts.retention_s = 3600;
+  // Old attempts of events long gone, two days old.
+  db.exec(
+      "INSERT INTO pgrelay.attempts (event_id, handler, attempt, relay_id, started_at, duration_ms, outcome) "
+      "SELECT g, 'hook', 1, 'old-relay', now() - interval '2 days', 1, 'ok' FROM generate_series(1000000, 1012000) g");
+  // A sweep under way elsewhere: its transaction holds the retention lock and row locks on
+  // old attempts, and stays open while the relay delivers and acks.
+  auto other = db.connect();
+  pqxx::work sweep(*other);
+  CHECK(sweep.exec1("SELECT pgrelay.trim_attempts(3600, 100)")[0].as<int64_t>() == 100);
+  Relay relay(c);
+  RelayThread t(relay);
+  db.exec("SELECT pgrelay.emit('orders.paid', jsonb_build_object('n', g)) FROM generate_series(1, 20) g");
+  REQUIRE(
+      eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.attempts WHERE relay_id <> 'old-relay'") == 20; },
+                 seconds(10)));
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0);
+  sweep.abort();
+  // Now the relay's own sweep gets the lock and deletes every old attempt, in batches.
+  REQUIRE(
+      eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.attempts WHERE relay_id = 'old-relay'") == 0; },
+                 seconds(15)));
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.attempts") == 20);
+}
+
+TEST_CASE("with the attempt log switched off no attempt is written") {
+  TestDb db;
+  HttpReceiver rx;
+  rx.script({Reply::with_status(503), Reply::with_status(200)});
+  Config c = relay_config(db, webhook(rx.url()));
+  c.attempts.enabled = false;
+  Relay relay(c);
+  RelayThread t(relay);
+  emit(db);
+  REQUIRE(
+      eventually([&] { return rx.request_count() == 2 && db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; },
+                 seconds(10)));
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.attempts") == 0);
+}
+
+TEST_CASE("a sql handler's attempts are logged in its ack transaction with the error it raised") {
+  TestDb db;
+  db.exec(R"sql(
+CREATE SCHEMA app;
+CREATE FUNCTION app.check(ev jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF (ev->'payload'->>'n')::int = 2 THEN RAISE EXCEPTION 'no room for %', ev->>'id'; END IF;
+END $$;
+)sql");
+  HandlerConfig h;
+  h.name = "ledger";
+  h.type = "sql";
+  h.function = "app.check";
+  h.retry = RetryPolicy{2, 50, 100, 0.0};
+  Relay relay(relay_config(db, h));
+  RelayThread t(relay);
+  db.exec("SELECT pgrelay.emit('orders.paid', jsonb_build_object('n', g)) FROM generate_series(1, 2) g");
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events WHERE status = 'dead'") == 1; },
+                     seconds(10)));
+  const auto rows = db.exec(
+      "SELECT a.attempt, a.outcome, a.error FROM pgrelay.attempts a JOIN pgrelay.db_events e ON e.id = a.event_id "
+      "ORDER BY a.started_at");
+  REQUIRE(rows.size() == 2);  // the failing event's two attempts; the other's row is gone, its attempt stays
+  CHECK(rows[0][1].as<std::string>() == "retry");
+  CHECK(rows[1][1].as<std::string>() == "dead");
+  CHECK(contains(rows[1][2].as<std::string>(), "no room for"));
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.attempts WHERE handler = 'ledger' AND outcome = 'ok'") == 1);
+}
