@@ -185,7 +185,13 @@ Config parse_config(const std::string& json_text, const EnvLookup& env, Secrets 
         c.routes.push_back(std::move(route));
       }
     }
-    for (const auto& h : c.handlers) {
+    for (auto& h : c.handlers) {
+      if (!h.timeout_given) {
+        // The 30 s default would be refused below with a short lease or a transactional
+        // claim: an unset timeout takes the longest one the relay's settings allow.
+        const int64_t allowed = c.relay.claim == "transaction" ? 10000 : c.relay.lease_ms * 4 - 1;
+        h.timeout_ms = std::min(h.timeout_ms, allowed);
+      }
       if (c.relay.claim == "transaction") {
         // The claim's transaction stays open while handlers run; long ones would hold back vacuum.
         if (h.timeout_ms > 10000) {

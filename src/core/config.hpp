@@ -71,6 +71,7 @@ struct HandlerConfig {
   std::string type;  // stdout | command | webhook | sql | nats
   RetryPolicy retry;
   int64_t timeout_ms = 30000;  // per delivery; must stay below 4 x the lease
+  bool timeout_given = false;  // unset: the default is cut to what the claim mode allows
   int concurrency = 16;        // deliveries of this handler running at once
   // command
   std::vector<std::string> argv;

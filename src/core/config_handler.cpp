@@ -127,8 +127,10 @@ HandlerConfig parse_handler(const std::string& name, const Value& v, const std::
     const std::string k = m->name.GetString();
     const std::string kp = path + "." + k;
     if (k == "retry") h.retry = parse_retry(m->value, kp);
-    else if (k == "timeout_ms") h.timeout_ms = need_int(m->value, kp, 1, 86400000);
-    else if (k == "concurrency") h.concurrency = static_cast<int>(need_int(m->value, kp, 1, 4096));
+    else if (k == "timeout_ms") {
+      h.timeout_ms = need_int(m->value, kp, 1, 86400000);
+      h.timeout_given = true;
+    } else if (k == "concurrency") h.concurrency = static_cast<int>(need_int(m->value, kp, 1, 4096));
     else if (k == "command") h.argv = need_string_array(m->value, kp, false);
     else if (k == "url" && h.type == "webhook") {
       h.url = need_string(m->value, kp);

@@ -212,6 +212,19 @@ TEST_CASE("transactional claims refuse long handler timeouts and sql handlers") 
         std::string::npos);
 }
 
+TEST_CASE("an unset handler timeout is cut to what a short lease or a transactional claim allows") {
+  const char* handler = R"("handlers": {"h": {"type": "stdout"}}, "routes": [{"match": "*", "handlers": ["h"]}])";
+  const Config plain = parse_config(std::string("{") + handler + "}", env_of({}));
+  CHECK(plain.handler("h")->timeout_ms == 30000);
+  const Config tx = parse_config(std::string(R"({"relay": {"claim": "transaction"}, )") + handler + "}", env_of({}));
+  CHECK(tx.handler("h")->timeout_ms == 10000);
+  const Config short_lease = parse_config(std::string(R"({"relay": {"lease_ms": 2000}, )") + handler + "}", env_of({}));
+  CHECK(short_lease.handler("h")->timeout_ms == 7999);
+  // A timeout given is the user's word: still refused where it cannot hold.
+  CHECK(error_of(R"({"relay": {"lease_ms": 2000}, "handlers": {"h": {"type": "stdout", "timeout_ms": 30000}}})")
+            .find("handlers.h.timeout_ms must be below 4 x relay.lease_ms (8000)") != std::string::npos);
+}
+
 TEST_CASE("webhook and nats handlers take cloudevents with a mode and an optional source, and $schema is ignored") {
   const Config c = parse_config(R"({"$schema": "./pgrelay.schema.json", "handlers": {
       "h": {"type": "webhook", "url": "http://x/", "cloudevents": {"mode": "binary"}},
