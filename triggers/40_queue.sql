@@ -71,7 +71,6 @@ DECLARE
   keyed int;
   keyed_found int := 0;
   per_key int;
-  heads_only boolean := false;
 BEGIN
   FOR pass IN 1..4 LOOP
     EXIT WHEN cardinality(heads) >= heads_max;
@@ -121,12 +120,18 @@ BEGIN
        WHERE e.id = ANY (aside_unrouted) AND e.status = 'pending' AND NOT pgrelay.routed_by_a_live_relay(e.event_type);
     END IF;
 
-    -- The common case: the first window holds the whole claim and none of it is keyed, so
-    -- there are no runs to look up: lock and return it in one statement (below), walking the
-    -- window again in due order and taking what this pass classified as a head (unkeyed,
-    -- routed here, not paused) without a lookup per id.
+    -- The common case: the first window holds the whole claim and none of it is keyed (so no
+    -- runs either): lock it by walking the window again in due order, taking what this pass
+    -- classified as a head (unkeyed, routed here, not paused), rather than looking up each id.
     IF pass = 1 AND found IS NOT NULL AND keyed = 0 AND (cardinality(found) >= heads_max OR scanned < window_size) THEN
-      heads_only := true;
+      heads := ARRAY(
+        SELECT e.id FROM pgrelay.db_events e
+         WHERE e.status IN ('pending', 'processing') AND e.next_attempt_at <= now()
+           AND (e.next_attempt_at, e.id) <= (last_at, last_id) AND e.key IS NULL AND NOT (e.event_type LIKE ANY (paused))
+           AND (routes_all OR e.event_type = ANY (routes_exact) OR e.event_type LIKE ANY (routes_prefix))
+         ORDER BY e.next_attempt_at, e.id
+         LIMIT heads_max
+           FOR UPDATE SKIP LOCKED);
       EXIT;
     END IF;
     keyed_found := keyed_found + keyed;
@@ -143,46 +148,6 @@ BEGIN
     after_id := last_id;
     more := pass = 4;
   END LOOP;
-  IF heads_only THEN
-    IF lease_ms > 0 THEN
-      token := nextval('pgrelay.claim_token_seq');
-      RETURN QUERY
-      WITH locked AS (
-        SELECT e.id, e.status::text AS was FROM pgrelay.db_events e
-         WHERE e.status IN ('pending', 'processing') AND e.next_attempt_at <= now()
-           AND (e.next_attempt_at, e.id) <= (last_at, last_id) AND e.key IS NULL AND NOT (e.event_type LIKE ANY (paused))
-           AND (routes_all OR e.event_type = ANY (routes_exact) OR e.event_type LIKE ANY (routes_prefix))
-         ORDER BY e.next_attempt_at, e.id
-         LIMIT heads_max
-           FOR UPDATE SKIP LOCKED
-      ), claimed AS (
-        UPDATE pgrelay.db_events e
-           SET status = 'processing',
-               attempts = e.attempts + 1,
-               next_attempt_at = now() + lease_ms * interval '1 millisecond',
-               lease_owner = owner_name,
-               claim_token = token
-          FROM locked
-         WHERE e.id = locked.id
-        RETURNING e.id, e.event_type::text AS t, e.key::text AS k, e.attempts, e.claim_token, e.handlers_done, locked.was,
-                  pgrelay.claimed_doc(e, e.attempts) AS doc
-      )
-      SELECT c.id, c.t, c.k, c.attempts, c.claim_token, c.handlers_done, c.was, c.doc FROM claimed c ORDER BY c.id;
-    ELSE
-      RETURN QUERY
-      SELECT e.id, e.event_type::text, e.key::text, e.attempts + 1, 0::bigint, e.handlers_done, e.status::text,
-             pgrelay.claimed_doc(e, e.attempts + 1)
-        FROM pgrelay.db_events e
-       WHERE e.status IN ('pending', 'processing') AND e.next_attempt_at <= now()
-         AND (e.next_attempt_at, e.id) <= (last_at, last_id) AND e.key IS NULL AND NOT (e.event_type LIKE ANY (paused))
-         AND (routes_all OR e.event_type = ANY (routes_exact) OR e.event_type LIKE ANY (routes_prefix))
-       ORDER BY e.next_attempt_at, e.id
-       LIMIT heads_max
-         FOR UPDATE SKIP LOCKED;
-    END IF;
-    RETURN;
-  END IF;
-
   IF more AND cardinality(heads) < heads_max THEN
     ev_id := 0;
     RETURN NEXT;
