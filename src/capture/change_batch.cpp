@@ -24,6 +24,15 @@ const char* op_name(PgoutputMessage::Kind k) {
 }
 
 // One row as {column: value}; `fallback` supplies unchanged TOASTed values.
+// Every change record begins with its transaction's commit LSN and its kind.
+void start_change(Writer& w, const std::string& commit_lsn, const char* op) {
+  w.StartObject();
+  w.Key("c");
+  w.String(commit_lsn.c_str());
+  w.Key("op");
+  w.String(op);
+}
+
 void write_row(Writer& w, const std::vector<RelationColumn>& columns, const Tuple& row, const Tuple* fallback) {
   w.StartObject();
   for (size_t i = 0; i < row.size() && i < columns.size(); ++i) {
@@ -85,11 +94,7 @@ void ChangeBatch::add_row(const PgoutputMessage& m) {
   const std::vector<RelationColumn>& columns = rel->second.columns;
   rapidjson::StringBuffer out;
   Writer w(out);
-  w.StartObject();
-  w.Key("c");
-  w.String(commit_lsn_.c_str());
-  w.Key("op");
-  w.String(op_name(m.kind));
+  start_change(w, commit_lsn_, op_name(m.kind));
   w.Key("r");
   w.Uint(m.relation_oid);
   const Tuple* old_row = m.old_tuple && m.old_kind == 'O' ? &*m.old_tuple : nullptr;
@@ -104,9 +109,7 @@ void ChangeBatch::add_row(const PgoutputMessage& m) {
     write_row(w, columns, *m.old_tuple, nullptr);
   }
   w.EndObject();
-  if (open_count_ > 0) open_ += ',';
-  open_.append(out.GetString(), out.GetSize());
-  ++open_count_;
+  add_open(out.GetString(), out.GetSize());
 }
 
 void ChangeBatch::add_message(const PgoutputMessage& m) {
@@ -124,16 +127,16 @@ void ChangeBatch::add_message(const PgoutputMessage& m) {
   }
   rapidjson::StringBuffer out;
   Writer w(out);
-  w.StartObject();
-  w.Key("c");
-  w.String(commit_lsn_.c_str());
-  w.Key("op");
-  w.String("message");
+  start_change(w, commit_lsn_, "message");
   w.Key("m");
   doc.Accept(w);
   w.EndObject();
+  add_open(out.GetString(), out.GetSize());
+}
+
+void ChangeBatch::add_open(const char* change, size_t size) {
   if (open_count_ > 0) open_ += ',';
-  open_.append(out.GetString(), out.GetSize());
+  open_.append(change, size);
   ++open_count_;
 }
 

@@ -54,6 +54,7 @@ class ChangeBatch {
   };
   void add_row(const PgoutputMessage& m);
   void add_message(const PgoutputMessage& m);
+  void add_open(const char* change, size_t size);  // one more change of the open transaction
 
   std::unordered_map<uint32_t, Relation> relations_;
   bool in_transaction_ = false;
