@@ -11,11 +11,7 @@
 namespace pgrelay {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr size_t kErrorBytes = 2000;  // as much of an error as db_events.last_error keeps
-constexpr int kTrimBatch = 5000;      // rows per statement: short, a small WAL burst
-constexpr auto kTrimBudget = std::chrono::milliseconds(200);
 
 int64_t wall_us(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
@@ -69,17 +65,9 @@ std::vector<Attempt> Relay::check_attempt(const InFlight& f, const std::string& 
 
 bool Relay::trim_attempts() {
   if (!config_.attempts.enabled) return false;  // a relay that logs none leaves the log to those that do
-  const auto start = Clock::now();
-  int64_t deleted = 0, n = 0;
   bool more = false;
-  while ((n = delete_old_attempts(queue_->connection(), config_.attempts.retention_s, kTrimBatch)) > 0) {
-    deleted += n;
-    if (n < kTrimBatch) break;
-    if (Clock::now() - start >= kTrimBudget) {
-      more = true;
-      break;
-    }
-  }
+  const int64_t deleted = delete_in_batches(
+      [&](int limit) { return delete_old_attempts(queue_->connection(), config_.attempts.retention_s, limit); }, &more);
   if (deleted > 0) {
     log::debug("retention: deleted old attempts", {{"count", deleted}, {"retention_s", config_.attempts.retention_s}});
   }

@@ -184,6 +184,10 @@ class Relay {
   // attempt_log.cpp: deletes attempts older than attempts.retention_s for a time budget;
   // returns whether some are left for the next sweep.
   bool trim_attempts();
+  // Runs `batch(limit)` (a DELETE of at most limit rows, returning how many) until one
+  // deletes less or a time budget is spent; returns the rows deleted, sets *more when
+  // the budget ran out first.
+  static int64_t delete_in_batches(const std::function<int64_t(int limit)>& batch, bool* more);
   void note_delivery(const InFlight& f, const Pending& p);
 
   Config config_;

@@ -62,19 +62,13 @@ void Relay::sweep_retention() {
     next_retention_at_ = Clock::time_point::max();
     return;
   }
-  const auto start = Clock::now();
-  int64_t deleted = 0, n = 0;
   bool more = false;
   // Only one relay sweeps at a time (an advisory lock inside each batch's
   // transaction); a busy lock means another relay is on it.
-  while (retention_s > 0 && (n = delete_finished(queue_->connection(), retention_s, kRetentionBatch)) > 0) {
-    deleted += n;
-    if (n < kRetentionBatch) break;
-    if (Clock::now() - start >= kRetentionBudget) {
-      more = true;
-      break;
-    }
-  }
+  const int64_t deleted =
+      retention_s > 0 ? delete_in_batches(
+                            [&](int limit) { return delete_finished(queue_->connection(), retention_s, limit); }, &more)
+                      : 0;
   if (deleted > 0) {
     metrics_.record_retention(deleted);
     log::debug("retention: deleted finished events", {{"count", deleted}, {"retention_s", retention_s}});
@@ -82,6 +76,20 @@ void Relay::sweep_retention() {
   if (trim_attempts()) more = true;
   next_retention_at_ = Clock::now() + (more ? std::chrono::duration_cast<Clock::duration>(kRetentionSoon)
                                             : std::chrono::duration_cast<Clock::duration>(kRetentionEvery));
+}
+
+int64_t Relay::delete_in_batches(const std::function<int64_t(int limit)>& batch, bool* more) {
+  const auto start = Clock::now();
+  int64_t deleted = 0, n = 0;
+  while ((n = batch(kRetentionBatch)) > 0) {
+    deleted += n;
+    if (n < kRetentionBatch) break;
+    if (Clock::now() - start >= kRetentionBudget) {
+      *more = true;
+      break;
+    }
+  }
+  return deleted;
 }
 
 void Relay::note_delivery(const InFlight& f, const Pending& p) {
