@@ -15,6 +15,15 @@
 namespace pgrelay {
 namespace {
 
+// Appends ,"name":"value" to a JSON object being written, the value escaped.
+void append_string_member(std::string& doc, const char* name, std::string_view value) {
+  doc += ",\"";
+  doc += name;
+  doc += "\":\"";
+  log::append_json_escaped(doc, value);
+  doc += '"';
+}
+
 constexpr const char* kClaimSql = "SELECT * FROM pgrelay.claim($1, $2, $3, $4, $5, $6, $7::text[], $8::text[])";
 constexpr const char* kAckSql = "SELECT applied, busy_keys FROM pgrelay.ack($1::jsonb, $2, $3, $4::text[])";
 constexpr const char* kAckDoneSql =
@@ -234,11 +243,7 @@ std::string Queue::ack_document(const std::vector<Ack>& acks) const {
     if (doc.size() > 1) doc += ',';
     doc += "{\"id\":" + std::to_string(a.id) + ",\"token\":" + std::to_string(a.token) + ",\"kind\":\"" +
            kind_name(a.kind) + "\",\"delay_ms\":" + std::to_string(a.delay_ms);
-    if (!a.error.empty()) {
-      doc += ",\"error\":\"";
-      log::append_json_escaped(doc, a.error.substr(0, 2000));
-      doc += '"';
-    }
+    if (!a.error.empty()) append_string_member(doc, "error", std::string_view(a.error).substr(0, 2000));
     if (!a.handlers_done.empty()) {
       doc += ",\"done\":[";
       for (size_t i = 0; i < a.handlers_done.size(); ++i) {
@@ -266,16 +271,8 @@ std::string Queue::attempts_document(const std::vector<Ack>& acks) const {
              ",\"d\":" + std::to_string(t.duration_ms) + ",\"o\":\"" + t.outcome + '"';
       if (t.http_status != 0) doc += ",\"st\":" + std::to_string(t.http_status);
       if (t.exit_code) doc += ",\"x\":" + std::to_string(*t.exit_code);
-      if (!t.error.empty()) {
-        doc += ",\"err\":\"";
-        log::append_json_escaped(doc, t.error.substr(0, 2000));
-        doc += '"';
-      }
-      if (!t.response_head.empty()) {
-        doc += ",\"r\":\"";
-        log::append_json_escaped(doc, t.response_head);
-        doc += '"';
-      }
+      if (!t.error.empty()) append_string_member(doc, "err", std::string_view(t.error).substr(0, 2000));
+      if (!t.response_head.empty()) append_string_member(doc, "r", t.response_head);
       doc += '}';
     }
   }
