@@ -34,6 +34,7 @@
 #include "faults/producer.hpp"
 #include "faults/routes.hpp"
 #include "faults/tcp_proxy.hpp"
+#include "support/test_db.hpp"
 #include "support/child_process.hpp"
 #include "support/http_receiver.hpp"
 
@@ -41,6 +42,7 @@ using namespace pgrelay::faults;
 using pgrelay::test::ChildProcess;
 using pgrelay::test::HttpReceiver;
 using pgrelay::test::Reply;
+using pgrelay::test::scalar_at;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -289,12 +291,6 @@ std::string relay_config(const std::string& name, const std::string& db, uint16_
 })";
 }
 
-int64_t scalar(const std::string& url, const std::string& sql) {
-  pqxx::connection c{url};
-  pqxx::nontransaction tx{c};
-  return tx.exec1(sql)[0].as<int64_t>();
-}
-
 // Watches (every 2 ms, for at most `limit`) for a relay's ack transaction running
 // an sql handler; returns whether it saw one.
 bool sql_ack_running_within(const std::string& url, milliseconds limit) {
@@ -442,7 +438,7 @@ int main(int argc, char** argv) {
     };
     auto in_flight = [&](const std::string& where) {
       try {
-        return scalar(direct, "SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'" + where);
+        return scalar_at(direct, "SELECT count(*) FROM pgrelay.db_events WHERE status = 'processing'" + where);
       } catch (const std::exception&) {
         return int64_t{-1};
       }
@@ -487,8 +483,8 @@ int main(int argc, char** argv) {
     };
     auto terminate = [&](const std::string& app) {
       return [&, app] {
-        scalar(direct,
-               "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '" + app + "'");
+        scalar_at(direct, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '" +
+                              app + "'");
       };
     };
 
@@ -537,8 +533,8 @@ int main(int argc, char** argv) {
           [&] {
             if (!held.empty()) {
               const int64_t taken =
-                  scalar(direct, "SELECT count(*) FROM pgrelay.db_events WHERE id IN (" + held +
-                                     ") AND (status = 'done' OR lease_owner <> '" + victim.name() + "')");
+                  scalar_at(direct, "SELECT count(*) FROM pgrelay.db_events WHERE id IN (" + held +
+                                        ") AND (status = 'done' OR lease_owner <> '" + victim.name() + "')");
               phase_note = std::to_string(taken) + " of " +
                            std::to_string(std::count(held.begin(), held.end(), ',') + 1) +
                            " held events taken over or done while it was frozen";
@@ -586,9 +582,9 @@ int main(int argc, char** argv) {
                                             "SELECT status, count(*) AS n FROM pgrelay.db_events "
                                             "WHERE status <> 'done' GROUP BY status) s"));
             }
-            return scalar(direct,
-                          "SELECT count(*) FROM pgrelay.db_events "
-                          "WHERE status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted')") == 0;
+            return scalar_at(direct,
+                             "SELECT count(*) FROM pgrelay.db_events "
+                             "WHERE status IN ('pending', 'processing', 'blocked', 'paused', 'unrouted')") == 0;
           } catch (const std::exception&) {
             return false;
           }

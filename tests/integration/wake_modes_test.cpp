@@ -20,14 +20,6 @@ using std::chrono::seconds;
 
 namespace {
 
-int64_t scalar(const std::string& url, const std::string& sql) {
-  pqxx::connection c(url);
-  pqxx::work tx(c);
-  const int64_t v = tx.exec(sql)[0][0].as<int64_t>();
-  tx.commit();
-  return v;
-}
-
 const char* kModes[] = {"notify", "poll", "wal"};
 
 // A relay woken only by its wake mode: the safety poll is a minute away.
@@ -100,13 +92,13 @@ TEST_CASE(
     }
     auto emit = [&](int from, int to) {
       for (int i = from; i <= to; i += 50) {
-        scalar(pg.url(), "SELECT count(pgrelay.emit('e', jsonb_build_object('seq', g))) FROM generate_series(" +
-                             std::to_string(i) + ", " + std::to_string(std::min(to, i + 49)) + ") g");
+        scalar_at(pg.url(), "SELECT count(pgrelay.emit('e', jsonb_build_object('seq', g))) FROM generate_series(" +
+                                std::to_string(i) + ", " + std::to_string(std::min(to, i + 49)) + ") g");
       }
     };
     auto unfinished = [&] {
       try {
-        return scalar(pg.url(), "SELECT count(*) FROM pgrelay.db_events");
+        return scalar_at(pg.url(), "SELECT count(*) FROM pgrelay.db_events");
       } catch (const std::exception&) {
         return int64_t{-1};
       }
@@ -114,7 +106,7 @@ TEST_CASE(
     auto relay =
         std::make_unique<ChildProcess>(std::vector<std::string>{PGRELAY_BIN, "-d", pg.url(), "-c", cfg.path, "run"});
     emit(1, 300);
-    REQUIRE(eventually([&] { return scalar(pg.url(), "SELECT count(*) FROM app.ledger") >= 100; }, seconds(20)));
+    REQUIRE(eventually([&] { return scalar_at(pg.url(), "SELECT count(*) FROM app.ledger") >= 100; }, seconds(20)));
     relay->signal(SIGKILL);
     relay->wait(seconds(5));
     emit(301, 400);  // while no relay runs
@@ -123,13 +115,13 @@ TEST_CASE(
     REQUIRE(eventually([&] { return unfinished() == 0; }, seconds(30)));
 
     // A crash while sql handlers run: 10 ms per call, 200 calls.
-    scalar(pg.url(), "WITH u AS (UPDATE app.ctl SET slow = true RETURNING 1) SELECT count(*) FROM u");
+    scalar_at(pg.url(), "WITH u AS (UPDATE app.ctl SET slow = true RETURNING 1) SELECT count(*) FROM u");
     emit(401, 600);
-    REQUIRE(eventually([&] { return scalar(pg.url(), "SELECT count(*) FROM app.ledger") >= 420; }, seconds(30)));
+    REQUIRE(eventually([&] { return scalar_at(pg.url(), "SELECT count(*) FROM app.ledger") >= 420; }, seconds(30)));
     pg.restart_immediate();
     const int64_t interrupted = unfinished();
     CHECK(interrupted > 0);  // the crash came with deliveries in flight
-    scalar(pg.url(), "WITH u AS (UPDATE app.ctl SET slow = false RETURNING 1) SELECT count(*) FROM u");
+    scalar_at(pg.url(), "WITH u AS (UPDATE app.ctl SET slow = false RETURNING 1) SELECT count(*) FROM u");
     const bool recovered = eventually([&] { return unfinished() == 0; }, seconds(40));
     CHECK_MESSAGE(recovered, relay->err());
     // After the relay found its way back: these only reach it by its wake mode.
@@ -138,10 +130,10 @@ TEST_CASE(
     CHECK_MESSAGE(woken, relay->err());
     relay->signal(SIGTERM);
     CHECK(relay->wait(seconds(15)) == std::optional<int>(0));
-    CHECK(scalar(pg.url(), "SELECT count(DISTINCT seq) FROM app.ledger") == 700);
-    CHECK(scalar(pg.url(), "SELECT count(*) FROM app.ledger") == 700);  // no effect applied twice
-    CHECK(scalar(pg.url(), "SELECT min(seq) FROM app.ledger") == 1);
-    CHECK(scalar(pg.url(), "SELECT max(seq) FROM app.ledger") == 700);
+    CHECK(scalar_at(pg.url(), "SELECT count(DISTINCT seq) FROM app.ledger") == 700);
+    CHECK(scalar_at(pg.url(), "SELECT count(*) FROM app.ledger") == 700);  // no effect applied twice
+    CHECK(scalar_at(pg.url(), "SELECT min(seq) FROM app.ledger") == 1);
+    CHECK(scalar_at(pg.url(), "SELECT max(seq) FROM app.ledger") == 700);
   }
 }
 

@@ -26,11 +26,6 @@ using std::chrono::seconds;
 
 namespace {
 
-int64_t scalar(const std::string& url, const std::string& sql) {
-  pqxx::connection c(url);
-  pqxx::work tx(c);
-  return tx.exec1(sql)[0].as<int64_t>();
-}
 void exec(const std::string& url, const std::string& sql) {
   pqxx::connection c(url);
   pqxx::work tx(c);
@@ -83,7 +78,8 @@ const char* kRelayConfig = R"({"relay": {"capture": "wal", "wake": "poll", "done
   "handlers": {"out": {"type": "stdout"}}, "routes": [{"match": "*", "handlers": ["out"]}]})";
 
 bool slot_active(const std::string& url) {
-  return scalar(url, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active") == 1;
+  return scalar_at(url, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active") ==
+         1;
 }
 
 // Rows of app.items inserted one transaction each, numbered from `first`.
@@ -104,12 +100,12 @@ const char* kItemsOnly = R"(
 
 // Each captured row exactly once: as many events as rows, none for the same row twice.
 void check_once_each(const std::string& url, int rows) {
-  CHECK(scalar(url, "SELECT count(*) FROM pgrelay.db_events") == rows);
-  CHECK(scalar(url, "SELECT count(DISTINCT payload -> 'new' ->> 'id') FROM pgrelay.db_events") == rows);
+  CHECK(scalar_at(url, "SELECT count(*) FROM pgrelay.db_events") == rows);
+  CHECK(scalar_at(url, "SELECT count(DISTINCT payload -> 'new' ->> 'id') FROM pgrelay.db_events") == rows);
   // ids follow commit order, and the rows were committed in id order
-  CHECK(scalar(url,
-               "SELECT count(*) FROM (SELECT id, lag((payload -> 'new' ->> 'id')::int) OVER (ORDER BY id) AS before,"
-               " (payload -> 'new' ->> 'id')::int AS row FROM pgrelay.db_events) x WHERE x.before > x.row") == 0);
+  CHECK(scalar_at(url,
+                  "SELECT count(*) FROM (SELECT id, lag((payload -> 'new' ->> 'id')::int) OVER (ORDER BY id) AS before,"
+                  " (payload -> 'new' ->> 'id')::int AS row FROM pgrelay.db_events) x WHERE x.before > x.row") == 0);
 }
 
 // What `pgrelay run` does with relay.capture = "wal".
@@ -222,10 +218,10 @@ TEST_CASE("a crash restart of PostgreSQL while capturing loses and duplicates no
   INFO("relay's log: " << relay.err());
   REQUIRE(eventually([&] { return slot_active(url); }, seconds(20)));
   insert_items(url, 1, 100);
-  REQUIRE(eventually([&] { return scalar(url, "SELECT count(*) FROM pgrelay.db_events") == 100; }, seconds(10)));
+  REQUIRE(eventually([&] { return scalar_at(url, "SELECT count(*) FROM pgrelay.db_events") == 100; }, seconds(10)));
   cluster.restart_immediate();
   insert_items(url, 101, 100);
-  REQUIRE(eventually([&] { return scalar(url, "SELECT count(*) FROM pgrelay.db_events") >= 200; }, seconds(30)));
+  REQUIRE(eventually([&] { return scalar_at(url, "SELECT count(*) FROM pgrelay.db_events") >= 200; }, seconds(30)));
   std::this_thread::sleep_for(milliseconds(2500));  // past the confirmation delay: a duplicate would be here
   check_once_each(url, 200);
   relay.signal(SIGTERM);

@@ -105,9 +105,14 @@ pqxx::result TestDb::exec(const std::string& sql) const {
   return r;
 }
 
-int64_t TestDb::scalar(const std::string& sql) const {
-  pqxx::result r = exec(sql);
-  return r[0][0].as<int64_t>();
+int64_t TestDb::scalar(const std::string& sql) const { return scalar_at(url_, sql); }
+
+int64_t scalar_at(const std::string& url, const std::string& sql) {
+  pqxx::connection c(url);
+  pqxx::work tx(c);
+  const int64_t v = tx.exec(sql)[0][0].as<int64_t>();
+  tx.commit();
+  return v;
 }
 
 std::string TestDb::delivery_id(int64_t id) const {

@@ -36,4 +36,8 @@ std::string server_url();
 // `base` with its dbname replaced.
 std::string with_dbname(const std::string& base, const std::string& dbname);
 
+// Runs SQL at any database URL (an own cluster's too) in its own committed transaction;
+// the first column of the first row, as a number.
+int64_t scalar_at(const std::string& url, const std::string& sql);
+
 }  // namespace pgrelay::test
