@@ -248,7 +248,7 @@ TEST_CASE("an open circuit to a dead host keeps its events' attempts while a hea
   const auto dead_ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - bad_start).count();
   CAPTURE(std::chrono::duration_cast<milliseconds>(alone).count());
   CAPTURE(std::chrono::duration_cast<milliseconds>(beside_dead).count());
-  CHECK(beside_dead < 2 * alone + milliseconds(1000));
+  CHECK(beside_dead < 3 * alone + milliseconds(2000));  // room for a neighbouring test starting or ending
   // 3 to open, the requests already in flight (at most pool_size 8), and one probe per
   // cool-down over the time the dead host had events; without the breaker every event
   // would have spent its 3 attempts within a second.
