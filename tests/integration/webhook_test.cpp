@@ -228,38 +228,45 @@ TEST_CASE("an open circuit to a dead host keeps its events' attempts while a hea
       8;  // bounds the requests already in flight when the breaker opens (the default follows concurrency 16)
   Relay relay(relay_config(db, {healthy, dead}, {Route{"good.*", {"healthy"}}, Route{"bad.*", {"dead"}}}));
   RelayThread t(relay);
-  const auto deliver_good = [&](int64_t expected_done) {
-    db.exec("SELECT pgrelay.emit('good.e', jsonb_build_object('n', g)) FROM generate_series(1, 2000) g");
+  constexpr int64_t good_batch = 2000, bad_events = 50;
+  int64_t good_emitted = 0;
+  // Emits a batch for the healthy host and returns how long it took to deliver.
+  const auto deliver_good = [&] {
+    db.exec("SELECT pgrelay.emit('good.e', jsonb_build_object('n', g)) FROM generate_series(1, " +
+            std::to_string(good_batch) + ") g");
+    good_emitted += good_batch;
     const auto t0 = std::chrono::steady_clock::now();
-    REQUIRE(eventually([&] { return count_where(db, "event_type = 'good.e' AND status = 'done'") == expected_done; },
+    REQUIRE(eventually([&] { return count_where(db, "event_type = 'good.e' AND status = 'done'") == good_emitted; },
                        seconds(120)));
-    return std::chrono::steady_clock::now() - t0;
+    return std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0);
   };
   // Full speed is the healthy host's own speed, measured in this run on this machine: a
   // fixed time bound is met by a relay that stalls behind the dead host on a fast machine
   // and failed by a correct one on a loaded CI runner.
-  const auto alone = deliver_good(2000);
+  const milliseconds alone = deliver_good();
   const auto bad_start = std::chrono::steady_clock::now();
-  db.exec("SELECT pgrelay.emit('bad.e', jsonb_build_object('n', g)) FROM generate_series(1, 50) g");
-  const auto beside_dead = deliver_good(4000);
+  db.exec("SELECT pgrelay.emit('bad.e', jsonb_build_object('n', g)) FROM generate_series(1, " +
+          std::to_string(bad_events) + ") g");
+  const milliseconds beside_dead = deliver_good();
   // Let the dead host's breaker go through a few cool-downs and probes.
   std::this_thread::sleep_for(milliseconds(2000));
   t.stop();
   const auto dead_ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - bad_start).count();
-  CAPTURE(std::chrono::duration_cast<milliseconds>(alone).count());
-  CAPTURE(std::chrono::duration_cast<milliseconds>(beside_dead).count());
+  CAPTURE(alone.count());
+  CAPTURE(beside_dead.count());
   CHECK(beside_dead < 3 * alone + milliseconds(2000));  // room for a neighbouring test starting or ending
-  // 3 to open, the requests already in flight (at most pool_size 8), and one probe per
+  // The failures that open it, the requests already in flight (at most pool_size), and one probe per
   // cool-down over the time the dead host had events; without the breaker every event
   // would have spent its 3 attempts within a second.
   const int64_t spent =
       db.scalar("SELECT coalesce(sum(attempts), 0) FROM pgrelay.db_events WHERE event_type = 'bad.e'");
-  const int64_t spent_bound = 3 + 8 + dead_ms / dead.breaker.cooldown_ms + 1;
+  const int64_t spent_bound = dead.breaker.failures + dead.pool_size + dead_ms / dead.breaker.cooldown_ms + 1;
+  const int64_t may_be_dead = spent_bound / dead.retry.max_attempts;
   CAPTURE(spent);
   CAPTURE(spent_bound);
   CHECK(spent <= spent_bound);
   // The events those attempts could have finished are all that may be dead; the rest wait.
-  CHECK(count_where(db, "event_type = 'bad.e' AND status = 'pending'") >= 50 - spent_bound / 3);
+  CHECK(count_where(db, "event_type = 'bad.e' AND status = 'pending'") >= bad_events - may_be_dead);
   CHECK(count_where(db, "event_type = 'bad.e' AND last_error LIKE 'handler dead: circuit open for 127.0.0.1:%'") >=
-        50 - spent_bound / 3 - 8);
+        bad_events - may_be_dead - dead.pool_size);
 }
