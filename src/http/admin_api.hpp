@@ -77,6 +77,9 @@ class AdminApi {
   void sample_loop();
   void action_loop();
   void record_history(const Sample& s);  // REQUIRES: mutex_ held
+  // Events this relay finished per second between the last two history points (0
+  // before there are two): the status page's figure, one sample interval wide.
+  double recent_throughput_per_s() const;  // REQUIRES: mutex_ held
   // GET /admin/api/overview and /admin/api/history, from memory (console_api.cpp).
   AdminResponse console_overview() const;
   AdminResponse console_history() const;

@@ -178,6 +178,12 @@ AdminResponse AdminApi::status_json() const {
   if (metrics_) totals = metrics_->handler_totals();
   o += ",\"events\":{\"delivered\":" + std::to_string(ev[0]) + ",\"retried\":" + std::to_string(ev[1]) +
        ",\"dead\":" + std::to_string(ev[2]) + ",\"released\":" + std::to_string(ev[3]) + "}";
+  {
+    // Measured by the server between its last two samples, so every reader (and a
+    // page rendered once) sees the same figure, not one that depends on its own clock.
+    std::lock_guard<std::mutex> lock(mutex_);
+    o += ",\"throughput_per_s\":" + log::fixed3(recent_throughput_per_s());
+  }
   std::map<std::string, Metrics::HandlerTotals> by;
   for (const auto& h : options_.handlers) by[h].handler = h;
   for (auto& t : totals) by[t.handler] = t;

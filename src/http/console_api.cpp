@@ -114,17 +114,29 @@ void AdminApi::record_history(const Sample& s) {
   }
 }
 
+namespace {
+
+// Throughput between a history point and the one before it: events finished per second.
+template <typename Point>
+double throughput_between(const Point& before, const Point& after) {
+  if (after.at_ms <= before.at_ms) return 0;
+  return static_cast<double>(after.delivered - before.delivered) * 1000.0 /
+         static_cast<double>(after.at_ms - before.at_ms);
+}
+
+}  // namespace
+
+double AdminApi::recent_throughput_per_s() const {
+  const size_t n = history_.size();
+  return n < 2 ? 0 : throughput_between(history_[n - 2], history_[n - 1]);
+}
+
 AdminResponse AdminApi::console_history() const {
   std::string o = "{\"interval_ms\":" + std::to_string(options_.sample_interval_ms) + ",\"points\":[";
   std::lock_guard<std::mutex> lock(mutex_);
   for (size_t i = 0; i < history_.size(); ++i) {
     const HistoryPoint& p = history_[i];
-    // Throughput between this point and the one before: events finished per second.
-    double per_s = 0;
-    if (i > 0 && p.at_ms > history_[i - 1].at_ms) {
-      per_s = static_cast<double>(p.delivered - history_[i - 1].delivered) * 1000.0 /
-              static_cast<double>(p.at_ms - history_[i - 1].at_ms);
-    }
+    const double per_s = i > 0 ? throughput_between(history_[i - 1], p) : 0;
     o += std::string(i ? "," : "") + "{\"at\":" + std::to_string(p.at_ms) +
          ",\"delivered_total\":" + std::to_string(p.delivered) + ",\"failed_total\":" + std::to_string(p.failed) +
          ",\"throughput_per_s\":" + log::fixed3(per_s) +

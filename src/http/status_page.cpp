@@ -25,7 +25,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
  · updated <span id="updated">never</span> <span id="stale">(status.json unreachable)</span></div>
 <div class="cards">
  <div class="card"><div class="n" id="backlog">…</div><div class="l">backlog (due events)</div></div>
- <div class="card"><div class="n" id="throughput">…</div><div class="l">delivered / s (this relay)</div></div>
+ <div class="card"><div class="n" id="throughput">…</div><div class="l">delivered / s (this relay, last sample interval)</div></div>
  <div class="card"><div class="n" id="dead">…</div><div class="l">dead letters</div></div>
  <div class="card"><div class="n" id="processing">…</div><div class="l">in flight (leased)</div></div>
  <div class="card"><div class="n" id="oldest">…</div><div class="l">oldest due wait (s)</div></div>
@@ -42,7 +42,6 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 <tbody id="relays"></tbody></table>
 <script>
 "use strict";
-var last = null;
 function el(id){return document.getElementById(id);}
 function txt(v){return v === null || v === undefined ? "–" : String(v);}
 function cell(v, cls){var td=document.createElement("td"); td.textContent=txt(v); if(cls) td.className=cls; return td;}
@@ -62,14 +61,7 @@ function render(s){
   el("processing").textContent = txt(s.processing);
   el("oldest").textContent = s.oldest_due_wait_s === null ? "0" : s.oldest_due_wait_s.toFixed(1);
   el("paused-backlog").textContent = txt(s.paused_backlog);
-  var now = Date.now();
-  if (last) {
-    var dt = (now - last.at) / 1000;
-    el("throughput").textContent = dt > 0 ? ((s.events.delivered - last.delivered) / dt).toFixed(1) : "0";
-  } else {
-    el("throughput").textContent = "0";
-  }
-  last = {at: now, delivered: s.events.delivered};
+  el("throughput").textContent = s.throughput_per_s.toFixed(1);
   rows("handlers", s.handlers, function(h){
     var b = h.breakers.map(function(x){return (x.destination ? x.destination + ": " : "") + x.state + (x.consecutive_failures ? " (" + x.consecutive_failures + " failures)" : "");}).join(", ");
     var open = h.breakers.some(function(x){return x.state !== "closed";});

@@ -75,7 +75,7 @@ bool has_row(const std::string& dom, const std::vector<std::string>& cells) {
 
 TEST_CASE(
     "the status page shows the database's figures in headless Chromium: backlog, in flight, oldest wait, paused, dead, "
-    "per type, relay and handler") {
+    "per type, relay, handler and this relay's throughput") {
   const std::string chromium = find_chromium();
   if (chromium.empty()) {
     FAIL(
@@ -117,10 +117,24 @@ TEST_CASE(
   o.database_url = db.url();
   o.sample_interval_ms = 500;
   o.handlers = {"webhook-a"};
-  AdminServer server(o, &metrics, {"relay-under-test", "poll", {}, {}, {}});
+  // The relay delivers exactly 2,000 events per second of the server's clock, so the
+  // throughput between any two samples is 2,000/s whatever their spacing.
+  const auto delivering_since = std::chrono::steady_clock::now();
+  const auto delivered_so_far = [delivering_since]() -> std::array<int64_t, 4> {
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - delivering_since);
+    return {2 * ms.count(), 0, 0, 0};
+  };
+  AdminServer server(o, &metrics, {"relay-under-test", "poll", {}, {}, delivered_so_far});
   server.start();
   const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/status";
   REQUIRE(http_get(server.port(), "/status").body.find("<title>pgrelay status</title>") != std::string::npos);
+  // Two samples (one interval) before the page is rendered, so the figure exists.
+  REQUIRE(eventually(
+      [&] {
+        return http_get(server.port(), "/status.json").body.find("\"throughput_per_s\":0.000") == std::string::npos;
+      },
+      seconds(10)));
 
   // Wait for the script to fetch /status.json and render the numbers (up to ~30 s).
   std::string dom;
@@ -150,6 +164,11 @@ TEST_CASE(
   CHECK(has_row(dom, {"relay-b", "notify", "alive", "3", "12"}));
   // Per handler: delivered, retried, dead, deferred.
   CHECK(has_row(dom, {"webhook-a", "5", "2", "1", "0"}));
+  // 2,000/s, within the rounding and scheduling jitter of two samples ~500 ms apart
+  // (the probe is read just after the sample's time is taken).
+  const double throughput = std::stod("0" + element_text(dom, "throughput"));
+  CHECK(throughput > 1900);
+  CHECK(throughput < 2100);
 }
 
 TEST_CASE("the status page shows an open circuit breaker and a paused prefix pattern in headless Chromium") {
