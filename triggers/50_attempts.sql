@@ -1,28 +1,50 @@
--- The attempt log's functions (table: migration 0006): recording a batch of attempts with the
+-- The attempt log's functions (table: migration 0008): recording a batch of attempts with the
 -- acks, deleting old ones in batches, and an event's receipt. Re-applied by `pgrelay migrate`
 -- whenever this file changes.
 
--- Records a batch of attempts of one relay. Called in the statement that records their
--- outcomes (store/queue.cpp), so the log and the acks commit together in one round trip.
--- rows: [{"e": event id, "h": handler, "a": attempt, "s": started (µs since the epoch),
---         "d": duration ms, "o": ok|retry|dead, "st": http status, "x": exit code,
---         "err": error, "r": response head}, ...]
-CREATE OR REPLACE FUNCTION pgrelay.record_attempts(rows jsonb, relay text) RETURNS integer
+-- Records the attempts of one relay's acked batch. Called in the statement that records
+-- their outcomes (store/queue.cpp), so the log and the acks commit together in one round
+-- trip. The relay splits the batch by event-id bucket (id >> 10): buckets[i] and
+-- untils[i] (the latest start, µs since the epoch) describe docs' i-th element, a JSON
+-- array of attempts stored as sent (table: migration 0008). Returns the rows written.
+CREATE OR REPLACE FUNCTION pgrelay.record_attempt_batches(buckets bigint[], untils bigint[], docs json, relay text)
+RETURNS integer
 LANGUAGE sql SET jit = off AS $fn$
   WITH ins AS (
-    INSERT INTO pgrelay.attempts (event_id, handler, attempt, relay_id, started_at, duration_ms, outcome,
-                                  http_status, exit_code, error, response_head)
-    SELECT r.e, r.h, r.a, relay, to_timestamp(r.s / 1e6), r.d, r.o, r.st, r.x, r.err, r.r
-      FROM jsonb_to_recordset(rows) AS r(e bigint, h text, a integer, s bigint, d double precision, o text,
-                                         st smallint, x integer, err text, r text)
+    INSERT INTO pgrelay.attempt_batches (bucket, relay_id, started_until, attempts)
+    SELECT buckets[d.n], relay, to_timestamp(untils[d.n] / 1e6), d.doc
+      FROM json_array_elements(docs) WITH ORDINALITY AS d(doc, n)
     RETURNING 1
   )
   SELECT count(*)::integer FROM ins
 $fn$;
 
--- Deletes up to max_rows attempts older than retention_s and returns how many;
--- -1 when another relay is at it (one at a time, a transaction-level advisory lock, so it works
--- behind a transaction-mode pooler too). Row locks only: inserts at the new end never wait.
+-- The 0006 form (one jsonb array of attempts), for a relay of an earlier version still
+-- running while the database is upgraded: the same rows, split by bucket here.
+CREATE OR REPLACE FUNCTION pgrelay.record_attempts(rows jsonb, relay text) RETURNS integer
+LANGUAGE sql SET jit = off AS $fn$
+  SELECT coalesce(pgrelay.record_attempt_batches(array_agg(g.bucket), array_agg(g.until), json_agg(g.doc), relay), 0)
+    FROM (SELECT (r ->> 'e')::bigint >> 10 AS bucket, max((r ->> 's')::bigint) AS until,
+                 json_agg(r::json ORDER BY (r ->> 'e')::bigint) AS doc
+            FROM jsonb_array_elements(rows) r
+           GROUP BY 1) g
+$fn$;
+
+-- One event's attempts, in the order they started: the rows of its bucket, unpacked.
+CREATE OR REPLACE FUNCTION pgrelay.attempts_of(event_id bigint) RETURNS SETOF pgrelay.attempts
+LANGUAGE sql STABLE SET jit = off AS $fn$
+  SELECT r.e, r.h, r.a, b.relay_id, to_timestamp(r.s / 1e6), r.d, r.o, r.st, r.x, r.err, r.r
+    FROM pgrelay.attempt_batches b,
+         json_to_recordset(b.attempts) AS r(e bigint, h text, a integer, s bigint, d double precision, o text,
+                                            st smallint, x integer, err text, r text)
+   WHERE b.bucket = attempts_of.event_id >> 10 AND r.e = attempts_of.event_id
+   ORDER BY r.s, r.a, r.h
+$fn$;
+
+-- Deletes up to max_rows batches of attempts whose latest start is older than retention_s
+-- and returns how many; -1 when another relay is at it (one at a time, a transaction-level
+-- advisory lock, so it works behind a transaction-mode pooler too). Row locks only: inserts
+-- at the new end never wait.
 CREATE OR REPLACE FUNCTION pgrelay.trim_attempts(retention_s bigint, max_rows integer) RETURNS bigint
 LANGUAGE plpgsql SET jit = off AS $fn$
 DECLARE
@@ -31,13 +53,13 @@ BEGIN
   IF NOT pg_try_advisory_xact_lock(1886221420, 6) THEN
     RETURN -1;
   END IF;
-  -- Found through the BRIN index on started_at: a sweep with nothing to delete reads the
+  -- Found through the BRIN index on started_until: a sweep with nothing to delete reads the
   -- summaries and the one block range that straddles the cutoff, not the whole log.
   WITH gone AS (
-    DELETE FROM pgrelay.attempts a
-     WHERE a.ctid = ANY (ARRAY(
-             SELECT o.ctid FROM pgrelay.attempts o
-              WHERE o.started_at < now() - retention_s * interval '1 second'
+    DELETE FROM pgrelay.attempt_batches a
+     WHERE a.id = ANY (ARRAY(
+             SELECT o.id FROM pgrelay.attempt_batches o
+              WHERE o.started_until < now() - retention_s * interval '1 second'
               LIMIT max_rows
                 FOR UPDATE SKIP LOCKED))
     RETURNING 1
@@ -60,7 +82,7 @@ LANGUAGE sql STABLE AS $fn$
   WITH e AS (
     SELECT * FROM pgrelay.db_events d WHERE d.id = event_id
   ), a AS (
-    SELECT * FROM pgrelay.attempts t WHERE t.event_id = event_state.event_id
+    SELECT * FROM pgrelay.attempts_of(event_state.event_id)
   ), last AS (
     SELECT DISTINCT ON (a.handler) a.handler, a.attempt, a.outcome, a.http_status, a.exit_code, a.error,
            a.started_at, a.duration_ms, a.relay_id

@@ -48,8 +48,8 @@ struct RelayOptions {
   int64_t ack_delay_ms = 2;             // gather outcomes this long into one ack round trip
 };
 
-// The attempt log (pgrelay.attempts, migration 0006): one row per delivery attempt,
-// written with the acks in the same round trip.
+// The attempt log (pgrelay.attempt_batches, migration 0008): every delivery attempt,
+// written with the acks in the same round trip, one row per acked batch.
 struct AttemptLogOptions {
   bool enabled = true;                // false: no rows written (acks as before)
   int response_head_bytes = 256;      // first bytes of a response body or command output kept (0: none)

@@ -1,4 +1,4 @@
-// The relay's side of the attempt log (pgrelay.attempts, migration 0006): what each handler
+// The relay's side of the attempt log (pgrelay.attempt_batches, migration 0008): what each handler
 // answered in an attempt, carried with the event's outcome into the ack round trip, and
 // the retention sweep that deletes old attempts. Relay thread only (see relay.hpp).
 #include <pqxx/except>
@@ -69,7 +69,8 @@ bool Relay::trim_attempts() {
   const int64_t deleted = delete_in_batches(
       [&](int limit) { return delete_old_attempts(queue_->connection(), config_.attempts.retention_s, limit); }, &more);
   if (deleted > 0) {
-    log::debug("retention: deleted old attempts", {{"count", deleted}, {"retention_s", config_.attempts.retention_s}});
+    log::debug("retention: deleted old attempt batches",
+               {{"batches", deleted}, {"retention_s", config_.attempts.retention_s}});
   }
   return more;
 }

@@ -31,10 +31,10 @@ constexpr const char* kAckDoneSql =
 // The same with the acks' attempts logged in the same statement (so in the same round
 // trip and transaction); record_attempts() returns one row, so it runs exactly once.
 constexpr const char* kAckLoggedSql =
-    "SELECT a.applied, a.busy_keys, pgrelay.record_attempts($5::jsonb, $6) "
+    "SELECT a.applied, a.busy_keys, pgrelay.record_attempt_batches($5::bigint[], $6::bigint[], $7::json, $8) "
     "FROM pgrelay.ack($1::jsonb, $2, $3, $4::text[]) a";
 constexpr const char* kAckDoneLoggedSql =
-    "SELECT a.applied, a.busy_keys, pgrelay.record_attempts($5::jsonb, $6) "
+    "SELECT a.applied, a.busy_keys, pgrelay.record_attempt_batches($5::bigint[], $6::bigint[], $7::json, $8) "
     "FROM pgrelay.ack_done($1::bigint[], $2::bigint[], $3, $4::text[]) a";
 constexpr const char* kPromoteSql = "SELECT pgrelay.promote($1::text[])";
 constexpr const char* kPromoteOrphansSql = "SELECT pgrelay.promote(pgrelay.orphaned_keys(10000))";
@@ -260,10 +260,21 @@ std::string Queue::ack_document(const std::vector<Ack>& acks) const {
   return doc;
 }
 
-std::string Queue::attempts_document(const std::vector<Ack>& acks) const {
-  std::string doc;
+Queue::AttemptBatches Queue::attempt_batches(const std::vector<Ack>& acks) {
+  struct Bucket {
+    int64_t until_us = 0;
+    std::string doc;
+  };
+  // A batch's ids are nearly always one bucket, at most a few: a short vector beats a map.
+  std::vector<std::pair<int64_t, Bucket>> buckets;
   for (const Ack& a : acks) {
+    if (a.attempts.empty()) continue;
+    const int64_t bucket = a.id >> 10;
+    auto it = std::find_if(buckets.begin(), buckets.end(), [&](const auto& b) { return b.first == bucket; });
+    if (it == buckets.end()) it = buckets.insert(buckets.end(), {bucket, Bucket{}});
+    Bucket& b = it->second;
     for (const Attempt& t : a.attempts) {
+      std::string& doc = b.doc;
       doc += doc.empty() ? '[' : ',';
       doc += "{\"e\":" + std::to_string(a.id) + ",\"h\":\"";
       log::append_json_escaped(doc, t.handler);
@@ -274,10 +285,23 @@ std::string Queue::attempts_document(const std::vector<Ack>& acks) const {
       if (!t.error.empty()) append_string_member(doc, "err", std::string_view(t.error).substr(0, 2000));
       if (!t.response_head.empty()) append_string_member(doc, "r", t.response_head);
       doc += '}';
+      b.until_us = std::max(b.until_us, t.started_at_us);
     }
   }
-  if (!doc.empty()) doc += ']';
-  return doc;
+  AttemptBatches out;
+  if (buckets.empty()) return out;
+  out.buckets = out.untils = "{";
+  out.docs = "[";
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const char* sep = i ? "," : "";
+    out.buckets += sep + std::to_string(buckets[i].first);
+    out.untils += sep + std::to_string(buckets[i].second.until_us);
+    out.docs += sep + buckets[i].second.doc + ']';
+  }
+  out.buckets += '}';
+  out.untils += '}';
+  out.docs += ']';
+  return out;
 }
 
 AckResult Queue::ack(const std::vector<Ack>& acks, bool keep_done) {
@@ -290,19 +314,21 @@ AckResult Queue::ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks
   const bool all_done =
       !keep_done && std::all_of(acks.begin(), acks.end(), [](const Ack& a) { return a.kind == Ack::Kind::done; });
   const std::string more_keys = text_array_literal(busy_keys_);
-  const std::string attempts = attempts_document(acks);
+  const AttemptBatches attempts = attempt_batches(acks);
   pqxx::result r;
   if (all_done) {
     std::vector<std::pair<int64_t, int64_t>> id_tokens;
     id_tokens.reserve(acks.size());
     for (const Ack& a : acks) id_tokens.emplace_back(a.id, a.token);
     const std::string ids = int_array_literal(id_tokens, true), tokens = int_array_literal(id_tokens, false);
-    r = attempts.empty() ? tx.exec_params(kAckDoneSql, ids, tokens, locked, more_keys)
-                         : tx.exec_params(kAckDoneLoggedSql, ids, tokens, locked, more_keys, attempts, owner_);
+    r = attempts.docs.empty() ? tx.exec_params(kAckDoneSql, ids, tokens, locked, more_keys)
+                              : tx.exec_params(kAckDoneLoggedSql, ids, tokens, locked, more_keys, attempts.buckets,
+                                               attempts.untils, attempts.docs, owner_);
   } else {
     const std::string doc = ack_document(acks);
-    r = attempts.empty() ? tx.exec_params(kAckSql, doc, keep_done, locked, more_keys)
-                         : tx.exec_params(kAckLoggedSql, doc, keep_done, locked, more_keys, attempts, owner_);
+    r = attempts.docs.empty() ? tx.exec_params(kAckSql, doc, keep_done, locked, more_keys)
+                              : tx.exec_params(kAckLoggedSql, doc, keep_done, locked, more_keys, attempts.buckets,
+                                               attempts.untils, attempts.docs, owner_);
   }
   busy_keys_ = parse_text_array(r[0][1].c_str());
   return refusals(tx, acks, parse_int_array(r[0][0].c_str()));

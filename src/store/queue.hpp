@@ -150,8 +150,13 @@ class Queue {
  private:
   AckResult ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks, bool keep_done, bool locked);
   std::string ack_document(const std::vector<Ack>& acks) const;
-  // The attempts of `acks` as pgrelay.record_attempts() takes them; empty when there are none.
-  std::string attempts_document(const std::vector<Ack>& acks) const;
+  // The attempts of `acks` as pgrelay.record_attempt_batches() takes them: split by
+  // event-id bucket (id >> 10), a bigint[] of buckets, a bigint[] of each one's latest
+  // start (µs), and a JSON array of their attempt arrays. `docs` is empty when there are none.
+  struct AttemptBatches {
+    std::string buckets, untils, docs;
+  };
+  static AttemptBatches attempt_batches(const std::vector<Ack>& acks);
 
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<pqxx::work> tx_;  // open while a transactional claim is delivered

@@ -22,7 +22,7 @@ SELECT (pgrelay.event_state($1) || jsonb_build_object(
                     'duration_ms', round(a.duration_ms::numeric, 3), 'outcome', a.outcome,
                     'http_status', a.http_status, 'exit_code', a.exit_code, 'error', a.error,
                     'response_head', a.response_head) ORDER BY a.started_at, a.attempt, a.handler)
-             FROM pgrelay.attempts a WHERE a.event_id = $1), '[]')))::text
+             FROM pgrelay.attempts_of($1) a), '[]')))::text
 )sql";
 
 // The dead-letter filter's clauses ($1..$5, as admin_queries.cpp's), for any status ($6).

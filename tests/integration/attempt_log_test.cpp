@@ -2,10 +2,12 @@
 // child processes, its attempts read back from pgrelay.attempts, pgrelay.event_state() and
 // the `events` and `wait` commands.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include "support/child_process.hpp"
 #include "support/http_receiver.hpp"
 #include "support/recording_handler.hpp"
+#include "store/migrate.hpp"
 #include "support/test_db.hpp"
 
 using namespace pgrelay;
@@ -184,15 +186,91 @@ TEST_CASE("wait exits 0 for delivered events and 3 for a dead one and 4 at its t
   CHECK(text(db, "SELECT pgrelay.event_state(999999) ->> 'status'") == "unknown");
 }
 
+TEST_CASE("a drained backlog's attempts are stored one row per acked batch, not one per attempt") {
+  TestDb db;
+  HttpReceiver rx;
+  Relay relay(relay_config(db, webhook(rx.url())));
+  RelayThread t(relay);
+  db.exec("SELECT pgrelay.emit('orders.paid', jsonb_build_object('n', g)) FROM generate_series(1, 2000) g");
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(20)));
+  REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.attempts") == 2000; }, seconds(5)));
+  // Acks go in batches of up to relay.batch_size (256), split at event-id buckets of 1,024;
+  // a row per attempt would be 2,000.
+  const int64_t rows = db.scalar("SELECT count(*) FROM pgrelay.attempt_batches");
+  CAPTURE(rows);
+  CHECK(rows < 200);
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.attempt_batches b, json_array_elements(b.attempts) a "
+                  "WHERE (a ->> 'e')::bigint >> 10 <> b.bucket") == 0);
+  // Every event's receipt finds its one attempt through its bucket.
+  CHECK(db.scalar("SELECT count(*) FROM generate_series(1, 2000) g WHERE (SELECT count(*) FROM "
+                  "pgrelay.attempts_of(g) a WHERE a.outcome = 'ok' AND a.handler = 'hook') <> 1") == 0);
+}
+
+TEST_CASE("upgrading to the batched attempt log keeps every attempt the per-attempt table held") {
+  const std::string name = "t_upgrade_attempts_" + std::to_string(::getpid());
+  pqxx::connection admin(server_url());
+  pqxx::nontransaction(admin).exec("DROP DATABASE IF EXISTS " + name);
+  pqxx::nontransaction(admin).exec("CREATE DATABASE " + name);
+  {
+    pqxx::connection conn(with_dbname(server_url(), name));
+    // The schema as 0.x with the 0006 table left it: every versioned migration before 0008.
+    std::vector<SqlFile> before;
+    for (const SqlFile& f : embedded_sql()) {
+      if (f.kind == SqlFile::Kind::versioned && std::string(f.name) < "0008") before.push_back(f);
+    }
+    migrate(conn, before);
+    pqxx::work old(conn);
+    old.exec(
+        "INSERT INTO pgrelay.attempts (event_id, handler, attempt, relay_id, started_at, duration_ms, outcome, "
+        "http_status, error, response_head) VALUES "
+        "(5, 'hook', 1, 'r1', '2026-01-01 00:00:00+00', 12.5, 'retry', 503, 'HTTP 503', 'busy'), "
+        "(5, 'hook', 2, 'r2', '2026-01-01 00:00:01+00', 3, 'ok', 200, NULL, NULL), "
+        "(2048, 'cmd', 1, 'r1', '2026-01-01 00:00:02+00', 1, 'dead', NULL, 'exit 2', 'oops')");
+    old.commit();
+    migrate(conn);
+    pqxx::work tx(conn);
+    const auto five = tx.exec(
+        "SELECT attempt, relay_id, started_at = '2026-01-01 00:00:00+00'::timestamptz + (attempt - 1) * "
+        "interval '1 second', duration_ms, outcome, coalesce(http_status, 0), coalesce(error, ''), "
+        "coalesce(response_head, '') FROM pgrelay.attempts_of(5)");
+    REQUIRE(five.size() == 2);
+    CHECK(five[0][0].as<int>() == 1);
+    CHECK(five[0][1].as<std::string>() == "r1");
+    CHECK(five[0][2].as<bool>());
+    CHECK(five[0][3].as<double>() == 12.5);
+    CHECK(five[0][4].as<std::string>() == "retry");
+    CHECK(five[0][5].as<int>() == 503);
+    CHECK(five[0][6].as<std::string>() == "HTTP 503");
+    CHECK(five[0][7].as<std::string>() == "busy");
+    CHECK(five[1][0].as<int>() == 2);
+    CHECK(five[1][1].as<std::string>() == "r2");
+    CHECK(five[1][2].as<bool>());
+    CHECK(five[1][4].as<std::string>() == "ok");
+    CHECK(tx.exec1("SELECT pgrelay.event_state(2048) ->> 'status'")[0].as<std::string>() == "purged");
+    // A relay of the earlier version, still running during the upgrade, records attempts
+    // in the 0006 form; they land in the batches too.
+    tx.exec(
+        "SELECT pgrelay.record_attempts('[{\"e\": 7, \"h\": \"hook\", \"a\": 1, \"s\": 1767225600000000, "
+        "\"d\": 2, \"o\": \"ok\", \"st\": 204}]'::jsonb, 'old-binary')");
+    CHECK(tx.exec1("SELECT count(*) FROM pgrelay.attempts_of(7) WHERE relay_id = 'old-binary' AND http_status = 204")[0]
+              .as<int>() == 1);
+    CHECK(tx.exec1("SELECT to_regclass('pgrelay.attempts_0006') IS NULL")[0].as<bool>());
+  }
+  pqxx::nontransaction(admin).exec("DROP DATABASE " + name);
+}
+
 TEST_CASE("attempt retention deletes old attempts and never blocks the acks") {
   TestDb db;
   HttpReceiver rx;
   Config c = relay_config(db, webhook(rx.url()));
   c.attempts.retention_s = 3600;
-  // Old attempts of events long gone, two days old.
+  // Old attempts of events long gone, two days old, in batches of 64 (about 190 rows).
   db.exec(
-      "INSERT INTO pgrelay.attempts (event_id, handler, attempt, relay_id, started_at, duration_ms, outcome) "
-      "SELECT g, 'hook', 1, 'old-relay', now() - interval '2 days', 1, 'ok' FROM generate_series(1000000, 1012000) g");
+      "SELECT pgrelay.record_attempt_batches(ARRAY[min(g) >> 10], ARRAY[min(s)], json_build_array(json_agg("
+      "json_build_object('e', g, 'h', 'hook', 'a', 1, 's', s, 'd', 1, 'o', 'ok'))), 'old-relay') "
+      "FROM generate_series(1000000, 1012000) g, "
+      "LATERAL (SELECT (extract(epoch FROM now() - interval '2 days') * 1e6)::bigint AS s) t GROUP BY g >> 6");
+  REQUIRE(db.scalar("SELECT count(*) FROM pgrelay.attempts WHERE relay_id = 'old-relay'") == 12001);
   // A sweep under way elsewhere: its transaction holds the retention lock and row locks on
   // old attempts, and stays open while the relay delivers and acks.
   auto other = db.connect();

@@ -125,10 +125,10 @@ TEST_CASE("the console's JSON API answers only with the token and reads receipts
   TestDb db;
   const int64_t id = db.scalar("SELECT pgrelay.emit('orders.paid', '{}', 'order:7')");
   db.exec("UPDATE pgrelay.db_events SET status = 'dead', last_error = 'HTTP 410: gone', finished_at = now()");
-  db.exec(
-      "INSERT INTO pgrelay.attempts (event_id, handler, attempt, relay_id, started_at, duration_ms, outcome, "
-      "http_status, error, response_head) VALUES (" +
-      std::to_string(id) + ", 'billing', 1, 'r', now(), 12.5, 'dead', 410, 'HTTP 410: gone', 'gone')");
+  db.exec("SELECT pgrelay.record_attempt_batches(ARRAY[" + std::to_string(id) +
+          " >> 10], ARRAY[0], json_build_array(json_build_array(json_build_object('e', " + std::to_string(id) +
+          ", 'h', 'billing', 'a', 1, 's', (extract(epoch FROM now()) * 1e6)::bigint, 'd', 12.5, 'o', 'dead', "
+          "'st', 410, 'err', 'HTTP 410: gone', 'r', 'gone'))), 'r')");
   AdminServerOptions o;
   o.listen = "127.0.0.1:0";
   o.database_url = db.url();
