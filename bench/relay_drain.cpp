@@ -7,6 +7,7 @@
 // --route TYPE routes only that type (default "*"); --handler-us N makes the handler
 // take N microseconds per event (one worker thread: a key's events are serial anyway).
 // --listen-db URL sets database.listen_url (LISTEN apart from --db, as behind PgBouncer).
+// --ack-delay-ms N sets relay.ack_delay_ms (default pgrelay's own).
 // --outcome dead makes the no-op handler dead-letter every event instead (counted as
 // finished like a delivery), to compare the cost of recording each kind of outcome.
 #include <atomic>
@@ -98,6 +99,7 @@ int main(int argc, char** argv) {
       if (f.count("batch")) c.relay.batch_size = static_cast<int>(bench::flag_int(f, "batch", 256));
       if (f.count("max-in-flight")) c.relay.max_in_flight = static_cast<int>(bench::flag_int(f, "max-in-flight", 1024));
       c.relay.claim = bench::flag(f, "claim", "lease");               // lease | transaction
+      c.relay.ack_delay_ms = bench::flag_int(f, "ack-delay-ms", c.relay.ack_delay_ms);
       c.attempts.enabled = bench::flag(f, "attempts", "on") == "on";  // the attempt log: on | off
       auto r = std::make_unique<pgrelay::Relay>(c);
       const int64_t handler_us = bench::flag_int(f, "handler-us", 0);

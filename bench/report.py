@@ -134,6 +134,17 @@ def main():
             add("3 latency", f"commit->handler {k[:-3]} at {rate}/s (got {fmt(x['producer']['rate'])}/s)", x[k], "ms",
                 ratio(x[k], emit_rt_ms), "one emit() round trip", tgt.get(k, ""), key=f"latency_{rate}_{k}")
 
+    mixed = next(iter(r.get("latency_mixed", [])), None)
+    if not mixed:
+        add("3 latency", "mixed load: keyed vs unkeyed commit->handler p99", None, "ms")
+    else:
+        got = f"{fmt(mixed['producer']['rate'])}/s, {mixed['relays']} relays"
+        for part in ("unkeyed", "keyed"):
+            add("3 latency", f"mixed load p99, {part} (got {got})", mixed[part]["p99_ms"], "ms",
+                key=f"latency_mixed_{part}_p99_ms")
+        add("3 latency", "mixed load: keyed p99 / unkeyed p99", mixed["keyed_p99_ratio"], "x",
+            mixed["keyed_p99_ratio"], "unkeyed p99", "<= 3", key="latency_mixed_keyed_p99_ratio")
+
     # 4. producer overhead
     for clients in (1, 4):
         plain = tps("plain", "notify", clients)
