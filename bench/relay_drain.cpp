@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
       c.relay.id = "bench-drain-" + std::to_string(i);
       if (f.count("batch")) c.relay.batch_size = static_cast<int>(bench::flag_int(f, "batch", 256));
       if (f.count("max-in-flight")) c.relay.max_in_flight = static_cast<int>(bench::flag_int(f, "max-in-flight", 1024));
-      c.relay.claim = bench::flag(f, "claim", "lease");               // lease | transaction
+      c.relay.claim = bench::flag(f, "claim", "lease");  // lease | transaction
       c.relay.ack_delay_ms = bench::flag_int(f, "ack-delay-ms", c.relay.ack_delay_ms);
       c.attempts.enabled = bench::flag(f, "attempts", "on") == "on";  // the attempt log: on | off
       auto r = std::make_unique<pgrelay::Relay>(c);

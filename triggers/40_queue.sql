@@ -266,7 +266,10 @@ $fn$;
 -- by the row lock its own transaction holds. Kinds: done (deleted, or kept when keep_done),
 -- retry and release (pending again after delay_ms; release gives the attempt back), dead, and
 -- hold (blocked again behind its key's head, the attempt given back: the rest of a run whose
--- event failed). Then promotes the next event of each key whose head finished, and of
+-- event failed). An outcome marked run_goes_on is one whose key's next event the relay
+-- holds already, in the run it delivers: its key needs no promotion (looking would walk the
+-- key's finished events still in the index, a millisecond per ack deep into a long run).
+-- Then promotes the next event of each key whose head finished, and of
 -- `more_keys` (keys an earlier promotion found busy); and of each key an event was held
 -- in, for a hold that comes after its head finished (a relay whose lease ran out acking
 -- late) would otherwise wait for the orphan sweep.
@@ -278,12 +281,13 @@ DECLARE
   finished text[];
 BEGIN
   WITH a AS (
-    SELECT * FROM jsonb_to_recordset(acks) AS a(id bigint, token bigint, kind text, delay_ms bigint, error text, done text[])
+    SELECT * FROM jsonb_to_recordset(acks)
+                    AS a(id bigint, token bigint, kind text, delay_ms bigint, error text, done text[], run_goes_on boolean)
   ), removed AS (
     DELETE FROM pgrelay.db_events e USING a
      WHERE NOT keep_done AND a.kind = 'done' AND e.id = a.id
        AND CASE WHEN locked THEN e.status IN ('pending', 'blocked') ELSE e.claim_token = a.token AND e.status = 'processing' END
-    RETURNING e.id, e.key
+    RETURNING e.id, e.key, a.run_goes_on
   ), updated AS (
     UPDATE pgrelay.db_events e
        SET status = CASE a.kind WHEN 'done' THEN 'done' WHEN 'dead' THEN 'dead' WHEN 'hold' THEN 'blocked' ELSE 'pending' END,
@@ -301,18 +305,23 @@ BEGIN
       FROM a
      WHERE (keep_done OR a.kind <> 'done') AND e.id = a.id
        AND CASE WHEN locked THEN e.status IN ('pending', 'blocked') ELSE e.claim_token = a.token AND e.status = 'processing' END
-    RETURNING e.id, e.key, a.kind
+    RETURNING e.id, e.key, a.kind, a.run_goes_on
   )
   SELECT array(SELECT r.id FROM removed r UNION ALL SELECT u.id FROM updated u),
-         array(SELECT r.key FROM removed r WHERE r.key IS NOT NULL
-               UNION SELECT u.key FROM updated u WHERE u.key IS NOT NULL AND u.kind IN ('done', 'dead', 'hold'))
+         array(SELECT r.key FROM removed r WHERE r.key IS NOT NULL AND r.run_goes_on IS NOT TRUE
+               UNION SELECT u.key FROM updated u
+                      WHERE u.key IS NOT NULL AND u.kind IN ('done', 'dead', 'hold') AND u.run_goes_on IS NOT TRUE)
     INTO applied, finished;
-  busy_keys := pgrelay.promote(finished || coalesce(more_keys, '{}'));
+  finished := finished || coalesce(more_keys, '{}');
+  busy_keys := CASE WHEN cardinality(finished) > 0 THEN pgrelay.promote(finished) ELSE '{}' END;
 END
 $fn$;
 
 -- The common case of ack(): every outcome a success and nothing kept, without JSON.
+-- (The form without run_goes_on, of 0.x relays, is this one with its default.)
+DROP FUNCTION IF EXISTS pgrelay.ack_done(bigint[], bigint[], boolean, text[]);
 CREATE OR REPLACE FUNCTION pgrelay.ack_done(ids bigint[], tokens bigint[], locked boolean, more_keys text[],
+                                            run_goes_on boolean[] DEFAULT NULL,
                                             OUT applied bigint[], OUT busy_keys text[])
 LANGUAGE plpgsql SET jit = off AS $fn$
 DECLARE
@@ -320,14 +329,16 @@ DECLARE
 BEGIN
   WITH removed AS (
     DELETE FROM pgrelay.db_events e
-     USING unnest(ids, tokens) AS a(id, token)
+     USING unnest(ids, tokens, run_goes_on) AS a(id, token, run_goes_on)
      WHERE e.id = a.id
        AND CASE WHEN locked THEN e.status IN ('pending', 'blocked') ELSE e.claim_token = a.token AND e.status = 'processing' END
-    RETURNING e.id, e.key
+    RETURNING e.id, e.key, a.run_goes_on
   )
-  SELECT array(SELECT r.id FROM removed r), array(SELECT DISTINCT r.key FROM removed r WHERE r.key IS NOT NULL)
+  SELECT array(SELECT r.id FROM removed r),
+         array(SELECT DISTINCT r.key FROM removed r WHERE r.key IS NOT NULL AND r.run_goes_on IS NOT TRUE)
     INTO applied, finished;
-  busy_keys := pgrelay.promote(finished || coalesce(more_keys, '{}'));
+  finished := finished || coalesce(more_keys, '{}');
+  busy_keys := CASE WHEN cardinality(finished) > 0 THEN pgrelay.promote(finished) ELSE '{}' END;
 END
 $fn$;
 

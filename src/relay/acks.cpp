@@ -22,6 +22,10 @@ void Relay::flush_acks() {
   std::vector<Ack> sending;
   sending.swap(acks_);
   ack_index_.clear();
+  // A transaction's end frees its whole batch, and sql handlers' events are not tracked
+  // by record(): both always claim again.
+  const bool may_unblock = acks_may_unblock_ || queue_->in_transaction() || !tx_ready_.empty();
+  acks_may_unblock_ = false;
   AckResult result;
   try {
     if (queue_->in_transaction()) {
@@ -36,10 +40,15 @@ void Relay::flush_acks() {
     for (Ack& a : acks_) sending.push_back(std::move(a));
     acks_.swap(sending);
     for (size_t i = 0; i < acks_.size(); ++i) ack_index_.emplace(acks_[i].id, i);
+    acks_may_unblock_ = acks_may_unblock_ || may_unblock;
     throw;
   }
   report_refused(result);
-  claim_wanted_ = true;  // finished events may unblock the next event of their key
+  // Finished events may unblock the next event of their key. Not when every one was
+  // followed by its run's next event, already ours: the claim would find nothing, and
+  // its round trip would hold the run up (with a 1 ms handler, one per ack, every
+  // other event).
+  if (may_unblock) claim_wanted_ = true;
 }
 
 // Runs the sql handlers of the events waiting for them, grouped by handler, and

@@ -224,6 +224,8 @@ void Relay::complete(InFlight& f) {
   const int64_t next = f.next_in_run;
   const Ack::Kind kind = a.kind;
   in_flight_.erase(f.event->id);
+  a.run_goes_on =
+      next != 0 && (kind == Ack::Kind::done || kind == Ack::Kind::dead) && in_flight_.count(next) != 0 && !stopping_;
   record(std::move(a));
   continue_run(next, kind);
 }
@@ -310,6 +312,7 @@ void Relay::tally(const Ack& a, const Event& e) {
 }
 
 void Relay::record(Ack a) {
+  if (!a.run_goes_on) acks_may_unblock_ = true;
   if (a.kind == Ack::Kind::retry || a.kind == Ack::Kind::release) {
     next_claim_at_ = std::min(next_claim_at_, Clock::now() + milliseconds(a.delay_ms + 1));
   }

@@ -163,6 +163,8 @@ class Relay {
   void tally(const Ack& a, const Event& e);
   AckResult flush_with_sql(const std::vector<Ack>& sending, bool keep_done);
   void report_refused(const AckResult& result);
+  // Queues an outcome for the next ack (one whose run goes on unblocks nothing a claim
+  // could take: its key's next event is ours already).
   void record(Ack a);
   void drain_completions();
   void expire_timeouts(std::chrono::steady_clock::time_point now);
@@ -226,6 +228,9 @@ class Relay {
   std::chrono::steady_clock::time_point next_promotion_at_;  // busy keys' promotion, tried again
   std::chrono::steady_clock::time_point next_orphan_sweep_at_;
   bool claim_wanted_ = true;
+  // Some outcome queued since the last ack may let a claim find more: a key's head that
+  // ended without its run going on, a retry, a release (see record()).
+  bool acks_may_unblock_ = false;
   bool backlog_empty_ = false;
   std::chrono::steady_clock::time_point next_claim_at_;
   std::chrono::milliseconds poll_gap_{1};  // wake "poll": current idle gap

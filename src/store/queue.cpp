@@ -27,15 +27,15 @@ void append_string_member(std::string& doc, const char* name, std::string_view v
 constexpr const char* kClaimSql = "SELECT * FROM pgrelay.claim($1, $2, $3, $4, $5, $6, $7::text[], $8::text[])";
 constexpr const char* kAckSql = "SELECT applied, busy_keys FROM pgrelay.ack($1::jsonb, $2, $3, $4::text[])";
 constexpr const char* kAckDoneSql =
-    "SELECT applied, busy_keys FROM pgrelay.ack_done($1::bigint[], $2::bigint[], $3, $4::text[])";
+    "SELECT applied, busy_keys FROM pgrelay.ack_done($1::bigint[], $2::bigint[], $3, $4::text[], $5::boolean[])";
 // The same with the acks' attempts logged in the same statement (so in the same round
 // trip and transaction); record_attempts() returns one row, so it runs exactly once.
 constexpr const char* kAckLoggedSql =
     "SELECT a.applied, a.busy_keys, pgrelay.record_attempt_batches($5::bigint[], $6::bigint[], $7::json, $8) "
     "FROM pgrelay.ack($1::jsonb, $2, $3, $4::text[]) a";
 constexpr const char* kAckDoneLoggedSql =
-    "SELECT a.applied, a.busy_keys, pgrelay.record_attempt_batches($5::bigint[], $6::bigint[], $7::json, $8) "
-    "FROM pgrelay.ack_done($1::bigint[], $2::bigint[], $3, $4::text[]) a";
+    "SELECT a.applied, a.busy_keys, pgrelay.record_attempt_batches($6::bigint[], $7::bigint[], $8::json, $9) "
+    "FROM pgrelay.ack_done($1::bigint[], $2::bigint[], $3, $4::text[], $5::boolean[]) a";
 constexpr const char* kPromoteSql = "SELECT pgrelay.promote($1::text[])";
 constexpr const char* kPromoteOrphansSql = "SELECT pgrelay.promote(pgrelay.orphaned_keys(10000))";
 constexpr const char* kAnnounceSql = R"sql(
@@ -243,6 +243,7 @@ std::string Queue::ack_document(const std::vector<Ack>& acks) const {
     if (doc.size() > 1) doc += ',';
     doc += "{\"id\":" + std::to_string(a.id) + ",\"token\":" + std::to_string(a.token) + ",\"kind\":\"" +
            kind_name(a.kind) + "\",\"delay_ms\":" + std::to_string(a.delay_ms);
+    if (a.run_goes_on) doc += ",\"run_goes_on\":true";
     if (!a.error.empty()) append_string_member(doc, "error", std::string_view(a.error).substr(0, 2000));
     if (!a.handlers_done.empty()) {
       doc += ",\"done\":[";
@@ -321,9 +322,15 @@ AckResult Queue::ack_in(pqxx::transaction_base& tx, const std::vector<Ack>& acks
     id_tokens.reserve(acks.size());
     for (const Ack& a : acks) id_tokens.emplace_back(a.id, a.token);
     const std::string ids = int_array_literal(id_tokens, true), tokens = int_array_literal(id_tokens, false);
-    r = attempts.docs.empty() ? tx.exec_params(kAckDoneSql, ids, tokens, locked, more_keys)
-                              : tx.exec_params(kAckDoneLoggedSql, ids, tokens, locked, more_keys, attempts.buckets,
-                                               attempts.untils, attempts.docs, owner_);
+    std::string run_goes_on = "{";
+    for (const Ack& a : acks) {
+      if (run_goes_on.size() > 1) run_goes_on += ',';
+      run_goes_on += a.run_goes_on ? 't' : 'f';
+    }
+    run_goes_on += '}';
+    r = attempts.docs.empty() ? tx.exec_params(kAckDoneSql, ids, tokens, locked, more_keys, run_goes_on)
+                              : tx.exec_params(kAckDoneLoggedSql, ids, tokens, locked, more_keys, run_goes_on,
+                                               attempts.buckets, attempts.untils, attempts.docs, owner_);
   } else {
     const std::string doc = ack_document(acks);
     r = attempts.docs.empty() ? tx.exec_params(kAckSql, doc, keep_done, locked, more_keys)

@@ -53,6 +53,9 @@ struct Ack {
   std::string error;                       // retry/dead: kept in last_error
   std::vector<std::string> handlers_done;  // handlers that succeeded in this attempt
   std::vector<Attempt> attempts = {};      // logged with the outcome (empty: the attempt log is off)
+  // done/dead: its key's next event is the relay's already, the run going on, so the
+  // ack promotes nothing for this key.
+  bool run_goes_on = false;
 };
 
 // One sql handler's function called for some events, in the ack transaction.

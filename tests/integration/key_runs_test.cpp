@@ -34,6 +34,46 @@ TEST_CASE("a key's events go one after another in commit order, many per claim")
   CHECK(relay.stats().claims_with_events < 10);
 }
 
+TEST_CASE("a run going on costs no claim and no promotion per ack: its key's next event is the relay's already") {
+  TestDb db;
+  // Counts calls of PL/pgSQL functions, the acks' promote() among them.
+  db.exec("ALTER DATABASE " + db.name() + " SET track_functions = 'pl'");
+  Config c = test_config(db.url());
+  c.relay.wake = "notify";  // no periodic poll: every claim is one the relay chose to make
+  auto owned = std::make_unique<Relay>(c);
+  Relay& relay = *owned;
+  // Answers from a worker thread after up to 2 ms, as a handler waiting on I/O: acks
+  // (every relay.ack_delay_ms) fall while the run's next event is being delivered.
+  auto h = std::make_unique<RecordingHandler>(RecordingHandler::Script{}, 1, 2000);
+  RecordingHandler* rec = h.get();
+  relay.add_handler("rec", std::move(h));
+  relay.add_route("*", {"rec"});
+  db.exec("SELECT pgrelay.emit('acct.moved', jsonb_build_object('n', g), 'acct:1') FROM generate_series(1, 300) g");
+  {
+    RelayThread t(relay);
+    REQUIRE(eventually([&] { return rec->count() == 300; }, seconds(20)));
+    REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 0; }, seconds(5)));
+  }
+  CHECK(rec->overlaps() == 0);
+  // Two runs of up to 256 (relay.batch_size) and a few acks that end them: a claim or a
+  // promotion per ack would be well over a hundred of each (an ack every ~2 events).
+  const int64_t claims = relay.stats().claim_batches.load();
+  MESSAGE("claims: " << claims);
+  CHECK(claims < 30);
+  owned.reset();  // its sessions end, and their function counts reach the statistics
+  int64_t promotions = 0;
+  REQUIRE(eventually(
+      [&] {
+        promotions = db.scalar(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions WHERE schemaname = 'pgrelay' "
+            "AND funcname = 'promote'");
+        return promotions > 0;
+      },
+      seconds(5)));
+  MESSAGE("promotions: " << promotions);
+  CHECK(promotions < 30);
+}
+
 TEST_CASE("a run stops at a failing event: its key's later events wait while other keys flow") {
   TestDb db;
   Config c = test_config(db.url());
