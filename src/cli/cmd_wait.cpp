@@ -48,6 +48,12 @@ void add_wait(CLI::App& app, Globals& g, Action& action) {
             std::cout << "wait: event " << id << " is " << status << " (pgrelay events show " << id << ")\n";
             return kProblems;
           }
+          if (status == "removed") {
+            // Said, not hidden: a purged dead letter looks the same once nothing records it.
+            std::cerr << "wait: event " << id
+                      << " is no longer held and the attempt log has no record of it (attempts.enabled false, or "
+                         "past attempts.retention_s); counted as delivered\n";
+          }
           if (!delivered(status)) still.push_back(id);
         }
         if (still.empty()) {

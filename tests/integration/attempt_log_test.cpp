@@ -184,6 +184,12 @@ TEST_CASE("wait exits 0 for delivered events and 3 for a dead one and 4 at its t
   CHECK(text(db, "SELECT pgrelay.event_state(" + bad + ") ->> 'status'") == "purged");
   CHECK(run_pgrelay({"-d", db.url(), "wait", bad, "--timeout", "1"}).code == 3);
   CHECK(text(db, "SELECT pgrelay.event_state(999999) ->> 'status'") == "unknown");
+  // Once its attempts are gone too, nothing tells a delivered event from a purged one:
+  // wait counts it as delivered and says why.
+  db.exec("TRUNCATE pgrelay.attempt_batches");
+  const auto gone = run_pgrelay({"-d", db.url(), "wait", bad, "--timeout", "1"});
+  CHECK(gone.code == 0);
+  CHECK(contains(gone.err, "event " + bad + " is no longer held and the attempt log has no record of it"));
 }
 
 TEST_CASE("a drained backlog's attempts are stored one row per acked batch, not one per attempt") {
