@@ -385,37 +385,3 @@ LANGUAGE sql AS $fn$
   )
   SELECT count(*) FROM back
 $fn$;
-
--- Pauses a type or a 'prefix.*' pattern: its pending events are set aside now, later ones
--- by the claims that meet them. Returns false if it was paused already (reason updated).
-CREATE OR REPLACE FUNCTION pgrelay.pause(entry text, why text) RETURNS boolean
-LANGUAGE plpgsql AS $fn$
-DECLARE
-  fresh boolean;
-BEGIN
-  INSERT INTO pgrelay.paused_types (event_type, reason) VALUES (entry, why)
-  ON CONFLICT (event_type) DO UPDATE SET reason = coalesce(EXCLUDED.reason, pgrelay.paused_types.reason)
-  RETURNING xmax = 0 INTO fresh;
-  UPDATE pgrelay.db_events e SET status = 'paused'
-   WHERE e.status = 'pending' AND e.event_type LIKE pgrelay.type_pattern(entry);
-  RETURN fresh;
-END
-$fn$;
-
--- Resumes a paused entry: its events that no other pause covers are pending again. The entry
--- is deleted first, so a claim setting events aside under it has finished (it holds a key
--- share lock on it) and its events are seen here. Returns false if it was not paused.
-CREATE OR REPLACE FUNCTION pgrelay.resume(entry text) RETURNS boolean
-LANGUAGE plpgsql AS $fn$
-BEGIN
-  DELETE FROM pgrelay.paused_types p WHERE p.event_type = entry;
-  IF NOT FOUND THEN
-    RETURN false;
-  END IF;
-  UPDATE pgrelay.db_events e SET status = 'pending'
-   WHERE e.status = 'paused'
-     AND NOT EXISTS (SELECT 1 FROM pgrelay.paused_types p WHERE e.event_type LIKE pgrelay.type_pattern(p.event_type));
-  PERFORM pgrelay.wake();
-  RETURN true;
-END
-$fn$;

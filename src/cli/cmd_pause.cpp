@@ -1,6 +1,9 @@
 // `pgrelay pause TYPE` / `pgrelay resume TYPE`: stop and restart claiming an
 // event type, or every type below a prefix ("user.*").
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/common.hpp"
@@ -41,12 +44,23 @@ void refuse_unknown(pqxx::connection& conn, const Config& c, const std::string& 
                    (list.empty() ? "none" : list) + "); check the spelling, or pass --force to pause it anyway");
 }
 
+// $USER@hostname, or whichever of them is known; "" (the database role) if neither.
+std::string operator_name() {
+  const char* user = std::getenv("USER");
+  char host[256] = {};
+  const bool has_host = gethostname(host, sizeof host - 1) == 0 && host[0] != '\0';
+  std::string who = user ? user : "";
+  if (has_host) who += (who.empty() ? "" : "@") + std::string(host);
+  return who;
+}
+
 }  // namespace
 
 void add_pause(CLI::App& app, Globals& g, Action& action) {
   auto type = std::make_shared<std::string>();
   auto reason = std::make_shared<std::string>();
   auto force = std::make_shared<bool>(false);
+  auto by = std::make_shared<std::string>(operator_name());
   auto* pause =
       app.add_subcommand("pause",
                          "Stop claiming events of one type, or of every type below a prefix (\"user.*\"), on\n"
@@ -56,17 +70,20 @@ void add_pause(CLI::App& app, Globals& g, Action& action) {
                          "has and the config (-c) neither routes nor declares is refused as a likely typo.");
   pause->add_option("type", *type, "Event type, exact, or \"prefix.*\" for every type below prefix.")->required();
   pause->add_option("--reason", *reason, "Why (shown in pgrelay status and the status page)");
+  pause->add_option("--by", *by, "Who is pausing it (shown beside the reason); default user@host")
+      ->capture_default_str();
   pause->add_flag("--force", *force, "Pause an exact type even though no event or route knows it yet");
-  pause->callback([&g, &action, type, reason, force] {
-    action = [&g, type, reason, force] {
+  pause->callback([&g, &action, type, reason, force, by] {
+    action = [&g, type, reason, force, by] {
       require_text(*type, "type");
       require_text(*reason, "--reason");
+      require_text(*by, "--by");
       if (const std::string problem = pause_pattern_problem(*type); !problem.empty()) throw UsageError(problem);
       Config c = load_config(g);
       auto conn = open_db(c, "pause");
       const bool pattern = PausedType{*type, "", ""}.pattern();
       if (!pattern && !*force) refuse_unknown(*conn, c, *type);
-      const bool fresh = pause_type(*conn, *type, *reason);
+      const bool fresh = pause_type(*conn, *type, *reason, *by);
       std::cout << "paused " << *type
                 << (pattern ? " (every type below " + type->substr(0, type->size() - 1) + ")" : "")
                 << (fresh ? "" : " (it was already paused)") << "\n";

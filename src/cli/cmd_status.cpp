@@ -68,7 +68,8 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
           out += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(paused[i].event_type) +
                  ",\"pattern\":" + (paused[i].pattern() ? "true" : "false") +
                  ",\"paused_at\":" + log::json_quoted(paused[i].paused_at) +
-                 ",\"reason\":" + log::json_quoted(paused[i].reason) + "}";
+                 ",\"reason\":" + log::json_quoted(paused[i].reason) +
+                 ",\"paused_by\":" + log::json_quoted(paused[i].paused_by) + "}";
         }
         std::cout << out << "]}\n";
         return kOk;
@@ -90,7 +91,8 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
         for (const auto& p : paused) {
           const std::string below =
               p.pattern() ? " (every type below " + p.event_type.substr(0, p.event_type.size() - 1) + ")" : "";
-          std::printf("  %s%s since %s%s%s\n", p.event_type.c_str(), below.c_str(), p.paused_at.c_str(),
+          const std::string by = p.paused_by.empty() ? "" : " by " + p.paused_by;
+          std::printf("  %s%s since %s%s%s%s\n", p.event_type.c_str(), below.c_str(), p.paused_at.c_str(), by.c_str(),
                       p.reason.empty() ? "" : ": ", p.reason.c_str());
         }
       }

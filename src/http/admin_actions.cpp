@@ -137,7 +137,9 @@ AdminResponse AdminApi::run_action(const AdminRequest& req) {
           throw BadRequest("\"type\": \"" + *type + "\" is not a known event type: no stored event has it (known: " +
                            known_list(c) + "); check the spelling, or send \"force\": true to pause it anyway");
         }
-        const bool fresh = pause_type(c, *type, reason);
+        // The token is shared, so the console cannot say who: the operator may (a "by" field).
+        const std::string by = opt_string(doc, "by").value_or("console");
+        const bool fresh = pause_type(c, *type, reason, by);
         out = "{\"paused\":" + log::json_quoted(*type) +
               ",\"pattern\":" + (PausedType{*type, "", ""}.pattern() ? "true" : "false") +
               ",\"was_paused\":" + (fresh ? "false" : "true") + "}";

@@ -162,7 +162,8 @@ AdminResponse AdminApi::status_json() const {
     o += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(d.paused[i].event_type) +
          ",\"pattern\":" + (d.paused[i].pattern() ? "true" : "false") +
          ",\"paused_at\":" + log::json_quoted(d.paused[i].paused_at) +
-         ",\"reason\":" + log::json_quoted(d.paused[i].reason) + "}";
+         ",\"reason\":" + log::json_quoted(d.paused[i].reason) +
+         ",\"paused_by\":" + log::json_quoted(d.paused[i].paused_by) + "}";
   }
   o += "],\"relays\":[";
   for (size_t i = 0; i < d.relays.size(); ++i) {

@@ -203,7 +203,8 @@ AdminResponse AdminApi::console_overview() const {
   for (size_t i = 0; i < d.paused.size(); ++i) {
     o += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(d.paused[i].event_type) +
          ",\"paused_at\":" + log::json_quoted(d.paused[i].paused_at) +
-         ",\"reason\":" + log::json_quoted(d.paused[i].reason) + "}";
+         ",\"reason\":" + log::json_quoted(d.paused[i].reason) +
+         ",\"paused_by\":" + log::json_quoted(d.paused[i].paused_by) + "}";
   }
   // Unrouted: events set aside because no live relay routes their type (a config gap).
   o += "],\"unrouted\":[";

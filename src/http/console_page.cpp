@@ -40,7 +40,7 @@ pre{white-space:pre-wrap;margin:0;max-width:40em;font-size:.85em}
 <h2>Dead letters</h2>
 <table><thead><tr><th>id</th><th>type</th><th>key</th><th>attempts</th><th>last error</th><th></th></tr></thead><tbody id="dead"></tbody></table>
 <h2>Paused types</h2>
-<table><thead><tr><th>type</th><th>reason</th><th>since</th></tr></thead><tbody id="paused"></tbody></table>
+<table><thead><tr><th>type</th><th>reason</th><th>by</th><th>since</th></tr></thead><tbody id="paused"></tbody></table>
 <h2>Unrouted types (no live relay routes them)</h2>
 <table><thead><tr><th>type</th><th>events set aside</th></tr></thead><tbody id="unrouted"></tbody></table>
 <h2 id="found-title" style="display:none">Events found</h2>
@@ -101,7 +101,7 @@ function renderOverview(){
               cell(h.p99_latency_ms === null ? null : h.p99_latency_ms.toFixed(1), "num"),
               cell(h.breaker, h.breaker === "closed" ? "ok" : "bad")];
     });
-    rows("paused", o.paused, function(p){return [cell(p.type, "warn"), cell(p.reason || "–"), cell(p.paused_at)];});
+    rows("paused", o.paused, function(p){return [cell(p.type, "warn"), cell(p.reason || "–"), cell(p.paused_by || "–"), cell(p.paused_at)];});
     rows("unrouted", o.unrouted, function(u){return [cell(u.type, "bad"), cell(u.events, "num")];});
   }
   if (hs) {

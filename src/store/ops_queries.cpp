@@ -13,6 +13,14 @@ namespace {
 // One advisory lock key for retention sweeps: 'pgrl' 'rtnt' as two int32s.
 constexpr int64_t kRetentionLockKey = 0x7067726c72746e74;
 
+constexpr const char* kPausedSql =
+    "SELECT event_type, paused_at::text, coalesce(reason, ''), coalesce(paused_by, '') FROM pgrelay.paused_types "
+    "ORDER BY 1";
+
+PausedType paused_from(const pqxx::row& row) {
+  return {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(), row[3].as<std::string>()};
+}
+
 // Shared by the dry run and the real replay, so both take exactly the same rows.
 // $1 type, $2 key, $3 since, $4 until, $5 from_id, $6 to_id.
 constexpr const char* kReplayWhere = R"sql(
@@ -75,12 +83,14 @@ std::vector<std::string> stored_event_types(pqxx::connection& conn, int limit) {
   return out;
 }
 
-bool pause_type(pqxx::connection& conn, const std::string& type, const std::string& reason) {
+bool pause_type(pqxx::connection& conn, const std::string& type, const std::string& reason, const std::string& who) {
   if (!pause_pattern_problem(type).empty()) throw std::invalid_argument("pause_type: " + pause_pattern_problem(type));
   if (!text_problem(reason).empty()) throw InvalidText("the pause reason " + text_problem(reason));
+  if (!text_problem(who).empty()) throw InvalidText("who paused it " + text_problem(who));
   pqxx::work tx(conn);
-  // pgrelay.pause() also sets the type's pending events aside (triggers/40_queue.sql).
-  const bool inserted = tx.exec_params1("SELECT pgrelay.pause($1, nullif($2, ''))", type, reason)[0].as<bool>();
+  // pgrelay.pause() also sets the type's pending events aside (triggers/45_pause.sql).
+  const bool inserted =
+      tx.exec_params1("SELECT pgrelay.pause($1, nullif($2, ''), nullif($3, ''))", type, reason, who)[0].as<bool>();
   tx.commit();
   return inserted;
 }
@@ -97,9 +107,8 @@ bool resume_type(pqxx::connection& conn, const std::string& type) {
 std::vector<PausedType> list_paused(pqxx::connection& conn) {
   pqxx::read_transaction tx(conn);
   std::vector<PausedType> out;
-  for (const auto& row :
-       tx.exec("SELECT event_type, paused_at::text, coalesce(reason, '') FROM pgrelay.paused_types ORDER BY 1")) {
-    out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()});
+  for (const auto& row : tx.exec(kPausedSql)) {
+    out.push_back(paused_from(row));
   }
   return out;
 }
@@ -172,10 +181,9 @@ DbSample read_sample(pqxx::connection& conn) {
   // (readiness answers from it), and a large backlog's count is not worth compiling.
   tx.exec("SET LOCAL statement_timeout = '5s'");
   tx.exec("SET LOCAL jit = off");
-  const auto paused_rows =
-      tx.exec("SELECT event_type, paused_at::text, coalesce(reason, '') FROM pgrelay.paused_types ORDER BY 1");
+  const auto paused_rows = tx.exec(kPausedSql);
   for (const auto& row : paused_rows) {
-    s.paused.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()});
+    s.paused.push_back(paused_from(row));
   }
   auto is_paused = [&s](const std::string& type) {
     for (const auto& p : s.paused) {

@@ -17,7 +17,8 @@ struct PausedType {
   std::string event_type;  // an exact type, or a pattern "prefix.*" as the operator wrote it
   std::string paused_at;
   std::string reason;
-  bool pattern() const;  // "prefix.*": every type below "prefix."
+  std::string paused_by = {};  // "" for a pause from before 0009
+  bool pattern() const;        // "prefix.*": every type below "prefix."
 };
 
 // Why `pattern` cannot be paused, or "": it must be an event type (letters,
@@ -30,7 +31,8 @@ bool pause_covers(const std::string& pattern, const std::string& type);
 // Pauses `pattern` (an exact type or "prefix.*", stored as written); returns
 // false when it was already paused (the reason is then updated).
 // REQUIRES: pause_pattern_problem(pattern) is empty.
-bool pause_type(pqxx::connection& conn, const std::string& pattern, const std::string& reason);
+// `who` is recorded as who paused it ("" for the database role).
+bool pause_type(pqxx::connection& conn, const std::string& pattern, const std::string& reason, const std::string& who);
 // Resumes exactly `pattern` as it was paused and wakes the relays; returns false
 // when it was not paused.
 bool resume_type(pqxx::connection& conn, const std::string& pattern);

@@ -57,7 +57,10 @@ TEST_CASE("admin endpoints answer 401 without a token or with a wrong one, and 4
   const auto ok = http_request(port, "POST", "/admin/pause", R"({"type":"a.b","reason":"test","force":true})",
                                bearer("s3cret-token"));
   CHECK(ok.status == 200);
-  CHECK(db.scalar("SELECT count(*) FROM pgrelay.paused_types WHERE event_type = 'a.b'") == 1);
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.paused_types WHERE event_type = 'a.b' AND paused_by = 'console'") == 1);
+  CHECK(http_request(port, "POST", "/admin/pause", R"({"type":"a.c","by":"bob","force":true})", bearer("s3cret-token"))
+            .status == 200);
+  CHECK(db.scalar("SELECT count(*) FROM pgrelay.paused_types WHERE event_type = 'a.c' AND paused_by = 'bob'") == 1);
   // Health stays public.
   CHECK(http_get(port, "/healthz").status == 200);
   server.stop();

@@ -224,8 +224,14 @@ void pause_accumulates_then_resume_drains(const std::string& claim_mode) {
   REQUIRE(eventually([&] { return relay.listening(); }, seconds(10)));
 
   // --force: no event of p.held exists yet and no config names it.
-  auto p = run_pgrelay({"-d", db.url(), "pause", "p.held", "--force", "--reason", "receiver maintenance"});
+  auto p = run_pgrelay({"-d", db.url(), "pause", "p.held", "--force", "--reason", "receiver maintenance"},
+                       {{"USER", "alice"}});
   REQUIRE(p.code == 0);
+  // Who paused it: the operator's user@host by default.
+  const std::string by =
+      db.exec("SELECT paused_by FROM pgrelay.paused_types WHERE event_type = 'p.held'")[0][0].as<std::string>();
+  CHECK(by.rfind("alice@", 0) == 0);
+  CHECK(by.size() > 6);
   CHECK(has(p.out, "paused p.held"));
   db.exec("SELECT pgrelay.emit('p.held', '{}') FROM generate_series(1, 20)");
   db.exec("SELECT pgrelay.emit('p.free', '{}') FROM generate_series(1, 5)");
@@ -240,9 +246,10 @@ void pause_accumulates_then_resume_drains(const std::string& claim_mode) {
   db.exec("SELECT pgrelay.emit('p.held', '{}') FROM generate_series(1, 5)");  // keeps accumulating
   auto st = run_pgrelay({"-d", db.url(), "status"});
   CHECK(has(st.out, "p.held"));
-  CHECK(has(st.out, "receiver maintenance"));
+  CHECK(has(st.out, "by " + by + ": receiver maintenance"));
   auto js = run_pgrelay({"-d", db.url(), "status", "--json"});
   CHECK(has(js.out, "\"paused\":[{\"type\":\"p.held\""));
+  CHECK(has(js.out, "\"paused_by\":\"" + by + "\""));
 
   auto r = run_pgrelay({"-d", db.url(), "resume", "p.held"});
   REQUIRE(r.code == 0);
