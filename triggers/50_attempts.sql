@@ -9,14 +9,18 @@
 -- array of attempts stored as sent (table: migration 0008). Returns the rows written.
 CREATE OR REPLACE FUNCTION pgrelay.record_attempt_batches(buckets bigint[], untils bigint[], docs json, relay text)
 RETURNS integer
-LANGUAGE sql SET jit = off AS $fn$
-  WITH ins AS (
-    INSERT INTO pgrelay.attempt_batches (bucket, relay_id, started_until, attempts)
-    SELECT buckets[d.n], relay, to_timestamp(untils[d.n] / 1e6), d.doc
-      FROM json_array_elements(docs) WITH ORDINALITY AS d(doc, n)
-    RETURNING 1
-  )
-  SELECT count(*)::integer FROM ins
+-- PL/pgSQL, so the INSERT's plan is kept for the session: a SQL function's body is planned
+-- again in every ack statement (0.1 ms of an ack's 0.3 ms for the log, measured).
+LANGUAGE plpgsql SET jit = off AS $fn$
+DECLARE
+  written integer;
+BEGIN
+  INSERT INTO pgrelay.attempt_batches (bucket, relay_id, started_until, attempts)
+  SELECT buckets[d.n], relay, to_timestamp(untils[d.n] / 1e6), d.doc
+    FROM json_array_elements(docs) WITH ORDINALITY AS d(doc, n);
+  GET DIAGNOSTICS written = ROW_COUNT;
+  RETURN written;
+END
 $fn$;
 
 -- The 0006 form (one jsonb array of attempts), for a relay of an earlier version still
