@@ -29,7 +29,7 @@ constexpr const char* kAckSql = "SELECT applied, busy_keys FROM pgrelay.ack($1::
 constexpr const char* kAckDoneSql =
     "SELECT applied, busy_keys FROM pgrelay.ack_done($1::bigint[], $2::bigint[], $3, $4::text[], $5::boolean[])";
 // The same with the acks' attempts logged in the same statement (so in the same round
-// trip and transaction); record_attempts() returns one row, so it runs exactly once.
+// trip and transaction); record_attempt_batches() returns one row, so it runs exactly once.
 constexpr const char* kAckLoggedSql =
     "SELECT a.applied, a.busy_keys, pgrelay.record_attempt_batches($5::bigint[], $6::bigint[], $7::json, $8) "
     "FROM pgrelay.ack($1::jsonb, $2, $3, $4::text[]) a";
