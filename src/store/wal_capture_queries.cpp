@@ -1,11 +1,39 @@
 // The SQL of capture mode "wal" (store/wal_capture_queries.hpp).
 #include "store/wal_capture_queries.hpp"
 
+#include <chrono>
 #include <stdexcept>
+#include <string>
+#include <thread>
 
 #include <pqxx/pqxx>
 
 namespace pgrelay {
+
+namespace {
+
+// Creates the capture slot unless it exists, in a statement of its own. Inside
+// pgrelay.set_capture() (PL/pgSQL), a creation that has to wait for other running
+// transactions sometimes failed with "snapshot reference ... is not owned by resource
+// owner TopTransaction" (PostgreSQL 15; a relay starting beside a busy database, seen in
+// the test suite), and the relay exited. Such an error is tried again a few times.
+void create_capture_slot(pqxx::connection& conn) {
+  for (int attempt = 1;; ++attempt) {
+    try {
+      pqxx::nontransaction tx(conn);
+      tx.exec(
+          "SELECT pg_create_logical_replication_slot(pgrelay.capture_slot_name(), 'pgoutput') "
+          "WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = pgrelay.capture_slot_name())");
+      return;
+    } catch (const pqxx::sql_error& e) {
+      const bool transient = std::string(e.what()).find("is not owned by resource owner") != std::string::npos;
+      if (!transient || attempt == 5) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
+    }
+  }
+}
+
+}  // namespace
 
 std::string set_capture_mode(pqxx::connection& conn, const std::string& mode) {
   try {
@@ -15,6 +43,7 @@ std::string set_capture_mode(pqxx::connection& conn, const std::string& mode) {
       pub.exec("SELECT pgrelay.check_wal_capture_prerequisites()");
       pub.exec("SELECT pgrelay.ensure_capture_publication()");
       pub.commit();
+      create_capture_slot(conn);
     }
     pqxx::work tx(conn);
     const std::string before = tx.exec1("SELECT pgrelay.capture_mode()")[0].as<std::string>();
