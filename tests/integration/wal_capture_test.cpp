@@ -77,9 +77,14 @@ const char* kRelayConfig = R"({"relay": {"capture": "wal", "wake": "poll", "done
                                          "poll_interval_ms": 200},
   "handlers": {"out": {"type": "stdout"}}, "routes": [{"match": "*", "handlers": ["out"]}]})";
 
+// A relay streams from the database's slot. Active alone is not enough: while
+// pg_create_logical_replication_slot() waits for a consistent point (for every running
+// transaction of the cluster, long under load) the creating backend holds the slot as
+// active, and the relay's switch to capture "wal" has not committed yet.
 bool slot_active(const std::string& url) {
-  return scalar_at(url, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active") ==
-         1;
+  return scalar_at(url,
+                   "SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid "
+                   "WHERE s.database = current_database() AND s.active") == 1;
 }
 
 // Rows of app.items inserted one transaction each, numbered from `first`.
@@ -156,6 +161,7 @@ TEST_CASE("a relay killed between writing events and confirming them writes none
   auto first =
       std::make_unique<ChildProcess>(std::vector<std::string>{PGRELAY_BIN, "-d", db.url(), "-c", cfg.path, "run"},
                                      std::map<std::string, std::string>{{"PGRELAY_CAPTURE_CONFIRM_DELAY_MS", "60000"}});
+  INFO("first relay's log: " << first->err());
   REQUIRE(eventually([&] { return slot_active(db.url()); }, seconds(20)));
   db.exec("INSERT INTO app.items (id, name) SELECT g, 'n' FROM generate_series(1, 20) g");
   REQUIRE(eventually([&] { return db.scalar("SELECT count(*) FROM pgrelay.db_events") == 20; }, seconds(10)));
