@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
       "3 reconcile found dead or stuck events (wait: an event is dead), 4 a time limit came first.\n"
       "-c and -d go before or after the subcommand."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "pgrelay 0.1.0");
+  app.set_version_flag("--version", "pgrelay " PGRELAY_VERSION);
   Globals g;
   Action action;
   add_migrate(app, g, action);
