@@ -65,11 +65,7 @@ void add_status(CLI::App& app, Globals& g, Action& action) {
         }
         out += "],\"paused\":[";
         for (size_t i = 0; i < paused.size(); ++i) {
-          out += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(paused[i].event_type) +
-                 ",\"pattern\":" + (paused[i].pattern() ? "true" : "false") +
-                 ",\"paused_at\":" + log::json_quoted(paused[i].paused_at) +
-                 ",\"reason\":" + log::json_quoted(paused[i].reason) +
-                 ",\"paused_by\":" + log::json_quoted(paused[i].paused_by) + "}";
+          out += std::string(i ? "," : "") + paused[i].json();
         }
         std::cout << out << "]}\n";
         return kOk;

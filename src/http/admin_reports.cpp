@@ -159,11 +159,7 @@ AdminResponse AdminApi::status_json() const {
   }
   o += "],\"paused\":[";
   for (size_t i = 0; i < d.paused.size(); ++i) {
-    o += std::string(i ? "," : "") + "{\"type\":" + log::json_quoted(d.paused[i].event_type) +
-         ",\"pattern\":" + (d.paused[i].pattern() ? "true" : "false") +
-         ",\"paused_at\":" + log::json_quoted(d.paused[i].paused_at) +
-         ",\"reason\":" + log::json_quoted(d.paused[i].reason) +
-         ",\"paused_by\":" + log::json_quoted(d.paused[i].paused_by) + "}";
+    o += std::string(i ? "," : "") + d.paused[i].json();
   }
   o += "],\"relays\":[";
   for (size_t i = 0; i < d.relays.size(); ++i) {

@@ -7,6 +7,8 @@
 #include <pqxx/pqxx>
 #include <pqxx/transaction>
 
+#include "core/log.hpp"
+
 namespace pgrelay {
 namespace {
 
@@ -48,6 +50,12 @@ pqxx::result exec_replay(Tx& tx, const std::string& sql, const ReplayFilter& f) 
 
 bool PausedType::pattern() const {
   return event_type.size() > 2 && event_type.compare(event_type.size() - 2, 2, ".*") == 0;
+}
+
+std::string PausedType::json() const {
+  return "{\"type\":" + log::json_quoted(event_type) + ",\"pattern\":" + (pattern() ? "true" : "false") +
+         ",\"paused_at\":" + log::json_quoted(paused_at) + ",\"reason\":" + log::json_quoted(reason) +
+         ",\"paused_by\":" + log::json_quoted(paused_by) + "}";
 }
 
 std::string pause_pattern_problem(const std::string& pattern) {

@@ -19,6 +19,8 @@ struct PausedType {
   std::string reason;
   std::string paused_by = {};  // "" for a pause from before 0009
   bool pattern() const;        // "prefix.*": every type below "prefix."
+  // {"type","pattern","paused_at","reason","paused_by"}, as status --json and /status.json give it.
+  std::string json() const;
 };
 
 // Why `pattern` cannot be paused, or "": it must be an event type (letters,
